@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny configs on the real Fashion-MNIST, and small generated idx files."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfpipe  # noqa: F401  (Keras-2 switch before anything imports TensorFlow)
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+# A few hundred real images, one epoch each: seconds, not minutes.
+TINY = (
+    "data.train_limit=640", "data.val_samples=128", "data.test_limit=256",
+    "train.epochs=2", "train.batch_size=64", "train.warmup_epochs=0.5",
+    "convert.calibration_samples=32", "evaluate.latency_runs=10", "evaluate.latency_warmup=2",
+)
+
+
+def have_fashion_mnist() -> bool:
+    from tfpipe.data import fashion_mnist
+
+    try:
+        fashion_mnist.locate(None, allow_download=False)
+    except Exception:
+        return False
+    return True
+
+
+needs_fashion_mnist = pytest.mark.skipif(not have_fashion_mnist(),
+                                         reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_fake_fashion_mnist(folder: Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -> Path:
+    """Valid idx.gz files with random pixels and labels 0..9."""
+    from tfpipe.data.fashion_mnist import FILES
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": np.arange(n_train) % 10,
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": np.arange(n_test) % 10,
+    }
+    for key, name in FILES.items():
+        (folder / name).write_bytes(gzip.compress(idx_bytes(arrays[key])))
+    return folder
+
+
+@pytest.fixture
+def fake_fashion(tmp_path: Path) -> Path:
+    return write_fake_fashion_mnist(tmp_path / "fake-fashion")
+
+
+@pytest.fixture
+def tiny_config():
+    from tfpipe.config import load_config
+
+    def make(*extra: str):
+        return load_config(QUICKSTART, [*TINY, *extra])
+
+    return make

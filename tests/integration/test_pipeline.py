@@ -1,0 +1,132 @@
+"""One tiny real run (640 Fashion-MNIST images): train -> QAT -> convert every mode -> evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_fashion_mnist
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tests.conftest import QUICKSTART, TINY
+    from tfpipe.config import load_config
+    from tfpipe.convert.converter import convert
+    from tfpipe.data.pipeline import load_splits
+    from tfpipe.evaluate.parity import evaluate
+    from tfpipe.qat import finetune
+    from tfpipe.report import write_report
+    from tfpipe.rundir import RunDir
+    from tfpipe.train.trainer import train
+
+    cfg = load_config(QUICKSTART, [*TINY, "name=tiny"])
+    run = RunDir.for_config(cfg, tmp_path_factory.mktemp("runs"))
+    splits = load_splits(cfg.data)
+    run.write_config(cfg)
+    train(cfg, run, splits)
+    finetune(cfg, run, splits)
+    for mode in MODES:
+        convert(cfg, run, mode, splits=splits)
+    report = evaluate(cfg, run, splits=splits)
+    write_report(report, run.eval)
+    return cfg, run, splits, report
+
+
+def test_run_directory_holds_every_artefact_and_no_temporary_file(tiny_run):
+    _, run, _, _ = tiny_run
+    for path in (run.root / "config.yaml", run.float_model, run.qat_model, run.labels, run.model_json,
+                 run.train / "history.csv", run.eval / "parity.json", run.eval / "report.md",
+                 run.eval / "plots" / "confusion.png"):
+        assert path.is_file(), path
+    assert sorted(p.name for p in run.export.glob("*.tflite")) == sorted(
+        f"model_{q}.tflite" for q in ("fp32", "fp16", "dynamic", "int8", "int16x8"))
+    assert not [p for p in run.root.rglob("*") if ".tmp" in p.name]
+    assert (run.train / "tensorboard").is_dir()
+    assert run.labels.read_text().splitlines()[0] == "T-shirt/top"
+
+
+def test_model_json_is_the_device_contract(tiny_run):
+    cfg, run, splits, _ = tiny_run
+    from tfpipe.data.preprocess import PreprocessSpec
+
+    bundle = json.loads(run.model_json.read_text())
+    assert bundle["task"] == "classification" and bundle["classes"] == list(splits.class_names)
+    assert bundle["preprocess"] == PreprocessSpec.from_config(cfg).to_json()
+    int8 = bundle["models"]["int8"]
+    assert int8["source"] == "qat" and int8["io_dtype"] == "uint8"
+    assert int8["inputs"]["images"]["shape"] == [1, 32, 32, 1] and int8["inputs"]["images"]["dtype"] == "uint8"
+    assert set(int8["activation_dtypes"]) <= {"int8", "uint8"}
+    for entry in bundle["models"].values():
+        assert entry["dynamic_tensors"] == [] and not {"SHAPE", "PACK"} & set(entry["ops"])
+        assert list(entry["outputs"]) == ["probabilities"]
+    assert bundle["models"]["int16x8"]["source"] == "ptq"
+    assert "int16" in bundle["models"]["int16x8"]["activation_dtypes"]
+    assert bundle["models"]["fp32"]["activation_dtypes"] == ["float32"]
+
+
+def test_preprocess_is_identical_in_training_evaluation_calibration_and_model_json(tiny_run):
+    cfg, run, splits, _ = tiny_run
+    from tfpipe.data.pipeline import Split, calibration_inputs, make_dataset
+    from tfpipe.data.preprocess import PreprocessSpec, preprocess
+
+    spec = PreprocessSpec.from_config(cfg)
+    device_spec = PreprocessSpec.from_json(json.loads(run.model_json.read_text())["preprocess"])
+    assert device_spec == spec
+    first = Split(splits.test.images[:64], splits.test.labels[:64])
+    expected = preprocess(first.images, device_spec).numpy()
+    evaluated = next(make_dataset(first, spec, 64, 10).as_numpy_iterator())[0]
+    np.testing.assert_array_equal(evaluated, expected)
+    # Training shuffles; with augmentation off its batch is a permutation of the same inputs.
+    trained = next(make_dataset(first, spec, 64, 10, training=True, augmenter=None, seed=3).as_numpy_iterator())[0]
+    assert sorted(row.tobytes() for row in trained) == sorted(row.tobytes() for row in expected)
+    calib = calibration_inputs(splits.train, spec, 8, seed=0)
+    picked = np.sort(np.random.default_rng(0).choice(len(splits.train), 8, replace=False))
+    np.testing.assert_array_equal(calib, preprocess(splits.train.images[picked], device_spec).numpy())
+
+
+def test_parity_report(tiny_run):
+    cfg, run, _, report = tiny_run
+    saved = json.loads((run.eval / "parity.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert report["dataset"]["samples"] == cfg.data.test_limit == 256
+    rows = {m["name"]: m for m in report["models"]}
+    assert set(rows) == {"float", "fp32", "fp16", "dynamic", "int8", "int16x8"}
+    fp32 = rows["fp32"]
+    assert abs(fp32["delta_points"]["top1"]) <= 0.05 and fp32["agreement_top1"] >= 0.996
+    assert fp32["outputs"]["probabilities"]["max_abs_error"] < 1e-4
+    assert rows["int8"]["size_ratio_fp32"] < 0.5 and rows["int8"]["runtime"] == "litert"
+    for m in report["models"][1:]:
+        assert m["latency_ms"]["runs"] == cfg.evaluate.latency_runs and m["latency_ms"]["p90"] >= m["latency_ms"][
+            "median"] > 0
+    md = (run.eval / "report.md").read_text()
+    assert "| int8 |" in md and "plots/confusion.png" in md
+
+
+def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, capsys):
+    """A converted model that lost accuracy (an untrained network) fails the gate with exit 1."""
+    cfg, run, _, _ = tiny_run
+    from tfpipe import models
+    from tfpipe.cli import main
+    from tfpipe.convert.converter import to_tflite
+    from tfpipe.evaluate.__main__ import STAGE
+
+    untrained = models.build(cfg.model, cfg.task, 10)
+    bad = tmp_path / "model_untrained.tflite"
+    bad.write_bytes(to_tflite(untrained, "none", "float", None))
+    workdir = str(run.root.parent)
+    args = ["--config", "configs/quickstart.yaml", "--workdir", workdir, *sum((["--set", s] for s in
+            ("name=tiny", "data.train_limit=640", "data.val_samples=128", "data.test_limit=256",
+             "evaluate.latency_runs=5")), []), "--models", str(bad), str(run.tflite("none"))]
+    with pytest.raises(SystemExit) as exit_info:
+        main(STAGE, args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FAILED: model_untrained.tflite: top1 dropped" in err[0]
+    assert "model_fp32.tflite" not in err[0]
+    report = json.loads((run.eval / "parity.json").read_text())
+    assert report["gate"]["passed"] is False and len(report["models"]) == 3

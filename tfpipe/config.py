@@ -1,0 +1,343 @@
+"""Experiment configuration: YAML (safe) -> frozen dataclasses, validated across fields.
+
+A config file may name one `base:` file (relative to itself) whose values it overrides; the base
+may not have a base of its own. `--set a.b=c` overrides any field after both are merged; the value
+is parsed as YAML, so `--set train.epochs=3` is an int and `--set convert.quantize=[int8]` a list.
+An unknown key anywhere is an error that suggests the closest known key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tfpipe.errors import TfpipeError
+
+TASKS = ("classification",)
+DATASETS = ("fashion_mnist",)
+QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
+IO_DTYPES = ("uint8", "int8", "float")
+RESIZE_POLICIES = ("letterbox", "stretch")
+CHANNEL_ORDERS = ("rgb", "bgr")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+BACKENDS = ("auto", "litert", "tflite_runtime", "tf")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    path: str | None = None  # folder with the dataset's files; searched before the standard places
+    download: bool = True  # last resort when no local copy is found
+    val_samples: int = 5000  # held out of the training split to watch over-fitting
+    train_limit: int | None = None  # use only the first N training images (smoke tests)
+    test_limit: int | None = None  # evaluate on the first N test images; None is the full split
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mobilenet_v2"
+    input_size: tuple[int, int] = (224, 224)  # height, width
+    channels: int = 3
+    args: dict = field(default_factory=dict)  # the family's own options, checked by the registry
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    resize: str = "letterbox"
+    scale: float = 1 / 127.5  # model input = pixel * scale + offset
+    offset: float = -1.0
+    channel_order: str = "rgb"
+    pad_value: float = 0.0  # pixel value of letterbox borders
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    horizontal_flip: bool = True
+    translate: float = 0.0  # largest shift, as a fraction of the image side
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 3e-3  # peak, reached after the warm-up, then cosine decay to zero
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.0  # decoupled, used by adamw and sgd
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    epochs: int = 1
+    learning_rate: float = 1e-4  # fine-tuning from the float weights: far below train.learning_rate
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    quantize: tuple[str, ...] = ("none", "int8")  # the modes `tfpipe run` exports
+    calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
+    io_dtype: str = "uint8"  # input/output type of int8 models
+    # Per-channel weight scales are TFLite's default and the most accurate. Per-tensor drops the
+    # per-channel scale/zero-point arrays (12 bytes per channel), which dominate the file of a
+    # narrow model; QAT then trains with per-tensor weights too, so it learns to live with them.
+    per_channel: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    max_drop: float = 0.5  # largest allowed top-1 drop of any converted model, in points
+    threads: int = 1
+    latency_runs: int = 200
+    latency_warmup: int = 20
+    backend: str = "auto"
+    batch: int = 256  # images sent to the runtime worker per message
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "quickstart"
+    task: str = "classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def validate(self) -> Config:
+        """Check values and their combinations; raise TfpipeError naming the field."""
+
+        def one_of(key: str, value: Any, allowed: tuple) -> None:
+            if value not in allowed:
+                raise TfpipeError(f"{key}: {value!r} is not accepted", f"use one of: {', '.join(map(str, allowed))}")
+
+        def positive(key: str, value: float, allow_zero: bool = False) -> None:
+            if value < 0 or (value == 0 and not allow_zero):
+                raise TfpipeError(f"{key}: {value} is not accepted", "use a number > 0" if not allow_zero
+                                  else "use a number >= 0")
+
+        if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
+            raise TfpipeError(f"name: {self.name!r} is not accepted", "use a plain folder name such as quickstart")
+        one_of("task", self.task, TASKS)
+        one_of("data.dataset", self.data.dataset, DATASETS)
+        positive("data.val_samples", self.data.val_samples, allow_zero=True)
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self.data, key)
+            if value is not None:
+                positive(f"data.{key}", value)
+        if self.data.train_limit is not None and self.data.val_samples >= self.data.train_limit:
+            raise TfpipeError(f"data.val_samples: {self.data.val_samples} leaves no training images out of "
+                              f"data.train_limit={self.data.train_limit}", "make val_samples smaller")
+        h, w = self.model.input_size
+        if h < 32 or w < 32:
+            raise TfpipeError(f"model.input_size: {[h, w]} is too small", "every zoo model needs at least 32x32")
+        one_of("model.channels", self.model.channels, (1, 3))
+        one_of("preprocess.resize", self.preprocess.resize, RESIZE_POLICIES)
+        one_of("preprocess.channel_order", self.preprocess.channel_order, CHANNEL_ORDERS)
+        if self.preprocess.scale == 0:
+            raise TfpipeError("preprocess.scale: 0 would erase the image", "use e.g. 0.00784313725 (1/127.5)")
+        if not 0 <= self.augment.translate < 0.5:
+            raise TfpipeError(f"augment.translate: {self.augment.translate} is not accepted",
+                              "use a fraction in [0, 0.5)")
+        positive("train.epochs", self.train.epochs)
+        positive("train.batch_size", self.train.batch_size)
+        one_of("train.optimizer", self.train.optimizer, OPTIMIZERS)
+        positive("train.learning_rate", self.train.learning_rate)
+        positive("train.warmup_epochs", self.train.warmup_epochs, allow_zero=True)
+        if self.train.warmup_epochs >= self.train.epochs:
+            raise TfpipeError(f"train.warmup_epochs: {self.train.warmup_epochs} leaves no epoch for the decay "
+                              f"(train.epochs={self.train.epochs})", "make it smaller than train.epochs")
+        positive("train.weight_decay", self.train.weight_decay, allow_zero=True)
+        if not 0 <= self.train.label_smoothing < 1:
+            raise TfpipeError(f"train.label_smoothing: {self.train.label_smoothing} is not accepted",
+                              "use a value in [0, 1)")
+        positive("qat.epochs", self.qat.epochs)
+        positive("qat.learning_rate", self.qat.learning_rate)
+        if not self.convert.quantize:
+            raise TfpipeError("convert.quantize: the list is empty", f"name modes from: {', '.join(QUANT_MODES)}")
+        for mode in self.convert.quantize:
+            one_of("convert.quantize", mode, QUANT_MODES)
+        positive("convert.calibration_samples", self.convert.calibration_samples)
+        one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
+        positive("evaluate.max_drop", self.evaluate.max_drop, allow_zero=True)
+        positive("evaluate.threads", self.evaluate.threads)
+        positive("evaluate.latency_runs", self.evaluate.latency_runs)
+        positive("evaluate.latency_warmup", self.evaluate.latency_warmup, allow_zero=True)
+        positive("evaluate.batch", self.evaluate.batch)
+        one_of("evaluate.backend", self.evaluate.backend, BACKENDS)
+        return self
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise TfpipeError(f"config file not found: {path}",
+                          "pass --config with a YAML file such as configs/quickstart.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else "?"
+        raise TfpipeError(f"{path}:{line}: invalid YAML: {e.problem}", "fix the syntax at that line") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise TfpipeError(f"{path}: invalid YAML: {e}", "fix the file's syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TfpipeError(f"{path}: the top level is a {type(data).__name__}", "a config is a mapping of keys")
+    return data
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "args":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _unknown_key(key: str, known: list[str], prefix: str) -> TfpipeError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"known keys here: {', '.join(known)}"
+    return TfpipeError(f"unknown key '{prefix}{key}'", hint)
+
+
+def _apply_override(raw: dict, assignment: str) -> None:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise TfpipeError(f"--set {assignment!r}: expected KEY=VALUE", "for example --set train.epochs=3")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node, cls = raw, Config
+    for i, part in enumerate(parts):
+        prefix = ".".join(parts[:i]) + "." if i else ""
+        if cls is None:  # inside a free-form mapping (model.args)
+            pass
+        else:
+            names = [f.name for f in dataclasses.fields(cls)]
+            if part not in names:
+                err = _unknown_key(part, names, prefix)
+                raise TfpipeError(f"--set {key}: {err.message}", err.hint)
+            hint = typing.get_type_hints(cls)[part]
+            cls = hint if dataclasses.is_dataclass(hint) else None
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TfpipeError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TfpipeError(f"{key}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TfpipeError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TfpipeError(f"{key}: expected a string, got {value!r}")
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise TfpipeError(f"{key}: expected a mapping, got {value!r}")
+    if origin is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise TfpipeError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in items)
+        if len(items) != len(args):
+            raise TfpipeError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(items, args, strict=True))
+    raise TypeError(f"unsupported config type {hint} for {key}")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TfpipeError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise _unknown_key(str(key), names, prefix)
+    kwargs = {name: _coerce(data[name], hints[name], prefix + name) for name in names if name in data}
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, merge (`base:`, then `--set`), type-check and validate a config."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if "base" in raw:
+        base_path = path.parent / str(raw.pop("base"))
+        base = _read_yaml(base_path)
+        if "base" in base:
+            raise TfpipeError(f"{base_path}: has a base of its own", "only one level of base: is supported")
+        raw = _merge(base, raw)
+    try:
+        for assignment in overrides:
+            _apply_override(raw, assignment)
+        return _build(Config, raw).validate()
+    except TfpipeError as e:
+        if e.message.startswith("--set"):
+            raise
+        raise TfpipeError(f"{path}: {e.message}", e.hint) from None
+
+
+def to_dict(cfg: Config) -> dict:
+    """The resolved config as plain YAML-able data (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

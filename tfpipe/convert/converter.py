@@ -1,0 +1,144 @@
+"""Keras -> .tflite in every quantization mode, with batch 1 and static shapes, plus the bundle.
+
+Modes: none (fp32), fp16 (float16 weights), dynamic (int8 weights, float activations), int8
+(full integer: from the run's QAT model when it exists, else post-training calibration), int16x8
+(int16 activations, int8 weights; calibrated). Calibration uses `convert.calibration_samples`
+training images through the one preprocess.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe import io
+from tfpipe.backend import tf
+from tfpipe.config import IO_DTYPES, QUANT_MODES, Config
+from tfpipe.data.pipeline import Splits, calibration_inputs, load_splits
+from tfpipe.data.preprocess import PreprocessSpec
+from tfpipe.errors import TfpipeError
+from tfpipe.rundir import QUANT_LABELS, RunDir
+from tfpipe.runtime import Worker
+
+_TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}
+
+
+def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
+    """Integer I/O applies to int8 models only; every other mode keeps float I/O unless asked."""
+    return requested or (cfg.convert.io_dtype if quantize == "int8" else "float")
+
+
+def check_request(quantize: str, io_dtype: str) -> None:
+    """Reject impossible combinations before anything is loaded or written."""
+    if quantize not in QUANT_MODES:
+        raise TfpipeError(f"--quantize: {quantize!r} is not accepted", f"use one of: {', '.join(QUANT_MODES)}")
+    if io_dtype not in IO_DTYPES:
+        raise TfpipeError(f"--io-dtype: {io_dtype!r} is not accepted", f"use one of: {', '.join(IO_DTYPES)}")
+    if io_dtype != "float" and quantize != "int8":
+        raise TfpipeError(f"--io-dtype {io_dtype} needs --quantize int8 (got {quantize})",
+                          "integer input/output exists only for full-integer models; use --io-dtype float")
+
+
+def serving_function(model, batch: int = 1):
+    """A tf.function with a fixed batch and the model's output layer names as signature names."""
+    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
+    # tfmot renames wrapped layers "quant_<name>"; the device contract keeps the float names.
+    names = [name.removeprefix("quant_") for name in model.output_names]
+
+    @tf.function(input_signature=[spec])
+    def serve(x):
+        outputs = model(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return dict(zip(names, outputs, strict=True))
+
+    return serve.get_concrete_function()
+
+
+def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, per_channel: bool = True) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model)], model)
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize in ("int8", "int16x8"):
+        if calibration is None:
+            raise ValueError(f"{quantize} needs calibration data")
+        # For a QAT model the ranges come from its fake-quant nodes; the converter still insists
+        # on a representative dataset when converting from a concrete function.
+        converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+    if not per_channel:
+        converter._experimental_disable_per_channel = True  # the converter's only switch for it
+    if quantize == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = _TF_IO[io_dtype]
+        converter.inference_output_type = _TF_IO[io_dtype]
+    if quantize == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return converter.convert()
+
+
+def _update_bundle(cfg: Config, run: RunDir, class_names: tuple[str, ...], quantize: str, io_dtype: str,
+                   source: str, path: Path, info: dict) -> None:
+    """model.json (the device contract) and labels.txt, updated atomically."""
+    import json
+
+    bundle = json.loads(run.model_json.read_text()) if run.model_json.is_file() else {}
+    models = bundle.get("models", {})
+    models[QUANT_LABELS[quantize]] = {
+        "file": path.name,
+        "quantize": quantize,
+        "source": source,
+        "io_dtype": io_dtype,
+        "per_channel": cfg.convert.per_channel,
+        "size_bytes": path.stat().st_size,
+        "runtime": info["backend"],
+        "inputs": info["inputs"],
+        "outputs": info["outputs"],
+        "ops": sorted(set(info["graph"]["ops"])),
+        "activation_dtypes": info["graph"]["activation_dtypes"],
+        "dynamic_tensors": info["graph"]["dynamic_tensors"],
+    }
+    bundle = {
+        "format": "tfpipe-bundle/1",
+        "task": cfg.task,
+        "model": cfg.model.name,
+        "classes": list(class_names),
+        "labels_file": run.labels.name,
+        "preprocess": PreprocessSpec.from_config(cfg).to_json(),
+        "outputs": {"probabilities": "float [1, num_classes] softmax over `classes`, in their order"},
+        "models": dict(sorted(models.items())),
+    }
+    io.write_text(run.labels, "".join(f"{name}\n" for name in class_names))
+    io.write_json(run.model_json, bundle)
+
+
+def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
+            splits: Splits | None = None, from_qat: bool = True) -> Path:
+    """Write export/model_<q>.tflite from the run's trained model and update the bundle.
+
+    int8 comes from the QAT model when `from_qat` and the run has one, else from calibration."""
+    from tfpipe.qat import load_qat_model
+    from tfpipe.train.trainer import load_float_model
+
+    io_dtype = io_dtype_for(cfg, quantize, io_dtype)
+    check_request(quantize, io_dtype)
+    splits = splits or load_splits(cfg.data)
+    use_qat = from_qat and quantize == "int8" and run.qat_model.is_file()
+    model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
+    source = "qat" if use_qat else ("ptq" if quantize in ("int8", "int16x8") else "float")
+    calibration = None
+    if quantize in ("int8", "int16x8"):
+        calibration = calibration_inputs(splits.train, PreprocessSpec.from_config(cfg),
+                                         cfg.convert.calibration_samples, cfg.train.seed)
+    print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
+          + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
+             and source != "qat" else ""), flush=True)
+    data = to_tflite(model, quantize, io_dtype, calibration, cfg.convert.per_channel)
+    path = io.write_bytes(run.tflite(quantize), data)
+    with Worker(path, threads=1) as worker:  # proves the file loads in the runtime, and describes it
+        info = worker.info
+    _update_bundle(cfg, run, splits.class_names, quantize, io_dtype, source, path, info)
+    print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
+    return path

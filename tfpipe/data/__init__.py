@@ -1,0 +1,1 @@
+"""Datasets -> the sample contract; the one preprocess; tf.data pipelines."""

@@ -1,0 +1,89 @@
+"""THE preprocessing function: the only code that turns pixels into model input.
+
+Training, calibration and evaluation call `preprocess`; the same `PreprocessSpec` is written to
+model.json so the device does exactly this:
+
+  1. channels: grayscale is repeated to RGB, RGB becomes grayscale with ITU-R 601 luma weights;
+     then `channel_order: bgr` reverses RGB.
+  2. resize to the model's height x width with bilinear sampling (half-pixel centres):
+     `stretch` ignores the aspect ratio; `letterbox` scales by min(H/h, W/w), rounds the new size,
+     and centres the image on a `pad_value` canvas (extra pixel, if odd, goes bottom/right).
+  3. model input = pixel * scale + offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tfpipe.backend import tf
+from tfpipe.config import Config
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    height: int
+    width: int
+    channels: int
+    resize: str = "letterbox"
+    scale: float = 1 / 127.5
+    offset: float = -1.0
+    channel_order: str = "rgb"
+    pad_value: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PreprocessSpec:
+        p = cfg.preprocess
+        return cls(height=cfg.model.input_size[0], width=cfg.model.input_size[1], channels=cfg.model.channels,
+                   resize=p.resize, scale=p.scale, offset=p.offset, channel_order=p.channel_order,
+                   pad_value=p.pad_value)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> PreprocessSpec:
+        return cls(**data)
+
+
+def _channels(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
+    have = x.shape[-1]
+    if have not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {have}")
+    if spec.channels == 3:
+        if have == 1:
+            x = tf.repeat(x, 3, axis=-1)
+        if spec.channel_order == "bgr":
+            x = x[..., ::-1]
+    elif have == 3:
+        x = tf.reduce_sum(x * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
+    return x
+
+
+def letterbox_geometry(h: int, w: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(new_h, new_w, top, left) of an h x w image letterboxed into height x width."""
+    s = min(height / h, width / w)
+    new_h, new_w = min(height, round(h * s)), min(width, round(w * s))
+    return new_h, new_w, (height - new_h) // 2, (width - new_w) // 2
+
+
+def _resize(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
+    h, w = x.shape[-3], x.shape[-2]
+    if (h, w) == (spec.height, spec.width):
+        return x
+    if spec.resize == "stretch":
+        return tf.image.resize(x, (spec.height, spec.width), method="bilinear")
+    new_h, new_w, top, left = letterbox_geometry(h, w, spec.height, spec.width)
+    x = tf.image.resize(x, (new_h, new_w), method="bilinear") - spec.pad_value
+    pads = [[top, spec.height - new_h - top], [left, spec.width - new_w - left], [0, 0]]
+    if x.shape.rank == 4:
+        pads = [[0, 0]] + pads
+    return tf.pad(x, pads) + spec.pad_value
+
+
+def preprocess(images: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
+    """Pixels 0..255, [h, w, c] or [n, h, w, c] with static h, w, c -> float32 model input."""
+    x = tf.cast(images, tf.float32)
+    x = _resize(_channels(x, spec), spec)
+    return x * spec.scale + spec.offset

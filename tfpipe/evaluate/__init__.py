@@ -1,0 +1,1 @@
+"""Task metrics and parity of converted models with the float model."""

@@ -1,0 +1,76 @@
+"""Model registry: every architecture is built by name from `model:` in the config.
+
+A family module registers its builder and named variants; a variant fixes some builder
+arguments (mobilenet_v2_035 fixes width=0.35). `model.args` in the config passes the rest,
+checked against the builder's signature so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tfpipe.config import ModelConfig
+from tfpipe.errors import TfpipeError
+
+# Builder arguments the registry fills from the config itself, never from model.args.
+_FROM_CONFIG = ("input_shape", "num_classes")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str
+    builder: Callable
+    fixed: dict = field(default_factory=dict)
+
+    def options(self) -> list[str]:
+        params = inspect.signature(self.builder).parameters
+        return [p for p in params if p not in _FROM_CONFIG and p not in self.fixed]
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, task: str, builder: Callable, **fixed) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} registered twice")
+    _REGISTRY[name] = Entry(name, task, builder, fixed)
+
+
+def names(task: str | None = None) -> list[str]:
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
+
+
+def get(name: str) -> Entry:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"registered: {', '.join(names())}"
+        raise TfpipeError(f"model.name: unknown model {name!r}", hint)
+    return _REGISTRY[name]
+
+
+def check(cfg: ModelConfig, task: str) -> Entry:
+    """Validate model.name and model.args before anything is built or written."""
+    entry = get(cfg.name)
+    if entry.task != task:
+        raise TfpipeError(f"model.name: {cfg.name} is a {entry.task} model, the config's task is {task}",
+                          f"{task} models: {', '.join(names(task))}")
+    options = entry.options()
+    for key in cfg.args:
+        if key in entry.fixed:
+            raise TfpipeError(f"model.args.{key}: fixed to {entry.fixed[key]} by the variant {cfg.name}",
+                              "remove it, or choose another variant")
+        if key not in options:
+            close = difflib.get_close_matches(key, options, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"{cfg.name} accepts: {', '.join(options)}"
+            raise TfpipeError(f"model.args: unknown option {key!r} for {cfg.name}", hint)
+    return entry
+
+
+def build(cfg: ModelConfig, task: str, num_classes: int):
+    entry = check(cfg, task)
+    input_shape = (*cfg.input_size, cfg.channels)
+    return entry.builder(input_shape=input_shape, num_classes=num_classes, **entry.fixed, **cfg.args)

@@ -1,0 +1,68 @@
+"""Quantization-aware training with tensorflow-model-optimization.
+
+`apply_qat` wraps a built float model with fake-quantization (weights per channel, activations
+per tensor, BatchNorm folded into the preceding convolution), so fine-tuning learns weights that
+survive int8. The QAT model is saved as H5: tf_keras' .keras loader cannot restore the state of
+tfmot's QuantizeLayer ("expected 5 variables, received 3"), while H5 round-trips it exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from tfpipe import io
+from tfpipe.backend import keras, tfmot
+from tfpipe.config import Config
+from tfpipe.data.pipeline import Splits, load_splits
+from tfpipe.data.preprocess import PreprocessSpec
+from tfpipe.rundir import RunDir
+
+
+def apply_qat(model, per_channel: bool = True):
+    """A quantization-aware copy of `model` (its weights are taken over). `per_channel=False`
+    emulates per-tensor weight quantization, matching `convert.per_channel: false`."""
+    quantization = tfmot().quantization.keras
+    if per_channel:
+        return quantization.quantize_model(model)
+    scheme = quantization.default_8bit.Default8BitQuantizeScheme(disable_per_axis=True)
+    return quantization.quantize_apply(quantization.quantize_annotate_model(model), scheme)
+
+
+def save_h5(model, path: Path) -> None:
+    with warnings.catch_warnings():  # H5 is "legacy" to Keras, but the only format that round-trips QAT
+        warnings.simplefilter("ignore", UserWarning)
+        model.save(path)
+
+
+def load_qat_model(path: Path):
+    with tfmot().quantization.keras.quantize_scope():
+        return keras.models.load_model(path, compile=False)
+
+
+def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+    """Fine-tune train/model.keras with QAT for qat.epochs; saves qat/model.h5."""
+    from tfpipe.train.trainer import fit, load_float_model, steps_per_epoch, warmup_cosine
+
+    splits = splits or load_splits(cfg.data)
+    keras.utils.set_random_seed(cfg.train.seed)
+    model = apply_qat(load_float_model(run), cfg.convert.per_channel)
+    # Its own schedule: cosine from qat.learning_rate, no warm-up (the weights are already trained).
+    schedule = warmup_cosine(cfg.qat.learning_rate, cfg.qat.epochs * steps_per_epoch(cfg, splits), 0)
+    print(f"Quantization-aware fine-tuning for {cfg.qat.epochs} epoch(s) at learning rate {cfg.qat.learning_rate:g}",
+          flush=True)
+    history = fit(model, cfg, splits, PreprocessSpec.from_config(cfg), epochs=cfg.qat.epochs,
+                  learning_rate=schedule, out_dir=run.qat_model.parent)
+    io.write_with(run.qat_model, lambda tmp: save_h5(model, tmp))
+    val = history.history.get("val_accuracy")
+    tail = f", validation top-1 {val[-1]:.4f}" if val else ""
+    print(f"Saved the QAT model to {run.qat_model}{tail}", flush=True)
+    return run.qat_model
+
+
+def ensure_qat(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+    if run.qat_model.is_file():
+        print(f"Using the QAT model {run.qat_model}", flush=True)
+        return run.qat_model
+    print(f"No QAT model in {run.root}: running quantization-aware training first", flush=True)
+    return finetune(cfg, run, splits)

@@ -1,0 +1,87 @@
+"""A .tflite model behind its signature: named float inputs in, named float outputs out.
+
+Inputs and outputs are addressed by the signature's names (never by tensor position, which
+converters reorder). Integer tensors are quantized/dequantized with their own scale and zero point.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tfpipe.runtime.backends import open_interpreter
+from tfpipe.runtime.quant import dequantize, quantize
+
+SIGNATURE = "serving_default"
+
+
+def _describe(details: dict) -> dict:
+    scale, zero_point = details["quantization"]
+    return {"tensor": details["name"], "shape": [int(s) for s in details["shape"]],
+            "dtype": np.dtype(details["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
+
+
+class TFLiteModel:
+    def __init__(self, path: str, backend: str = "auto", threads: int = 1):
+        self.path = path
+        self.interpreter, self.backend = open_interpreter(path, backend, threads)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE not in signatures:
+            raise ValueError(f"no '{SIGNATURE}' signature (found: {', '.join(signatures) or 'none'})")
+        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
+        self.inputs = {k: _describe(v) for k, v in self.runner.get_input_details().items()}
+        self.outputs = {k: _describe(v) for k, v in self.runner.get_output_details().items()}
+        self.threads = threads
+
+    def describe(self) -> dict:
+        return {"path": self.path, "backend": self.backend, "threads": self.threads,
+                "inputs": self.inputs, "outputs": self.outputs, "graph": graph_summary(self.path, self.backend)}
+
+    def _feed(self, inputs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+        feed = {}
+        for name, spec in self.inputs.items():
+            x = inputs[name][i : i + 1]
+            feed[name] = quantize(x, spec["dtype"], spec["scale"], spec["zero_point"])
+        return feed
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run each of the N samples (batch-1 model) and return dequantized float32 [N, ...] outputs."""
+        missing = set(self.inputs) - set(inputs)
+        if missing:
+            raise ValueError(f"missing inputs {sorted(missing)}; the model takes {sorted(self.inputs)}")
+        n = len(next(iter(inputs.values())))
+        collected: dict[str, list] = {name: [] for name in self.outputs}
+        for i in range(n):
+            raw = self.runner(**self._feed(inputs, i))
+            for name, spec in self.outputs.items():
+                collected[name].append(dequantize(raw[name], spec["scale"], spec["zero_point"]))
+        return {name: np.concatenate(parts) for name, parts in collected.items()}
+
+    def latency(self, inputs: dict[str, np.ndarray], warmup: int, runs: int) -> list[float]:
+        """Seconds per invoke of the first sample, after `warmup` untimed invokes."""
+        feed = self._feed(inputs, 0)
+        for _ in range(warmup):
+            self.runner(**feed)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.runner(**feed)
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def graph_summary(path: str, backend: str = "auto") -> dict:
+    """The model's own ops (no delegate rewriting) and the dtypes of its activation tensors."""
+    interpreter, _ = open_interpreter(path, backend, 1, plain=True)
+    ops = interpreter._get_ops_details()  # public API offers no op list; stable across the three runtimes
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    produced = {i for op in ops for i in op["outputs"] if i >= 0}
+    inputs = {d["index"] for d in interpreter.get_input_details()}
+    activation_dtypes = sorted({np.dtype(tensors[i]["dtype"]).name for i in produced | inputs if i in tensors})
+    return {
+        "ops": [op["op_name"] for op in ops],
+        "activation_dtypes": activation_dtypes,
+        # -1 in a shape signature marks a dimension only known at run time (dynamic shapes)
+        "dynamic_tensors": sorted(t["name"] for t in tensors.values() if -1 in list(t["shape_signature"])),
+    }

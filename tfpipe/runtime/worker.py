@@ -1,0 +1,50 @@
+"""The runtime worker: `python -m tfpipe.runtime.worker`, driven by `tfpipe.runtime.Worker`.
+
+It imports no TensorFlow, so it can run under another interpreter (a venv with tflite_runtime
+and numpy<2) and a crash in native code ends only this process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from tfpipe.runtime.protocol import recv, send
+
+
+def serve(inbox, outbox) -> None:
+    model = None
+
+    def load(path: str, backend: str = "auto", threads: int = 1) -> dict:
+        nonlocal model
+        from tfpipe.runtime.model import TFLiteModel
+
+        model = TFLiteModel(path, backend, threads)
+        return model.describe()
+
+    handlers = {
+        "load": load,
+        "predict": lambda inputs: model.predict(inputs),
+        "latency": lambda inputs, warmup, runs: model.latency(inputs, warmup, runs),
+        "modules": lambda: sorted(sys.modules),
+    }
+    while (message := recv(inbox)) is not None:
+        command, kwargs = message
+        try:
+            send(outbox, ("ok", handlers[command](**kwargs)))
+        except Exception as e:  # reported to the client, which decides what it means
+            detail = traceback.format_exc() if os.environ.get("TFPIPE_DEBUG") else ""
+            send(outbox, ("error", f"{type(e).__name__}: {e}".strip() + (f"\n{detail}" if detail else "")))
+
+
+def main() -> None:
+    # The protocol owns the original stdout; anything else printed (by us or by native code)
+    # goes to stderr so it cannot corrupt a message.
+    outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, outbox)
+
+
+if __name__ == "__main__":
+    main()

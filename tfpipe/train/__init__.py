@@ -1,0 +1,1 @@
+"""Float training: losses, schedules, callbacks and the trainer."""
