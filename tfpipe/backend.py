@@ -5,30 +5,47 @@ guard below runs before any model is built.
 """
 
 import os
+import sys
+from contextlib import contextmanager
 
 import tfpipe  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from tfpipe.errors import TfpipeError
 
 
-def _import_quietly():
-    """Import TensorFlow and tf_keras with their native start-up logging (CUDA probing on a CPU
-    machine, oneDNN notices) sent to /dev/null: it is written before absl logging starts, so
-    TF_CPP_MIN_LOG_LEVEL cannot silence it. Python errors still surface; --debug shows it all."""
-    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") != "0"
-    if quiet:
-        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
+@contextmanager
+def native_output_silenced(fds: tuple[int, ...] = (2,)):
+    """Send what native code writes to these file descriptors to /dev/null for the block.
+
+    TensorFlow's C++ start-up chatter (CUDA probing on a CPU machine, oneDNN notices) is written
+    before absl logging starts, so TF_CPP_MIN_LOG_LEVEL cannot silence it, and the converter prints
+    its settings on stdout. Python exceptions still carry their messages; --debug
+    (TF_CPP_MIN_LOG_LEVEL=0) turns the silencing off.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in fds}
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in fds:
+        os.dup2(null, fd)
     try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
+
+
+def _import_quietly():
+    with native_output_silenced():
         import tensorflow
         import tf_keras
 
         tensorflow.config.list_physical_devices("GPU")  # the CUDA probe logs on the first device query
         tensorflow.constant(0)  # and the eager context on its creation
-    finally:
-        if quiet:
-            os.dup2(saved, 2)
-            os.close(null)
-            os.close(saved)
     return tensorflow, tf_keras
 
 
@@ -56,4 +73,4 @@ def tfmot():
     return tensorflow_model_optimization
 
 
-__all__ = ["tf", "keras", "tfmot"]
+__all__ = ["tf", "keras", "tfmot", "native_output_silenced"]

@@ -86,10 +86,6 @@ class ConvertConfig:
     quantize: tuple[str, ...] = ("none", "int8")  # the modes `tfpipe run` exports
     calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
     io_dtype: str = "uint8"  # input/output type of int8 models
-    # Per-channel weight scales are TFLite's default and the most accurate. Per-tensor drops the
-    # per-channel scale/zero-point arrays (12 bytes per channel), which dominate the file of a
-    # narrow model; QAT then trains with per-tensor weights too, so it learns to live with them.
-    per_channel: bool = True
 
 
 @dataclass(frozen=True)

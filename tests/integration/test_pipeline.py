@@ -48,6 +48,11 @@ def test_run_directory_holds_every_artefact_and_no_temporary_file(tiny_run):
     assert not [p for p in run.root.rglob("*") if ".tmp" in p.name]
     assert (run.train / "tensorboard").is_dir()
     assert run.labels.read_text().splitlines()[0] == "T-shirt/top"
+    import csv
+
+    with (run.train / "history.csv").open() as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 2 and losses[1] < losses[0]  # it learns
 
 
 def test_model_json_is_the_device_contract(tiny_run):

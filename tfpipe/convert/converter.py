@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io
-from tfpipe.backend import tf
+from tfpipe.backend import native_output_silenced, tf
 from tfpipe.config import IO_DTYPES, QUANT_MODES, Config
 from tfpipe.data.pipeline import Splits, calibration_inputs, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
@@ -55,7 +55,7 @@ def serving_function(model, batch: int = 1):
     return serve.get_concrete_function()
 
 
-def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, per_channel: bool = True) -> bytes:
+def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model)], model)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -67,8 +67,6 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         # For a QAT model the ranges come from its fake-quant nodes; the converter still insists
         # on a representative dataset when converting from a concrete function.
         converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
-    if not per_channel:
-        converter._experimental_disable_per_channel = True  # the converter's only switch for it
     if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = _TF_IO[io_dtype]
@@ -76,7 +74,8 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
     if quantize == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return converter.convert()
+    with native_output_silenced((1, 2)):
+        return converter.convert()
 
 
 def _update_bundle(cfg: Config, run: RunDir, class_names: tuple[str, ...], quantize: str, io_dtype: str,
@@ -91,7 +90,6 @@ def _update_bundle(cfg: Config, run: RunDir, class_names: tuple[str, ...], quant
         "quantize": quantize,
         "source": source,
         "io_dtype": io_dtype,
-        "per_channel": cfg.convert.per_channel,
         "size_bytes": path.stat().st_size,
         "runtime": info["backend"],
         "inputs": info["inputs"],
@@ -135,7 +133,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
           + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
              and source != "qat" else ""), flush=True)
-    data = to_tflite(model, quantize, io_dtype, calibration, cfg.convert.per_channel)
+    data = to_tflite(model, quantize, io_dtype, calibration)
     path = io.write_bytes(run.tflite(quantize), data)
     with Worker(path, threads=1) as worker:  # proves the file loads in the runtime, and describes it
         info = worker.info

@@ -37,7 +37,8 @@ def _tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
 def _tflite_outputs(worker: Worker, inputs: np.ndarray, chunk: int, label: str) -> dict[str, np.ndarray]:
     (input_name,) = worker.inputs
     parts: dict[str, list] = {}
-    for start in tqdm(range(0, len(inputs), chunk), desc=f"{label:>8}", unit="chunk", leave=False):
+    for start in tqdm(range(0, len(inputs), chunk), desc=f"{label:>8}", unit="chunk", leave=False,
+                       disable=None):  # None: a bar on a terminal, silence in logs and pipes
         for name, value in worker.predict({input_name: inputs[start : start + chunk]}).items():
             parts.setdefault(name, []).append(value)
     return {name: np.concatenate(values) for name, values in parts.items()}
