@@ -14,8 +14,9 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from tfpipe.convert.converter import check_request, convert, io_dtype_for
     from tfpipe.data.pipeline import load_splits
-    from tfpipe.evaluate.__main__ import evaluate_and_report
+    from tfpipe.evaluate.parity import evaluate
     from tfpipe.qat import ensure_qat
+    from tfpipe.report import publish
     from tfpipe.rundir import RunDir
     from tfpipe.train.trainer import ensure_trained
 
@@ -29,7 +30,7 @@ def run(args, cfg) -> int:
         ensure_qat(cfg, run_dir, splits)
     for mode in cfg.convert.quantize:
         convert(cfg, run_dir, mode, splits=splits)
-    return evaluate_and_report(cfg, run_dir, splits=splits)
+    return publish(evaluate(cfg, run_dir, splits=splits), run_dir.eval)
 
 
 STAGE = Stage("run", "The whole pipeline: train, QAT, convert every convert.quantize mode, evaluate parity.",

@@ -37,3 +37,20 @@ def test_tfpipe_first_gives_keras2_everywhere():
         "      isinstance(keras_cv.layers.RandomFlip(), tf_keras.layers.Layer))\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-3:] == ["True", "True", "True"]
+
+
+def test_native_output_is_silenced_unless_debugging(capfd, monkeypatch):
+    import os
+
+    from tfpipe.backend import native_output_silenced
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_output_silenced((1, 2)):
+        os.write(1, b"converter chatter\n")
+        os.write(2, b"cuInit failed\n")
+    print("after", flush=True)
+    assert capfd.readouterr() == ("after\n", "")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # what --debug sets
+    with native_output_silenced((2,)):
+        os.write(2, b"shown\n")
+    assert capfd.readouterr().err == "shown\n"

@@ -7,6 +7,8 @@ Evaluation and calibration never call this.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 
 from tfpipe.config import AugmentConfig
@@ -14,7 +16,8 @@ from tfpipe.config import AugmentConfig
 
 def build_augmenter(cfg: AugmentConfig, seed: int) -> Callable[[dict], dict] | None:
     """A callable on a batched sample dict, or None when nothing is switched on."""
-    import keras_cv
+    with contextlib.redirect_stdout(io.StringIO()):  # keras-core announces "Using TensorFlow backend"
+        import keras_cv
 
     layers = []
     if cfg.horizontal_flip:

@@ -17,32 +17,17 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
+    from tfpipe.errors import TfpipeError
     from tfpipe.evaluate.parity import evaluate
+    from tfpipe.report import publish
     from tfpipe.rundir import RunDir
 
-    return evaluate_and_report(cfg, RunDir.for_config(cfg, args.workdir), threads=args.threads,
-                               max_drop=args.max_drop, backend=args.runtime, models=args.models,
-                               evaluate=evaluate)
-
-
-def evaluate_and_report(cfg, run_dir, *, evaluate=None, **kwargs) -> int:
-    """Evaluate, write the reports, print the table; raise GateFailed when the gate fails."""
-    from tfpipe.errors import GateFailed, TfpipeError
-    from tfpipe.report import format_table, write_report
-
-    if evaluate is None:
-        from tfpipe.evaluate.parity import evaluate
-    if kwargs.get("threads") is not None and kwargs["threads"] < 1:
-        raise TfpipeError(f"--threads: {kwargs['threads']} is not accepted", "use 1 or more")
-    report = evaluate(cfg, run_dir, **kwargs)
-    paths = write_report(report, run_dir.eval)
-    print(format_table(report))
-    print(f"Wrote {paths['json']}, {paths['markdown']} and {paths['confusion']}")
-    if not report["gate"]["passed"]:
-        raise GateFailed("; ".join(report["gate"]["failures"]))
-    print(f"Parity gate passed: no converted model lost more than {report['gate']['max_drop_points']:g} "
-          "top-1 points")
-    return 0
+    if args.threads is not None and args.threads < 1:
+        raise TfpipeError(f"--threads: {args.threads} is not accepted", "use 1 or more")
+    run_dir = RunDir.for_config(cfg, args.workdir)
+    report = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
+                      models=args.models)
+    return publish(report, run_dir.eval)
 
 
 STAGE = Stage("evaluate", "Top-1/top-5, agreement, output error, size and latency of every .tflite against the "

@@ -1,8 +1,10 @@
 """Building blocks shared by the zoo, made only of layers that tfmot quantizes and TFLite runs
 as builtin int8 ops (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU(6), Add).
 
-BatchNorm momentum is 0.99 (not the 0.999 of keras.applications): the moving statistics must
-settle within the short schedules a CPU affords, or evaluation sees stale statistics."""
+BatchNorm momentum is 0.9 (PyTorch's 0.1; keras.applications uses 0.999): with slower averages
+the moving statistics of a deep, narrow network still carry the first high-learning-rate steps
+after a short CPU schedule, and in inference mode the activations collapse to a constant
+(measured: 0.67 training vs 0.08 validation top-1 after 240 steps at 0.99)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def conv_bn(x, filters: int, kernel: int, stride: int = 1, *, relu6: bool = True, name: str):
     """Conv (no bias: BN follows) -> BN -> optional ReLU6; the BN folds into the conv at conversion."""
     x = L.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = L.BatchNormalization(epsilon=1e-3, momentum=0.99, name=f"{name}_bn")(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_bn")(x)
     return L.ReLU(6.0, name=f"{name}_relu6")(x) if relu6 else x
 
 
 def depthwise_bn(x, stride: int = 1, *, name: str):
     x = L.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
-    x = L.BatchNormalization(epsilon=1e-3, momentum=0.99, name=f"{name}_dwbn")(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_dwbn")(x)
     return L.ReLU(6.0, name=f"{name}_dwrelu6")(x)

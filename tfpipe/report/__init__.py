@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io
+from tfpipe.errors import GateFailed
 
 
 def _fmt(value, spec: str) -> str:
@@ -24,7 +25,7 @@ def _fmt(value, spec: str) -> str:
 
 
 def table_rows(report: dict) -> list[list[str]]:
-    header = ["model", "top-1", "top-5", "Δtop-1 pts", "agree", "cosine", "max|err|", "KiB", "size×",
+    header = ["model", "top-1", "top-5", "Δtop-1 pts", "agree", "cosine", "max err", "KiB", "size×",
               "p50 ms", "p90 ms", "lat×"]
     rows = [header]
     for m in report["models"]:
@@ -111,3 +112,16 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     ]
     io.write_text(paths["markdown"], "\n".join(lines))
     return paths
+
+
+def publish(report: dict, out_dir: Path) -> int:
+    """Write the reports, print the table and the verdict; raise GateFailed when the gate fails
+    (after the reports are written, so the evidence is kept)."""
+    paths = write_report(report, out_dir)
+    print(format_table(report))
+    print(f"Wrote {paths['json']}, {paths['markdown']} and {paths['confusion']}")
+    if not report["gate"]["passed"]:
+        raise GateFailed("; ".join(report["gate"]["failures"]))
+    print(f"Parity gate passed: no converted model lost more than {report['gate']['max_drop_points']:g} "
+          "top-1 points")
+    return 0
