@@ -159,3 +159,23 @@ def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, 
     assert "model_fp32.tflite" not in err[0]
     report = json.loads((run.eval / "parity.json").read_text())
     assert report["gate"]["passed"] is False and len(report["models"]) == 3
+
+
+def test_a_corrupt_model_json_stops_convert_before_anything_is_replaced(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import QUICKSTART, TINY
+
+    cfg, run, *_ = tiny_run
+    copy = tmp_path / "tiny"
+    shutil.copytree(run.root, copy)
+    (copy / "export" / "model.json").write_text('{"models": {"fp32": ')
+    before = (copy / "export" / "model_fp32.tflite").stat().st_mtime_ns
+    args = ["--config", str(QUICKSTART), "--workdir", str(tmp_path), "--quantize", "none"]
+    for assignment in (*TINY, "name=tiny"):
+        args += ["--set", assignment]
+    assert run_cli("tfpipe.convert.__main__", args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "export/model.json: not valid JSON" in err[0]
+    assert (copy / "export" / "model_fp32.tflite").stat().st_mtime_ns == before
+    assert (copy / "export" / "model.json").read_text() == '{"models": {"fp32": '

@@ -8,6 +8,7 @@ training images through the one preprocess.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,13 +79,24 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         return converter.convert()
 
 
-def _update_bundle(cfg: Config, run: RunDir, class_names: tuple[str, ...], quantize: str, io_dtype: str,
-                   source: str, path: Path, info: dict) -> None:
-    """model.json (the device contract) and labels.txt, updated atomically."""
-    import json
+def _read_bundle(run: RunDir) -> dict:
+    if not run.model_json.is_file():
+        return {}
+    try:
+        bundle = json.loads(run.model_json.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TfpipeError(f"{run.model_json}: not valid JSON ({e})",
+                          "delete it; convert rewrites it for every .tflite it writes") from None
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("models", {}), dict):
+        raise TfpipeError(f"{run.model_json}: not a tfpipe bundle (expected an object with 'models')",
+                          "delete it; convert rewrites it for every .tflite it writes")
+    return bundle
 
-    bundle = json.loads(run.model_json.read_text()) if run.model_json.is_file() else {}
-    models = bundle.get("models", {})
+
+def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
+                   io_dtype: str, source: str, path: Path, info: dict) -> None:
+    """model.json (the device contract) and labels.txt, updated atomically."""
+    models = dict(bundle.get("models", {}))
     models[QUANT_LABELS[quantize]] = {
         "file": path.name,
         "quantize": quantize,
@@ -122,6 +134,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
     check_request(quantize, io_dtype)
+    bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
     splits = splits or load_splits(cfg.data)
     use_qat = from_qat and quantize == "int8" and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
@@ -134,9 +147,11 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
           + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
              and source != "qat" else ""), flush=True)
     data = to_tflite(model, quantize, io_dtype, calibration)
-    path = io.write_bytes(run.tflite(quantize), data)
-    with Worker(path, threads=1) as worker:  # proves the file loads in the runtime, and describes it
-        info = worker.info
-    _update_bundle(cfg, run, splits.class_names, quantize, io_dtype, source, path, info)
+    path = run.tflite(quantize)
+    with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
+        tmp.write_bytes(data)
+        with Worker(tmp, threads=1) as worker:
+            info = worker.info
+    _update_bundle(cfg, run, bundle, splits.class_names, quantize, io_dtype, source, path, info)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     return path
