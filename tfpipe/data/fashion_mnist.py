@@ -71,7 +71,9 @@ def locate(config_path: str | None, allow_download: bool) -> Path:
         try:
             download(folder)
         except Exception as e:  # no network, proxy, HTTP error: all mean "not found" to the user
-            looked.append(f"{DOWNLOAD_ORIGIN} (download failed: {type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            # Keras wraps the cause as "URL fetch failure on URL: None -- [Errno -3] ..."; keep the cause.
+            reason = (str(e).splitlines() or [""])[0].split(" -- ")[-1][:160]
+            looked.append(f"{DOWNLOAD_ORIGIN} (download failed: {type(e).__name__}: {reason})")
         else:
             return folder
     raise TfpipeError(
