@@ -94,6 +94,8 @@ def test_missing_and_non_tflite_model_files(tmp_path, capsys):
 def test_evaluate_threads_must_be_positive(tmp_path, capsys):
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--threads", "0"], capsys)
     assert_one_line_error(code, err, "--threads: 0 is not accepted")
+    code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--max-drop", "-1"], capsys)
+    assert_one_line_error(code, err, "--max-drop: -1 is not accepted")
 
 
 def test_qat_without_a_trained_model(tmp_path, capsys):

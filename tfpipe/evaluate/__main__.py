@@ -24,6 +24,8 @@ def run(args, cfg) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise TfpipeError(f"--threads: {args.threads} is not accepted", "use 1 or more")
+    if args.max_drop is not None and args.max_drop < 0:
+        raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use top-1 points >= 0, e.g. 0.5")
     run_dir = RunDir.for_config(cfg, args.workdir)
     report = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
                       models=args.models)
