@@ -15,7 +15,7 @@ from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
-from tfpipe.evaluate.metrics import classification_metrics, output_agreement
+from tfpipe.evaluate.classification import classification_metrics, output_agreement
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, check_tflite_file
 

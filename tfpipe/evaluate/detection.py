@@ -1,0 +1,163 @@
+"""Detection metrics: COCO AP/AR through pycocotools, and Pascal VOC AP (07 11-point, 2010+ all-point).
+
+Ground truth and predictions arrive per image in the sample contract's form (boxes xyxy in pixels,
+class ids 0..C-1) and are converted to COCO form in memory; COCOeval itself is never re-implemented.
+This is the only module that imports pycocotools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@dataclass
+class ImageBoxes:
+    """One image's boxes: ground truth (scores None) or predictions (scores given)."""
+
+    boxes: np.ndarray  # float [N, 4] x1 y1 x2 y2, pixels
+    classes: np.ndarray  # int [N], 0..C-1
+    scores: np.ndarray | None = None  # float [N], predictions only
+    iscrowd: np.ndarray | None = None  # bool [N], ground truth only (COCO: matches are ignored)
+    difficult: np.ndarray | None = None  # bool [N], ground truth only (VOC: matches are ignored)
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
+
+
+def to_coco(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int) -> tuple[dict, list]:
+    """(COCO ground-truth dataset dict, COCO result list). Image ids are 1-based list positions,
+    category ids are class + 1 (COCO reserves 0)."""
+    images, annotations, results = [], [], []
+    for index, gt in enumerate(ground_truth):
+        image_id = index + 1
+        images.append({"id": image_id})
+        crowd = gt.iscrowd if gt.iscrowd is not None else np.zeros(len(gt.classes), bool)
+        for box, cls, is_crowd in zip(_xywh(gt.boxes), gt.classes, crowd, strict=True):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
+                                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
+                                "iscrowd": int(bool(is_crowd))})
+    for index, pred in enumerate(predictions):
+        for box, cls, score in zip(_xywh(pred.boxes), pred.classes, pred.scores, strict=True):
+            results.append({"image_id": index + 1, "category_id": int(cls) + 1,
+                            "bbox": [float(v) for v in box], "score": float(score)})
+    dataset = {"images": images, "annotations": annotations,
+               "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
+    return dataset, results
+
+
+def coco_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int) -> dict:
+    """COCO bbox AP@[.5:.95], AP50, AP75, APs/m/l and AR1/10/100, ARs/m/l, as COCOeval computes them
+    (-1 where a statistic has no ground truth, as COCOeval reports it)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(ground_truth) != len(predictions):
+        raise ValueError(f"{len(ground_truth)} ground-truth images but {len(predictions)} prediction images")
+    dataset, results = to_coco(ground_truth, predictions, num_classes)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and the summary table
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
+        # What COCO.loadRes does for boxes, without its crash on an empty result list.
+        dt = COCO()
+        dt.dataset = {"images": list(dataset["images"]), "categories": list(dataset["categories"]),
+                      "annotations": [{**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
+                                      for i, r in enumerate(results)]}
+        dt.createIndex()
+        evaluator = COCOeval(gt, dt, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(value) for name, value in zip(COCO_STATS, evaluator.stats, strict=True)}
+
+
+# --- Pascal VOC -----------------------------------------------------------------------------------
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a [N,4] with every box in b [M,4], xyxy in continuous pixel coordinates
+    (no VOC-devkit "+1": tfpipe boxes are floats, not inclusive integer pixel indices)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
+    """AP from a precision/recall curve (detections sorted by falling score).
+
+    VOC2007: mean over recall thresholds 0, 0.1, ..., 1 of the best precision at recall >= t.
+    VOC2010+: area under the curve whose precision is made monotone (the best precision at any
+    higher recall), summed where recall changes.
+    """
+    recall, precision = np.asarray(recall, np.float64), np.asarray(precision, np.float64)
+    if eleven_point:
+        return float(np.mean([precision[recall >= t].max(initial=0.0) for t in np.linspace(0, 1, 11)]))
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    changes = np.nonzero(r[1:] != r[:-1])[0]
+    return float(np.sum((r[changes + 1] - r[changes]) * p[changes + 1]))
+
+
+def voc_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int,
+                iou_threshold: float = 0.5, eleven_point: bool = False) -> dict:
+    """Per-class VOC AP and their mean over classes that have (non-difficult) ground truth.
+
+    Per class, detections are taken in falling score order; each is a true positive if its best
+    IoU with a ground-truth box of its image is >= the threshold and that box is not yet taken.
+    A detection whose best match is a `difficult` box counts as neither; difficult boxes are not
+    in the recall denominator.
+    """
+    per_class = []
+    for cls in range(num_classes):
+        entries, npos = [], 0
+        for index, (gt, pred) in enumerate(zip(ground_truth, predictions, strict=True)):
+            difficult = gt.difficult if gt.difficult is not None else np.zeros(len(gt.classes), bool)
+            npos += int(np.sum((gt.classes == cls) & ~difficult))
+            mine = np.nonzero(pred.classes == cls)[0]
+            entries += [(float(pred.scores[i]), index, pred.boxes[i]) for i in mine]
+        if npos == 0:
+            per_class.append(None)
+            continue
+        entries.sort(key=lambda e: -e[0])
+        taken = [np.zeros(len(gt.classes), bool) for gt in ground_truth]
+        tp, fp = [], []
+        for _, index, box in entries:
+            gt = ground_truth[index]
+            candidates = np.nonzero(gt.classes == cls)[0]
+            difficult = gt.difficult if gt.difficult is not None else np.zeros(len(gt.classes), bool)
+            if len(candidates):
+                ious = iou_matrix(box, gt.boxes[candidates])[0]
+                best = candidates[int(np.argmax(ious))]
+                if ious.max() >= iou_threshold:
+                    if difficult[best]:
+                        continue  # neither true nor false positive
+                    if not taken[index][best]:
+                        taken[index][best] = True
+                        tp.append(1)
+                        fp.append(0)
+                        continue
+            tp.append(0)
+            fp.append(1)
+        tp_cum, fp_cum = np.cumsum(tp), np.cumsum(fp)
+        recall = tp_cum / npos
+        precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+        per_class.append(voc_ap(recall, precision, eleven_point) if len(tp) else 0.0)
+    valid = [ap for ap in per_class if ap is not None]
+    return {"mAP": float(np.mean(valid)) if valid else float("nan"), "per_class_AP": per_class,
+            "iou_threshold": iou_threshold, "variant": "VOC2007 11-point" if eleven_point else "VOC2010 all-point"}
