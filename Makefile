@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# tflite-runtime 2.14 (the last release) needs numpy<2 and crashes next to TensorFlow 2.21: it
+# gets its own venv, used by runtime workers through `evaluate --runtime-python`.
+TFLITE_VENV := .venv-tflite
+TFLITE_STAMP := $(TFLITE_VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,10 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(TFLITE_STAMP):
+	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2"
+	touch $(TFLITE_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m tfpipe.run --config configs/quickstart.yaml
 
-test: $(STAMP)
+test: $(STAMP) $(TFLITE_STAMP)
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)

@@ -95,6 +95,8 @@ class EvaluateConfig:
     latency_runs: int = 200
     latency_warmup: int = 20
     backend: str = "auto"
+    runtime_python: str | None = None  # interpreter of the runtime worker, e.g. a venv with tflite-runtime
+    reference_kernels: bool = False  # TFLite's reference kernels instead of XNNPACK: slow, reproducible
     batch: int = 256  # images sent to the runtime worker per message
 
 

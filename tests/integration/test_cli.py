@@ -96,6 +96,9 @@ def test_evaluate_threads_must_be_positive(tmp_path, capsys):
     assert_one_line_error(code, err, "--threads: 0 is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--max-drop", "-1"], capsys)
     assert_one_line_error(code, err, "--max-drop: -1 is not accepted")
+    code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--runtime-python",
+                                                          str(tmp_path / "nope" / "python")], capsys)
+    assert_one_line_error(code, err, "--runtime-python:", "nope/python is not an executable Python")
 
 
 def test_qat_without_a_trained_model(tmp_path, capsys):

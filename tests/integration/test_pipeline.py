@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist
+from tests.conftest import REPO, needs_fashion_mnist
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
@@ -179,3 +179,46 @@ def test_a_corrupt_model_json_stops_convert_before_anything_is_replaced(tiny_run
     assert len(err) == 1 and "export/model.json: not valid JSON" in err[0]
     assert (copy / "export" / "model_fp32.tflite").stat().st_mtime_ns == before
     assert (copy / "export" / "model.json").read_text() == '{"models": {"fp32": '
+
+
+TFLITE_PYTHON = REPO / ".venv-tflite" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TFLITE_PYTHON.exists(), reason="`make test` builds .venv-tflite (tflite-runtime 2.14, numpy<2)")
+def test_tflite_runtime_in_its_own_venv_predicts_exactly_as_litert(tiny_run, tmp_path):
+    import shutil
+
+    from tests.conftest import QUICKSTART, TINY
+    from tfpipe.data.pipeline import make_dataset
+    from tfpipe.data.preprocess import PreprocessSpec
+    from tfpipe.runtime import Worker
+
+    cfg, run, splits, *_ = tiny_run
+    inputs = next(make_dataset(splits.test, PreprocessSpec.from_config(cfg), 128, 10,
+                               with_labels=False).as_numpy_iterator())
+    for mode in ("int8", "none"):
+        # Reference kernels: bit-identical. (XNNPACK's int8 kernels differ between the two versions.)
+        with Worker(run.tflite(mode), backend="litert", reference_kernels=True) as litert, \
+                Worker(run.tflite(mode), backend="tflite_runtime", python=str(TFLITE_PYTHON),
+                       reference_kernels=True) as legacy:
+            assert legacy.info["backend"] == "tflite_runtime"
+            modules = legacy.loaded_modules()
+            assert "tflite_runtime" in modules and "tensorflow" not in modules and "ai_edge_litert" not in modules
+            np.testing.assert_array_equal(legacy.predict({"images": inputs})["probabilities"],
+                                          litert.predict({"images": inputs})["probabilities"])
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(run.root, copy)
+    common = ["--config", str(QUICKSTART), "--workdir", str(tmp_path), "--max-drop", "100", "--reference-kernels",
+              "--models", str(copy / "export" / "model_int8.tflite")]
+    for assignment in (*TINY, "name=tiny"):
+        common += ["--set", assignment]
+    rows = {}
+    for runtime, extra in (("litert", []), ("tflite_runtime", ["--runtime-python", str(TFLITE_PYTHON)])):
+        assert run_cli("tfpipe.evaluate.__main__", [*common, "--runtime", runtime, *extra]) == 0
+        saved = json.loads((copy / "eval" / "parity.json").read_text())
+        assert saved["reference_kernels"] is True
+        rows[runtime] = saved["models"][1]
+    assert rows["tflite_runtime"]["runtime"] == "tflite_runtime" and rows["litert"]["runtime"] == "litert"
+    assert rows["tflite_runtime"]["metrics"] == rows["litert"]["metrics"]
+    assert rows["tflite_runtime"]["outputs"] == rows["litert"]["outputs"]

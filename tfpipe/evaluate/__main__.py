@@ -14,6 +14,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: evaluate.threads)")
     parser.add_argument("--runtime", choices=BACKENDS, default=None,
                         help="TFLite runtime (default: auto = ai-edge-litert, then tflite_runtime, then tf.lite)")
+    parser.add_argument("--runtime-python", default=None, metavar="PYTHON",
+                        help="run the runtime workers under this interpreter, e.g. .venv-tflite/bin/python "
+                             "(tflite-runtime 2.14 needs numpy<2 and cannot share a process with TensorFlow)")
+    parser.add_argument("--reference-kernels", action="store_true", default=None,
+                        help="TFLite's reference kernels instead of the XNNPACK delegate: slower, but the "
+                             "same outputs bit for bit in every runtime version")
 
 
 def run(args, cfg) -> int:
@@ -28,7 +34,7 @@ def run(args, cfg) -> int:
         raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use top-1 points >= 0, e.g. 0.5")
     run_dir = RunDir.for_config(cfg, args.workdir)
     report = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
-                      models=args.models)
+                      python=args.runtime_python, reference_kernels=args.reference_kernels, models=args.models)
     return publish(report, run_dir.eval)
 
 

@@ -6,6 +6,7 @@ to each .tflite (in a runtime worker that quantizes them by the model's own inpu
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +45,29 @@ def _tflite_outputs(worker: Worker, inputs: np.ndarray, chunk: int, label: str) 
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def _interpreter(python: str | None) -> str | None:
+    if python is None:
+        return None
+    found = shutil.which(python)
+    if found is None:
+        raise TfpipeError(f"--runtime-python: {python} is not an executable Python",
+                          "give the python of a venv with tflite-runtime, e.g. .venv-tflite/bin/python")
+    return found
+
+
 def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: float | None = None,
-             backend: str | None = None, models: list[Path] | None = None, splits: Splits | None = None) -> dict:
-    """Evaluate the float model and every .tflite; returns the parity report (see report/)."""
+             backend: str | None = None, python: str | None = None, reference_kernels: bool | None = None,
+             models: list[Path] | None = None, splits: Splits | None = None) -> dict:
+    """Evaluate the float model and every .tflite; returns the parity report (see report/).
+
+    `python` runs the runtime workers under another interpreter (its own numpy and runtime)."""
     from tfpipe.train.trainer import load_float_model
 
     threads = threads or cfg.evaluate.threads
     max_drop = cfg.evaluate.max_drop if max_drop is None else max_drop
     backend = backend or cfg.evaluate.backend
+    python = _interpreter(python or cfg.evaluate.runtime_python)
+    reference_kernels = cfg.evaluate.reference_kernels if reference_kernels is None else reference_kernels
     files = _tflite_files(run, models)
     float_model = load_float_model(run)
     splits = splits or load_splits(cfg.data)
@@ -66,7 +82,8 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
 
     for path in files:
         label = _model_label(path)
-        with Worker(path, backend=backend, threads=threads) as worker:
+        with Worker(path, backend=backend, threads=threads, python=python,
+                    reference_kernels=reference_kernels) as worker:
             outputs = _tflite_outputs(worker, inputs, cfg.evaluate.batch, label)
             (input_name,) = worker.inputs
             times = np.array(worker.latency({input_name: inputs[:1]}, cfg.evaluate.latency_warmup,
@@ -101,6 +118,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
         "dataset": {"name": cfg.data.dataset, "split": "test", "samples": int(len(test)),
                     "classes": list(splits.class_names)},
         "threads": threads,
+        "reference_kernels": reference_kernels,
         "gate": {"metric": "top1", "max_drop_points": max_drop, "passed": not failures, "failures": failures},
         "models": rows,
     }

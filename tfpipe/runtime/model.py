@@ -23,9 +23,10 @@ def _describe(details: dict) -> dict:
 
 
 class TFLiteModel:
-    def __init__(self, path: str, backend: str = "auto", threads: int = 1):
+    def __init__(self, path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False):
         self.path = path
-        self.interpreter, self.backend = open_interpreter(path, backend, threads)
+        self.interpreter, self.backend = open_interpreter(path, backend, threads, plain=reference_kernels)
+        self.reference_kernels = reference_kernels
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE not in signatures:
             raise ValueError(f"no '{SIGNATURE}' signature (found: {', '.join(signatures) or 'none'})")
@@ -36,6 +37,7 @@ class TFLiteModel:
 
     def describe(self) -> dict:
         return {"path": self.path, "backend": self.backend, "threads": self.threads,
+                "reference_kernels": self.reference_kernels,
                 "inputs": self.inputs, "outputs": self.outputs, "graph": graph_summary(self.path, self.backend)}
 
     def _feed(self, inputs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:

@@ -1,6 +1,8 @@
 """Length-prefixed pickle messages between the evaluator and a runtime worker over pipes.
 
-Pickle is safe here: both ends are tfpipe processes started by the same user.
+Pickle is safe here: both ends are tfpipe processes started by the same user. Arrays travel as
+(dtype string, shape, bytes), not as pickled ndarrays: a worker may run another numpy (the
+tflite_runtime venv needs numpy<2), and numpy 1.x cannot unpickle numpy 2's arrays.
 """
 
 from __future__ import annotations
@@ -9,11 +11,37 @@ import pickle
 import struct
 from typing import Any, BinaryIO
 
+import numpy as np
+
 _HEADER = struct.Struct(">Q")
+_ARRAY = "__tfpipe_ndarray__"
+
+
+def encode(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        array = np.ascontiguousarray(obj)
+        return (_ARRAY, array.dtype.str, array.shape, array.tobytes())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {key: encode(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(encode(value) for value in obj)
+    return obj
+
+
+def decode(obj: Any) -> Any:
+    if isinstance(obj, tuple) and len(obj) == 4 and obj[0] == _ARRAY:
+        return np.frombuffer(obj[3], dtype=np.dtype(obj[1])).reshape(obj[2]).copy()
+    if isinstance(obj, dict):
+        return {key: decode(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(decode(value) for value in obj)
+    return obj
 
 
 def send(stream: BinaryIO, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = pickle.dumps(encode(message), protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
@@ -35,4 +63,4 @@ def recv(stream: BinaryIO) -> Any | None:
     if header is None:
         return None
     data = _read_exact(stream, _HEADER.unpack(header)[0])
-    return None if data is None else pickle.loads(data)
+    return None if data is None else decode(pickle.loads(data))

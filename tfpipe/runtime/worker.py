@@ -16,11 +16,11 @@ from tfpipe.runtime.protocol import recv, send
 def serve(inbox, outbox) -> None:
     model = None
 
-    def load(path: str, backend: str = "auto", threads: int = 1) -> dict:
+    def load(path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False) -> dict:
         nonlocal model
         from tfpipe.runtime.model import TFLiteModel
 
-        model = TFLiteModel(path, backend, threads)
+        model = TFLiteModel(path, backend, threads, reference_kernels)
         return model.describe()
 
     handlers = {
