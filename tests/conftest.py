@@ -22,6 +22,25 @@ TINY = (
 )
 
 
+def tiny_args(workdir, *extra: str, name: str = "tiny") -> list[str]:
+    """Command-line flags for the tiny quickstart run in `workdir`."""
+    args = ["--config", str(QUICKSTART), "--workdir", str(workdir), *extra]
+    for assignment in (*TINY, f"name={name}"):
+        args += ["--set", assignment]
+    return args
+
+
+def run_cli(module: str, argv: list[str]) -> int:
+    """Run `python -m <module>` in this process; returns its exit status."""
+    import importlib
+
+    from tfpipe.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(importlib.import_module(module).STAGE, argv)
+    return e.value.code
+
+
 def have_fashion_mnist() -> bool:
     from tfpipe.data import fashion_mnist
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICKSTART, REPO, TINY, needs_fashion_mnist
-from tfpipe.cli import main
+from tests.conftest import QUICKSTART, REPO, TINY, needs_fashion_mnist, run_cli
 
 
 def sets(*assignments: str) -> list[str]:
@@ -16,13 +15,9 @@ def sets(*assignments: str) -> list[str]:
 
 
 def run_stage(module: str, argv: list[str], capsys) -> tuple[int, str, str]:
-    import importlib
-
-    stage = importlib.import_module(module).STAGE
-    with pytest.raises(SystemExit) as e:
-        main(stage, argv)
+    code = run_cli(module, argv)
     captured = capsys.readouterr()
-    return e.value.code, captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:

@@ -5,19 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, needs_fashion_mnist
+from tests.conftest import REPO, needs_fashion_mnist, run_cli, tiny_args
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
-
-def run_cli(module: str, argv: list[str]) -> int:
-    import importlib
-
-    from tfpipe.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(importlib.import_module(module).STAGE, argv)
-    return e.value.code
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -31,9 +21,7 @@ def tiny_run(tmp_path_factory):
     from tfpipe.rundir import RunDir
 
     workdir = tmp_path_factory.mktemp("runs")
-    common = ["--config", str(QUICKSTART), "--workdir", str(workdir)]
-    for assignment in (*TINY, "name=tiny"):
-        common += ["--set", assignment]
+    common = tiny_args(workdir)
     printed = StringIO()
     with redirect_stdout(printed):
         assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", "--quantize", "int8", *common]) == 0
@@ -138,22 +126,13 @@ def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, 
     """A converted model that lost accuracy (an untrained network) fails the gate with exit 1."""
     cfg, run, *_ = tiny_run
     from tfpipe import models
-    from tfpipe.cli import main
     from tfpipe.convert.converter import to_tflite
-    from tfpipe.evaluate.__main__ import STAGE
 
     untrained = models.build(cfg.model, cfg.task, 10)
     bad = tmp_path / "model_untrained.tflite"
     bad.write_bytes(to_tflite(untrained, "none", "float", None))
-    from tests.conftest import QUICKSTART, TINY
-
-    args = ["--config", str(QUICKSTART), "--workdir", str(run.root.parent), "--models", str(bad),
-            str(run.tflite("none"))]
-    for assignment in (*TINY, "name=tiny"):
-        args += ["--set", assignment]
-    with pytest.raises(SystemExit) as exit_info:
-        main(STAGE, args)
-    assert exit_info.value.code == 1
+    assert run_cli("tfpipe.evaluate.__main__", tiny_args(run.root.parent, "--models", str(bad),
+                                                          str(run.tflite("none")))) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "FAILED: model_untrained.tflite: top1 dropped" in err[0]
     assert "model_fp32.tflite" not in err[0]
@@ -164,17 +143,12 @@ def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, 
 def test_a_corrupt_model_json_stops_convert_before_anything_is_replaced(tiny_run, tmp_path, capsys):
     import shutil
 
-    from tests.conftest import QUICKSTART, TINY
-
     cfg, run, *_ = tiny_run
     copy = tmp_path / "tiny"
     shutil.copytree(run.root, copy)
     (copy / "export" / "model.json").write_text('{"models": {"fp32": ')
     before = (copy / "export" / "model_fp32.tflite").stat().st_mtime_ns
-    args = ["--config", str(QUICKSTART), "--workdir", str(tmp_path), "--quantize", "none"]
-    for assignment in (*TINY, "name=tiny"):
-        args += ["--set", assignment]
-    assert run_cli("tfpipe.convert.__main__", args) == 2
+    assert run_cli("tfpipe.convert.__main__", tiny_args(tmp_path, "--quantize", "none")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "export/model.json: not valid JSON" in err[0]
     assert (copy / "export" / "model_fp32.tflite").stat().st_mtime_ns == before
@@ -188,7 +162,6 @@ TFLITE_PYTHON = REPO / ".venv-tflite" / "bin" / "python"
 def test_tflite_runtime_in_its_own_venv_predicts_exactly_as_litert(tiny_run, tmp_path):
     import shutil
 
-    from tests.conftest import QUICKSTART, TINY
     from tfpipe.data.pipeline import make_dataset
     from tfpipe.data.preprocess import PreprocessSpec
     from tfpipe.runtime import Worker
@@ -209,10 +182,8 @@ def test_tflite_runtime_in_its_own_venv_predicts_exactly_as_litert(tiny_run, tmp
 
     copy = tmp_path / "tiny"
     shutil.copytree(run.root, copy)
-    common = ["--config", str(QUICKSTART), "--workdir", str(tmp_path), "--max-drop", "100", "--reference-kernels",
-              "--models", str(copy / "export" / "model_int8.tflite")]
-    for assignment in (*TINY, "name=tiny"):
-        common += ["--set", assignment]
+    common = tiny_args(tmp_path, "--max-drop", "100", "--reference-kernels", "--models",
+                       str(copy / "export" / "model_int8.tflite"))
     rows = {}
     for runtime, extra in (("litert", []), ("tflite_runtime", ["--runtime-python", str(TFLITE_PYTHON)])):
         assert run_cli("tfpipe.evaluate.__main__", [*common, "--runtime", runtime, *extra]) == 0

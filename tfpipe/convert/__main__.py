@@ -14,23 +14,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
-    from tfpipe.convert.converter import check_request, convert, io_dtype_for
-    from tfpipe.data.pipeline import load_splits
-    from tfpipe.qat import ensure_qat
+    from tfpipe.convert.converter import export
     from tfpipe.rundir import RunDir
-    from tfpipe.train.trainer import ensure_trained
 
-    modes = args.quantize or list(cfg.convert.quantize)
-    for mode in modes:  # every flag is checked before any work is done
-        check_request(mode, io_dtype_for(cfg, mode, args.io_dtype))
-    splits = load_splits(cfg.data)  # bad data fails here, before the run directory is touched
-    run_dir = RunDir.for_config(cfg, args.workdir)
-    run_dir.write_config(cfg)
-    ensure_trained(cfg, run_dir, splits)
-    if "int8" in modes and not args.ptq:
-        ensure_qat(cfg, run_dir, splits)
-    for mode in modes:
-        convert(cfg, run_dir, mode, args.io_dtype, splits, from_qat=not args.ptq)
+    export(cfg, RunDir.for_config(cfg, args.workdir), args.quantize or cfg.convert.quantize, args.io_dtype,
+           from_qat=not args.ptq)
     return 0
 
 

@@ -155,3 +155,23 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     _update_bundle(cfg, run, bundle, splits.class_names, quantize, io_dtype, source, path, info)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     return path
+
+
+def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
+           from_qat: bool = True) -> Splits:
+    """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
+    input fails here, before the run directory is touched), train and run QAT when the run has no
+    such model (saying so), then convert each mode. Returns the splits for evaluation."""
+    from tfpipe.qat import ensure_qat
+    from tfpipe.train.trainer import ensure_trained
+
+    for mode in modes:
+        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
+    splits = load_splits(cfg.data)
+    run.write_config(cfg)
+    ensure_trained(cfg, run, splits)
+    if "int8" in modes and from_qat:
+        ensure_qat(cfg, run, splits)
+    for mode in modes:
+        convert(cfg, run, mode, io_dtype, splits, from_qat=from_qat)
+    return splits
