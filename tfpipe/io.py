@@ -11,6 +11,14 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_file_mode() -> int:
+    """What open() would give a new file: 0o666 less the umask (mkstemp's own 0o600 would make
+    run outputs unreadable to anyone else, e.g. a web server showing report.html)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -24,6 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():  # directories (a SavedModel) keep the mode their writer gave them
+            os.chmod(tmp_path, _default_file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

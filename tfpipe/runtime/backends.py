@@ -1,4 +1,4 @@
-"""Interpreter backends, in order of preference: ai-edge-litert, tflite_runtime, tf.lite.
+"""Interpreter backends, in order of preference: ai-edge-litert, tflite_runtime, tf.lite; and delegates.
 
 These are the only imports of the runtimes in tfpipe. tflite_runtime 2.14 needs numpy<2 and
 crashes in a process that imported TensorFlow 2.21, so it is only ever loaded in a worker.
@@ -7,10 +7,33 @@ crashes in a process that imported TensorFlow 2.21, so it is only ever loaded in
 from __future__ import annotations
 
 import importlib
+import platform
 
 BACKENDS = ("litert", "tflite_runtime", "tf")
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
             "tf": "tensorflow.lite.python.interpreter"}
+
+# Shared libraries behind the named delegates, per OS (as Coral and TFLite ship them).
+DELEGATES = {
+    "edgetpu": {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"},
+    "gpu": {"Linux": "libtensorflowlite_gpu_delegate.so", "Darwin": "libtensorflowlite_gpu_delegate.dylib",
+            "Windows": "tensorflowlite_gpu_delegate.dll"},
+}
+DELEGATE_HINTS = {
+    "edgetpu": "install the Edge TPU runtime (libedgetpu1-std, https://coral.ai/software/#edgetpu-runtime) "
+               "and plug in the accelerator",
+    "gpu": "build or install the TFLite GPU delegate library and put it on the library path, "
+           "or pass its file with --delegate PATH.so",
+}
+
+
+class DelegateError(RuntimeError):
+    """A delegate library cannot be loaded (absent, wrong architecture, no device)."""
+
+
+def delegate_library(delegate: str) -> str:
+    """The library file for 'edgetpu' or 'gpu' on this OS; any other value is taken as a path."""
+    return DELEGATES.get(delegate, {}).get(platform.system(), delegate)
 
 
 def interpreter_module(backend: str = "auto"):
@@ -27,11 +50,23 @@ def interpreter_module(backend: str = "auto"):
     raise RuntimeError("no TFLite runtime could be imported (" + "; ".join(errors) + ")")
 
 
-def open_interpreter(path: str, backend: str = "auto", threads: int = 1, plain: bool = False):
+def load_delegate(module, delegate: str):
+    library = delegate_library(delegate)
+    try:
+        return module.load_delegate(library)
+    except (ValueError, OSError) as e:  # the runtimes raise ValueError("Failed to load delegate from ...")
+        reason = " ".join(str(e).split())
+        raise DelegateError(f"cannot load {library}: {reason}") from None
+
+
+def open_interpreter(path: str, backend: str = "auto", threads: int = 1, plain: bool = False,
+                     delegate: str | None = None):
     """(Interpreter, backend name). `plain` disables default delegates (XNNPACK), so the op list
-    is the model's own graph rather than DELEGATE nodes."""
+    is the model's own graph rather than DELEGATE nodes. `delegate`: 'edgetpu', 'gpu' or a library path."""
     module, name = interpreter_module(backend)
     kwargs = {"model_path": str(path), "num_threads": threads}
     if plain:
         kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if delegate:
+        kwargs["experimental_delegates"] = [load_delegate(module, delegate)]
     return module.Interpreter(**kwargs), name

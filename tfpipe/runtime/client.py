@@ -15,13 +15,29 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.errors import TfpipeError
-from tfpipe.runtime.protocol import recv, send
+from tfpipe.runtime.backends import DELEGATE_HINTS, delegate_library
+from tfpipe.runtime.protocol import PROGRESS, recv, send
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class WorkerCrashed(RuntimeError):
-    """The worker process died (segfault, abort, kill) while handling a request."""
+    """The worker process died (segfault, abort, kill) while handling a request.
+
+    `image_index` is the sample that was being invoked (absolute, as passed to predict's
+    `first_index`), or None when it died outside an invoke (while loading, for example)."""
+
+    def __init__(self, message: str, command: str, status: int, image_index: int | None):
+        super().__init__(message)
+        self.command, self.status, self.image_index = command, status, image_index
+
+
+class WorkerError(RuntimeError):
+    """The worker answered with an exception; `kind` is its class name (e.g. DelegateError)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def check_tflite_file(path: str | Path) -> Path:
@@ -37,27 +53,56 @@ def check_tflite_file(path: str | Path) -> Path:
     return path
 
 
+def _delegate_error(delegate: str, error: WorkerError) -> TfpipeError:
+    message = error.args[0].removeprefix("DelegateError: ")
+    hint = DELEGATE_HINTS.get(delegate, "pass the path of a TFLite delegate library (a .so exporting "
+                                        "tflite_plugin_create_delegate)")
+    return TfpipeError(f"--delegate {delegate}: {message}", hint)
+
+
 class Worker:
-    def __init__(self, model_path: str | Path, backend: str = "auto", threads: int = 1, python: str | None = None,
-                 reference_kernels: bool = False):
+    def __init__(self, model_path: str | Path | None, backend: str = "auto", threads: int = 1,
+                 python: str | None = None, reference_kernels: bool = False, delegate: str | None = None):
         """`reference_kernels` runs TFLite's builtin kernels without the default XNNPACK delegate:
         slower, but bit-identical across runtime versions (XNNPACK's int8 kernels are not; measured
-        up to 25 quantization steps apart between tflite-runtime 2.14 and ai-edge-litert 2.3)."""
-        self.path = check_tflite_file(model_path)
+        up to 25 quantization steps apart between tflite-runtime 2.14 and ai-edge-litert 2.3).
+        `delegate`: 'edgetpu', 'gpu' or the path of a delegate library. No `model_path`: a bare
+        worker, for `check_delegate`."""
+        self.path = check_tflite_file(model_path) if model_path is not None else None
+        self.backend = backend
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         # The runtime's own chatter ("Created TensorFlow Lite XNNPACK delegate") would break the
         # progress bars: it is kept aside and shown when the worker dies, or live with --debug.
         self._stderr = None if os.environ.get("TFPIPE_DEBUG") else tempfile.TemporaryFile()
+        fd, self._progress = tempfile.mkstemp(prefix="tfpipe-progress-")
+        os.write(fd, PROGRESS.pack(-1))
+        os.close(fd)
         self._proc = subprocess.Popen([python or sys.executable, "-m", "tfpipe.runtime.worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        if self.path is None:
+            self.info = {}
+            return
         try:
             self.info = self._call("load", path=str(self.path), backend=backend, threads=threads,
-                                   reference_kernels=reference_kernels)
-        except RuntimeError as e:
+                                   reference_kernels=reference_kernels, delegate=delegate, progress=self._progress)
+        except WorkerError as e:
             self.close()
+            if e.kind == "DelegateError":
+                raise _delegate_error(delegate, e) from None
             raise TfpipeError(f"{self.path}: the runtime cannot load it: {e}",
                               "is it a complete .tflite file?") from None
+        except WorkerCrashed:
+            self.close()
+            raise
+
+    def _image_index(self) -> int | None:
+        try:
+            with open(self._progress, "rb") as f:
+                (index,) = PROGRESS.unpack(f.read(PROGRESS.size))
+        except (OSError, ValueError, TypeError):  # struct.error is a ValueError
+            return None
+        return None if index < 0 else index
 
     def _call(self, command: str, **kwargs):
         try:
@@ -67,11 +112,13 @@ class Worker:
             reply = None
         if reply is None:
             status = self._proc.wait()
-            raise WorkerCrashed(f"the runtime worker for {self.path} died with status {status} during "
-                                f"'{command}'{self._stderr_tail()}")
+            index = self._image_index() if command == "predict" else None
+            where = f" at image {index}" if index is not None else ""
+            raise WorkerCrashed(f"the runtime worker for {self.path or 'a delegate check'} died with status "
+                                f"{status} during '{command}'{where}{self._stderr_tail()}", command, status, index)
         status, value = reply
         if status == "error":
-            raise RuntimeError(value)
+            raise WorkerError(value["type"], value["message"])
         return value
 
     @property
@@ -82,8 +129,9 @@ class Worker:
     def outputs(self) -> dict:
         return self.info["outputs"]
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._call("predict", inputs=inputs)
+    def predict(self, inputs: dict[str, np.ndarray], first_index: int = 0) -> dict[str, np.ndarray]:
+        """Outputs for every sample; `first_index` numbers the first one in crash reports."""
+        return self._call("predict", inputs=inputs, first_index=first_index)
 
     def latency(self, inputs: dict[str, np.ndarray], warmup: int = 10, runs: int = 100) -> list[float]:
         return self._call("latency", inputs=inputs, warmup=warmup, runs=runs)
@@ -109,9 +157,28 @@ class Worker:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if self._progress is not None:
+            Path(self._progress).unlink(missing_ok=True)
+            self._progress = None
 
     def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_delegate(delegate: str, backend: str = "auto", python: str | None = None) -> str:
+    """Load the delegate library in a throwaway worker (a broken library cannot take the caller
+    down); a TfpipeError naming it when it cannot be loaded. Returns the library file name."""
+    with Worker(None, backend=backend, python=python) as worker:
+        try:
+            worker._call("check_delegate", delegate=delegate, backend=backend)
+        except WorkerError as e:
+            if e.kind == "DelegateError":
+                raise _delegate_error(delegate, e) from None
+            raise TfpipeError(f"--delegate {delegate}: {e}", "check --runtime and the library") from None
+        except WorkerCrashed as e:
+            raise TfpipeError(f"--delegate {delegate}: loading {delegate_library(delegate)} killed the "
+                              f"runtime worker (status {e.status})", "is it a TFLite delegate library?") from None
+    return delegate_library(delegate)

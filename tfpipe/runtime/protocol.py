@@ -14,6 +14,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 _HEADER = struct.Struct(">Q")
+# The index of the sample being invoked, written by the worker into a small file before each
+# invoke so that the client can name the image that killed the process (about 1 µs per image).
+PROGRESS = struct.Struct("<q")
 _ARRAY = "__tfpipe_ndarray__"
 
 

@@ -10,23 +10,39 @@ import os
 import sys
 import traceback
 
-from tfpipe.runtime.protocol import recv, send
+from tfpipe.runtime.protocol import PROGRESS, recv, send
 
 
 def serve(inbox, outbox) -> None:
     model = None
+    progress_fd = None
 
-    def load(path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False) -> dict:
-        nonlocal model
+    def load(path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False,
+             delegate: str | None = None, progress: str | None = None) -> dict:
+        nonlocal model, progress_fd
         from tfpipe.runtime.model import TFLiteModel
 
-        model = TFLiteModel(path, backend, threads, reference_kernels)
+        if progress:
+            progress_fd = os.open(progress, os.O_WRONLY)
+        model = TFLiteModel(path, backend, threads, reference_kernels, delegate)
         return model.describe()
+
+    def predict(inputs, first_index: int = 0):
+        if progress_fd is None:
+            return model.predict(inputs)
+        return model.predict(inputs, lambda i: os.pwrite(progress_fd, PROGRESS.pack(first_index + i), 0))
+
+    def check_delegate(delegate: str, backend: str = "auto") -> str:
+        from tfpipe.runtime.backends import interpreter_module, load_delegate
+
+        load_delegate(interpreter_module(backend)[0], delegate)
+        return "ok"
 
     handlers = {
         "load": load,
-        "predict": lambda inputs: model.predict(inputs),
+        "predict": predict,
         "latency": lambda inputs, warmup, runs: model.latency(inputs, warmup, runs),
+        "check_delegate": check_delegate,
         "modules": lambda: sorted(sys.modules),
     }
     while (message := recv(inbox)) is not None:
@@ -35,7 +51,8 @@ def serve(inbox, outbox) -> None:
             send(outbox, ("ok", handlers[command](**kwargs)))
         except Exception as e:  # reported to the client, which decides what it means
             detail = traceback.format_exc() if os.environ.get("TFPIPE_DEBUG") else ""
-            send(outbox, ("error", f"{type(e).__name__}: {e}".strip() + (f"\n{detail}" if detail else "")))
+            send(outbox, ("error", {"type": type(e).__name__,
+                                    "message": f"{type(e).__name__}: {e}".strip() + (f"\n{detail}" if detail else "")}))
 
 
 def main() -> None:
