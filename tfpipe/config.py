@@ -98,6 +98,9 @@ class EvaluateConfig:
     runtime_python: str | None = None  # interpreter of the runtime worker, e.g. a venv with tflite-runtime
     reference_kernels: bool = False  # TFLite's reference kernels instead of XNNPACK: slow, reproducible
     batch: int = 256  # images sent to the runtime worker per message
+    workers: int = 1  # runtime worker processes sharing the dataset (one core each)
+    delegate: str | None = None  # edgetpu, gpu or the path of a delegate library
+    gallery: int = 8  # images shown in the worst-disagreement gallery of each model
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ class Config:
         positive("evaluate.latency_runs", self.evaluate.latency_runs)
         positive("evaluate.latency_warmup", self.evaluate.latency_warmup, allow_zero=True)
         positive("evaluate.batch", self.evaluate.batch)
+        positive("evaluate.workers", self.evaluate.workers)
+        positive("evaluate.gallery", self.evaluate.gallery, allow_zero=True)
         one_of("evaluate.backend", self.evaluate.backend, BACKENDS)
         return self
 

@@ -86,11 +86,16 @@ def test_missing_and_non_tflite_model_files(tmp_path, capsys):
     assert not (tmp_path / "quickstart" / "eval").exists()
 
 
-def test_evaluate_threads_must_be_positive(tmp_path, capsys):
+def test_evaluate_threads_workers_and_max_drop_are_checked(tmp_path, capsys):
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--threads", "0"], capsys)
     assert_one_line_error(code, err, "--threads: 0 is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--max-drop", "-1"], capsys)
     assert_one_line_error(code, err, "--max-drop: -1 is not accepted")
+    code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--workers", "0"], capsys)
+    assert_one_line_error(code, err, "--workers: 0 is not accepted")
+    code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--set", "evaluate.workers=-2"],
+                             capsys)
+    assert_one_line_error(code, err, "evaluate.workers: -2 is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--runtime-python",
                                                           str(tmp_path / "nope" / "python")], capsys)
     assert_one_line_error(code, err, "--runtime-python:", "nope/python is not an executable Python")

@@ -1,6 +1,7 @@
 """One tiny real run (640 Fashion-MNIST images): train -> QAT -> convert every mode -> evaluate."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,31 +9,6 @@ import pytest
 from tests.conftest import REPO, needs_fashion_mnist, run_cli, tiny_args
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """As a user would: `convert` on an empty run trains and runs QAT first, then `evaluate`."""
-    from contextlib import redirect_stdout
-    from io import StringIO
-
-    from tests.conftest import QUICKSTART, TINY
-    from tfpipe.config import load_config
-    from tfpipe.data.pipeline import load_splits
-    from tfpipe.rundir import RunDir
-
-    workdir = tmp_path_factory.mktemp("runs")
-    common = tiny_args(workdir)
-    printed = StringIO()
-    with redirect_stdout(printed):
-        assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", "--quantize", "int8", *common]) == 0
-        assert run_cli("tfpipe.convert.__main__", ["--quantize", "fp16", "--quantize", "dynamic",
-                                                   "--quantize", "int16x8", *common]) == 0
-        # 256 images are too few for a 0.5-point gate (one image is 0.39 points): the gate has its own test.
-        assert run_cli("tfpipe.evaluate.__main__", [*common, "--max-drop", "100"]) == 0
-    cfg = load_config(QUICKSTART, [*TINY, "name=tiny"])
-    run = RunDir.for_config(cfg, workdir)
-    report = json.loads((run.eval / "parity.json").read_text())
-    return cfg, run, load_splits(cfg.data), report, printed.getvalue()
 
 
 def test_convert_trains_and_runs_qat_first_and_says_so(tiny_run):
@@ -118,11 +94,32 @@ def test_parity_report(tiny_run):
     for m in report["models"][1:]:
         assert m["latency_ms"]["runs"] == cfg.evaluate.latency_runs and m["latency_ms"]["p90"] >= m["latency_ms"][
             "median"] > 0
+    int8 = rows["int8"]
+    assert report["workers"] == 1 and int8["status"] == "ok" and "recovered_crashes" not in int8
+    float_per_class = np.array(rows["float"]["metrics"]["per_class_top1"])
+    np.testing.assert_allclose(int8["delta_per_class_points"],
+                               100 * (np.array(int8["metrics"]["per_class_top1"]) - float_per_class))
+    worst = int8["worst_disagreements"]
+    assert len(worst) == cfg.evaluate.gallery
+    flips = [w["top1_differs"] for w in worst]
+    assert flips == sorted(flips, reverse=True)  # top-1 flips first
+    assert sum(flips) == min(len(worst), round((1 - int8["agreement_top1"]) * 256))
     md = (run.eval / "report.md").read_text()
-    assert "| int8 |" in md and "plots/confusion.png" in md
+    assert "| int8 |" in md and "## Per class" in md and "| Trouser | " in md
+    plots = {p.name for p in (run.eval / "plots").glob("*.png")}
+    assert plots == {"confusion.png", "latency.png"} | {f"gallery_{m}.png" for m in rows if m != "float"}
+    for name in plots:
+        assert f"(plots/{name})" in md
+    page = (run.eval / "report.html").read_text()
+    # self-contained: every plot embedded, nothing fetched from elsewhere
+    assert page.count("src='data:image/png;base64,") == len(plots)
+    assert "src='plots" not in page and "http" not in page.split("<body>")[1]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run.eval / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes it, not 0600
 
 
-def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, capsys):
+def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, copy_run, tmp_path, capsys):
     """A converted model that lost accuracy (an untrained network) fails the gate with exit 1."""
     cfg, run, *_ = tiny_run
     from tfpipe import models
@@ -131,12 +128,12 @@ def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, tmp_path, 
     untrained = models.build(cfg.model, cfg.task, 10)
     bad = tmp_path / "model_untrained.tflite"
     bad.write_bytes(to_tflite(untrained, "none", "float", None))
-    assert run_cli("tfpipe.evaluate.__main__", tiny_args(run.root.parent, "--models", str(bad),
+    assert run_cli("tfpipe.evaluate.__main__", tiny_args(copy_run, "--models", str(bad),
                                                           str(run.tflite("none")))) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "FAILED: model_untrained.tflite: top1 dropped" in err[0]
     assert "model_fp32.tflite" not in err[0]
-    report = json.loads((run.eval / "parity.json").read_text())
+    report = json.loads((copy_run / "tiny" / "eval" / "parity.json").read_text())
     assert report["gate"]["passed"] is False and len(report["models"]) == 3
 
 

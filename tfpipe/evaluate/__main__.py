@@ -17,6 +17,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--runtime-python", default=None, metavar="PYTHON",
                         help="run the runtime workers under this interpreter, e.g. .venv-tflite/bin/python "
                              "(tflite-runtime 2.14 needs numpy<2 and cannot share a process with TensorFlow)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="shard the test split over N runtime worker processes (default: evaluate.workers, 1)")
+    parser.add_argument("--delegate", default=None, metavar="edgetpu|gpu|PATH.so",
+                        help="load this delegate into every runtime worker (load_delegate): edgetpu, gpu, or the "
+                             "path of a delegate library")
     parser.add_argument("--reference-kernels", action="store_true", default=None,
                         help="TFLite's reference kernels instead of the XNNPACK delegate: slower, but the "
                              "same outputs bit for bit in every runtime version")
@@ -30,16 +35,20 @@ def run(args, cfg) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise TfpipeError(f"--threads: {args.threads} is not accepted", "use 1 or more")
+    if args.workers is not None and args.workers < 1:
+        raise TfpipeError(f"--workers: {args.workers} is not accepted", "use 1 or more")
     if args.max_drop is not None and args.max_drop < 0:
         raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use top-1 points >= 0, e.g. 0.5")
     run_dir = RunDir.for_config(cfg, args.workdir)
-    report = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
-                      python=args.runtime_python, reference_kernels=args.reference_kernels, models=args.models)
-    return publish(report, run_dir.eval)
+    evaluation = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
+                          python=args.runtime_python, reference_kernels=args.reference_kernels, models=args.models,
+                          workers=args.workers, delegate=args.delegate)
+    return publish(evaluation, run_dir.eval)
 
 
 STAGE = Stage("evaluate", "Top-1/top-5, agreement, output error, size and latency of every .tflite against the "
-              "float model on the full test split; exits 1 when a model drops more than --max-drop.",
+              "float model on the full test split; exits 1 when a model drops more than --max-drop or its "
+              "runtime worker crashes.",
               "python -m tfpipe.evaluate --config configs/quickstart.yaml --max-drop 0.5", add_arguments, run)
 
 if __name__ == "__main__":

@@ -49,3 +49,11 @@ def output_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     cosine = np.divide((a * b).sum(axis=1), norms, out=np.ones(len(a)), where=norms > 0)
     return {"max_abs_error": float(np.abs(a - b).max()), "cosine_similarity": float(cosine.mean()),
             "min_cosine_similarity": float(cosine.min())}
+
+
+def disagreement(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: whether the top-1 class differs, and the total-variation distance between the two
+    probability vectors (0 = identical, 1 = disjoint). Ranks the gallery of worst disagreements."""
+    flipped = reference.argmax(axis=1) != other.argmax(axis=1)
+    distance = 0.5 * np.abs(reference.astype(np.float64) - other.astype(np.float64)).sum(axis=1)
+    return flipped, distance

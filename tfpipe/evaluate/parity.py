@@ -1,7 +1,8 @@
 """Parity of every converted model with the Keras float model, on one data stream.
 
 The test split is preprocessed once by the one preprocess; the same float32 inputs go to Keras and
-to each .tflite (in a runtime worker that quantizes them by the model's own input parameters).
+to each .tflite (in runtime workers that quantize them by the model's own input parameters), and
+the same metric code scores every model's outputs.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
-from tfpipe.evaluate.classification import classification_metrics, output_agreement
+from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
+from tfpipe.evaluate.sharding import predict_sharded
+from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
-from tfpipe.runtime import Worker, check_tflite_file
+from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
 
 SCHEMA = "tfpipe-parity/1"
 REFERENCE = "model_fp32.tflite"  # latency and size ratios are relative to this file when present
@@ -35,16 +37,6 @@ def _tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
     return [check_tflite_file(f) for f in files]  # all checked before any work
 
 
-def _tflite_outputs(worker: Worker, inputs: np.ndarray, chunk: int, label: str) -> dict[str, np.ndarray]:
-    (input_name,) = worker.inputs
-    parts: dict[str, list] = {}
-    for start in tqdm(range(0, len(inputs), chunk), desc=f"{label:>8}", unit="chunk", leave=False,
-                       disable=None):  # None: a bar on a terminal, silence in logs and pipes
-        for name, value in worker.predict({input_name: inputs[start : start + chunk]}).items():
-            parts.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in parts.items()}
-
-
 def _interpreter(python: str | None) -> str | None:
     if python is None:
         return None
@@ -55,70 +47,124 @@ def _interpreter(python: str | None) -> str | None:
     return found
 
 
+def _latency(path: Path, sample: np.ndarray, cfg: Config, threads: int, **worker_options) -> dict:
+    """Median and p90 of timed invokes in one worker, alone on the machine (no shard running)."""
+    with Worker(path, threads=threads, **worker_options) as worker:
+        (input_name,) = worker.inputs
+        times = np.array(worker.latency({input_name: sample}, cfg.evaluate.latency_warmup,
+                                        cfg.evaluate.latency_runs)) * 1000
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": len(times),
+            "warmup": cfg.evaluate.latency_warmup, "threads": threads}
+
+
+def _worst(float_scores: np.ndarray, scores: np.ndarray, labels: np.ndarray, count: int) -> list[dict]:
+    """The `count` images where the model disagrees most with the float model (for the gallery)."""
+    flipped, distance = disagreement(float_scores, scores)
+    order = np.lexsort((-distance, ~flipped))[:count]  # top-1 flips first, then by distance
+    return [{"index": int(i), "label": int(labels[i]),
+             "float_class": int(float_scores[i].argmax()), "float_score": float(float_scores[i].max()),
+             "model_class": int(scores[i].argmax()), "model_score": float(scores[i].max()),
+             "top1_differs": bool(flipped[i]), "distance": float(distance[i])} for i in order]
+
+
 def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: float | None = None,
              backend: str | None = None, python: str | None = None, reference_kernels: bool | None = None,
-             models: list[Path] | None = None, splits: Splits | None = None) -> dict:
-    """Evaluate the float model and every .tflite; returns the parity report (see report/).
+             workers: int | None = None, delegate: str | None = None,
+             models: list[Path] | None = None, splits: Splits | None = None) -> Evaluation:
+    """Evaluate the float model and every .tflite: the parity report (schema in report/) and the
+    test images its galleries show.
 
-    `python` runs the runtime workers under another interpreter (its own numpy and runtime)."""
+    `python` runs the runtime workers under another interpreter (its own numpy and runtime);
+    `workers` shards the test split over that many worker processes."""
     from tfpipe.train.trainer import load_float_model
 
-    threads = threads or cfg.evaluate.threads
-    max_drop = cfg.evaluate.max_drop if max_drop is None else max_drop
-    backend = backend or cfg.evaluate.backend
-    python = _interpreter(python or cfg.evaluate.runtime_python)
-    reference_kernels = cfg.evaluate.reference_kernels if reference_kernels is None else reference_kernels
+    ev = cfg.evaluate
+    threads = threads or ev.threads
+    workers = workers or ev.workers
+    max_drop = ev.max_drop if max_drop is None else max_drop
+    backend = backend or ev.backend
+    python = _interpreter(python or ev.runtime_python)
+    reference_kernels = ev.reference_kernels if reference_kernels is None else reference_kernels
+    delegate = delegate or ev.delegate
     files = _tflite_files(run, models)
+    if delegate:  # a missing library is bad input: say so before any work
+        check_delegate(delegate, backend, python)
+    options = {"backend": backend, "python": python, "reference_kernels": reference_kernels, "delegate": delegate}
     float_model = load_float_model(run)
     splits = splits or load_splits(cfg.data)
     test = splits.test
     spec = PreprocessSpec.from_config(cfg)
     inputs = np.concatenate(list(make_dataset(test, spec, 512, len(splits.class_names),
                                               with_labels=False).as_numpy_iterator()))
-    print(f"Evaluating on {len(test):,} test images ({cfg.data.dataset}), {threads} thread(s)", flush=True)
+    print(f"Evaluating on {len(test):,} test images ({cfg.data.dataset}), {workers} worker(s) x "
+          f"{threads} thread(s)" + (f", delegate {delegate}" if delegate else ""), flush=True)
     float_scores = float_model.predict(inputs, batch_size=256, verbose=0)
     float_metrics = classification_metrics(float_scores, test.labels)
-    rows = [{"name": "float", "kind": "keras", "file": str(run.float_model), "metrics": float_metrics}]
+    output_name = float_model.output_names[0]
+    rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
+             "metrics": float_metrics}]
 
     for path in files:
         label = _model_label(path)
-        with Worker(path, backend=backend, threads=threads, python=python,
-                    reference_kernels=reference_kernels) as worker:
-            outputs = _tflite_outputs(worker, inputs, cfg.evaluate.batch, label)
-            (input_name,) = worker.inputs
-            times = np.array(worker.latency({input_name: inputs[:1]}, cfg.evaluate.latency_warmup,
-                                            cfg.evaluate.latency_runs)) * 1000
-            used_backend = worker.info["backend"]
-        scores = outputs[float_model.output_names[0]]
+        row = {"name": label, "kind": "tflite", "file": str(path), "size_bytes": path.stat().st_size}
+        rows.append(row)
+        result = predict_sharded(path, inputs, workers=workers, chunk=ev.batch, label=label, threads=threads,
+                                 **options)
+        row["runtime"] = result.info.get("backend", backend)
+        if result.failures:
+            row.update(status="failed", errors=[f.describe() for f in result.failures],
+                       crash_logs=[str(crash) for f in result.failures for crash in f.crashes])
+            continue
+        if result.recovered:
+            row["recovered_crashes"] = result.recovered
+            print(f"Warning: {path.name}: {len(result.recovered)} runtime worker crash(es), recovered by rerunning "
+                  "the shard; see recovered_crashes in parity.json", flush=True)
+        scores = result.outputs[output_name]
         metrics = classification_metrics(scores, test.labels)
-        rows.append({
-            "name": label, "kind": "tflite", "file": str(path), "runtime": used_backend,
-            "size_bytes": path.stat().st_size,
+        try:
+            latency = _latency(path, inputs[:1], cfg, threads, **options)
+        except WorkerCrashed as e:
+            row.update(status="failed", errors=["the runtime worker died while timing invokes"], crash_logs=[str(e)])
+            continue
+        row.update({
+            "status": "ok",
             "metrics": metrics,
             "delta_points": {k: 100 * (metrics[k] - float_metrics[k]) for k in ("top1", "top5")},
+            "delta_per_class_points": [100 * (m - f) for m, f in zip(metrics["per_class_top1"],
+                                                                     float_metrics["per_class_top1"], strict=True)],
             "agreement_top1": float((scores.argmax(1) == float_scores.argmax(1)).mean()),
-            "outputs": {float_model.output_names[0]: output_agreement(float_scores, scores)},
-            "latency_ms": {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-                           "runs": len(times), "warmup": cfg.evaluate.latency_warmup, "threads": threads},
+            "outputs": {output_name: output_agreement(float_scores, scores)},
+            "latency_ms": latency,
+            "worst_disagreements": _worst(float_scores, scores, test.labels, ev.gallery),
         })
 
-    reference = next((r for r in rows if Path(r["file"]).name == REFERENCE), None)
+    reference = next((r for r in rows if Path(r["file"]).name == REFERENCE and r["status"] == "ok"), None)
     if reference is not None:
         for row in rows[1:]:
             row["size_ratio_fp32"] = row["size_bytes"] / reference["size_bytes"]
-            row["latency_ratio_fp32"] = row["latency_ms"]["median"] / reference["latency_ms"]["median"]
+            if row["status"] == "ok":
+                row["latency_ratio_fp32"] = row["latency_ms"]["median"] / reference["latency_ms"]["median"]
 
-    failures = [f"{Path(r['file']).name}: top1 dropped {-r['delta_points']['top1']:.2f} points "
-                f"({float_metrics['top1']:.4f} -> {r['metrics']['top1']:.4f}), more than --max-drop {max_drop:g}"
-                for r in rows[1:] if -r["delta_points"]["top1"] > max_drop]
-    return {
+    failures = []
+    for r in rows[1:]:
+        name = Path(r["file"]).name
+        if r["status"] == "failed":
+            failures += [f"{name}: {error}" for error in r["errors"]]
+        elif -r["delta_points"]["top1"] > max_drop:
+            failures.append(f"{name}: top1 dropped {-r['delta_points']['top1']:.2f} points ({float_metrics['top1']:.4f}"
+                            f" -> {r['metrics']['top1']:.4f}), more than --max-drop {max_drop:g}")
+    report = {
         "schema": SCHEMA,
         "task": cfg.task,
         "run": str(run.root),
         "dataset": {"name": cfg.data.dataset, "split": "test", "samples": int(len(test)),
                     "classes": list(splits.class_names)},
         "threads": threads,
+        "workers": workers,
+        "delegate": delegate,
         "reference_kernels": reference_kernels,
         "gate": {"metric": "top1", "max_drop_points": max_drop, "passed": not failures, "failures": failures},
         "models": rows,
     }
+    shown = {w["index"] for r in rows for w in r.get("worst_disagreements", [])}
+    return Evaluation(report, {i: test.images[i] for i in sorted(shown)})

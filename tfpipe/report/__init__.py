@@ -1,23 +1,41 @@
-"""Reports of a parity evaluation: parity.json, report.md, a printed table and PNG plots.
+"""Reports of a parity evaluation: parity.json, report.md, a self-contained report.html, PNG plots
+and the printed table.
 
-parity.json (schema "tfpipe-parity/1"):
-  task, run, threads
+parity.json (schema "tfpipe-parity/1"; fields are only ever added):
+  task, run, threads, workers, delegate (null or the name/library), reference_kernels
   dataset: {name, split, samples, classes}
   gate: {metric, max_drop_points, passed, failures: [one sentence per failing model]}
-  models: [{name, kind: keras|tflite, file, metrics: {top1, top5, per_class_top1, confusion},
-            and for tflite: runtime, size_bytes, delta_points: {top1, top5} (tflite - float, x100),
-            agreement_top1, outputs: {name: {max_abs_error, cosine_similarity, min_cosine_similarity}},
-            latency_ms: {median, p90, runs, warmup, threads}, size_ratio_fp32, latency_ratio_fp32}]
+  models: [{name, kind: keras|tflite, status: ok|failed, file,
+            metrics: {top1, top5, per_class_top1, confusion}          (status ok)
+            and for tflite: runtime, size_bytes, size_ratio_fp32,
+              errors: [one sentence per crashed shard], crash_logs: [the worker's last words per crash]
+                                                                        (status failed)
+              delta_points: {top1, top5} (tflite - float, x100), delta_per_class_points,
+              recovered_crashes: [crashes whose shard ran through when rerun]   (only when there were any)
+              agreement_top1, outputs: {name: {max_abs_error, cosine_similarity, min_cosine_similarity}},
+              latency_ms: {median, p90, runs, warmup, threads}, latency_ratio_fp32,
+              worst_disagreements: [{index, label, float_class, float_score, model_class, model_score,
+                                     top1_differs, distance}]}]
 """
 
 from __future__ import annotations
 
+import base64
+import html
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tfpipe import io
 from tfpipe.errors import GateFailed
+from tfpipe.report import plots
+
+
+@dataclass
+class Evaluation:
+    report: dict  # what parity.json holds
+    images: dict[int, np.ndarray] = field(default_factory=dict)  # the gallery's test images by index
 
 
 def _fmt(value, spec: str) -> str:
@@ -29,15 +47,32 @@ def table_rows(report: dict) -> list[list[str]]:
               "p50 ms", "p90 ms", "lat×"]
     rows = [header]
     for m in report["models"]:
+        size = _fmt(m["size_bytes"] / 1024 if "size_bytes" in m else None, ".1f")
+        if m.get("status", "ok") == "failed":
+            rows.append([m["name"], "FAILED", "-", "-", "-", "-", "-", size, _fmt(m.get("size_ratio_fp32"), ".3f"),
+                         "-", "-", "-"])
+            continue
         out = next(iter(m.get("outputs", {}).values()), {})
         lat = m.get("latency_ms", {})
         rows.append([
             m["name"], _fmt(m["metrics"]["top1"], ".4f"), _fmt(m["metrics"]["top5"], ".4f"),
             _fmt(m.get("delta_points", {}).get("top1"), "+.2f"), _fmt(m.get("agreement_top1"), ".4f"),
             _fmt(out.get("cosine_similarity"), ".5f"), _fmt(out.get("max_abs_error"), ".4f"),
-            _fmt(m["size_bytes"] / 1024 if "size_bytes" in m else None, ".1f"), _fmt(m.get("size_ratio_fp32"), ".3f"),
+            size, _fmt(m.get("size_ratio_fp32"), ".3f"),
             _fmt(lat.get("median"), ".3f"), _fmt(lat.get("p90"), ".3f"), _fmt(m.get("latency_ratio_fp32"), ".3f"),
         ])
+    return rows
+
+
+def per_class_rows(report: dict) -> list[list[str]]:
+    """Class, float top-1, and each converted model's top-1 change in points."""
+    models = [m for m in report["models"] if m.get("status", "ok") == "ok"]
+    float_model, converted = models[0], models[1:]
+    rows = [["class", "images", f"{float_model['name']} top-1"] + [f"Δ{m['name']} pts" for m in converted]]
+    confusion = np.array(float_model["metrics"]["confusion"])
+    for k, name in enumerate(report["dataset"]["classes"]):
+        rows.append([name, str(int(confusion[k].sum())), f"{float_model['metrics']['per_class_top1'][k]:.4f}"]
+                    + [f"{m['delta_per_class_points'][k]:+.2f}" for m in converted])
     return rows
 
 
@@ -56,70 +91,92 @@ def _markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def plot_confusions(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = report["models"]
-    classes = report["dataset"]["classes"]
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
-    for ax, m in zip(axes[0], models, strict=True):
-        confusion = np.array(m["metrics"]["confusion"])
-        rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(f"{m['name']}  top-1 {m['metrics']['top1']:.4f}")
-        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(classes)), classes, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        for (i, j), count in np.ndenumerate(confusion):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=5.5,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    fig.suptitle(f"Confusion matrices, {report['dataset']['name']} {report['dataset']['split']} "
-                 f"({report['dataset']['samples']:,} images)")
-    fig.tight_layout()
-    io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
-    """Write parity.json, report.md and plots/confusion.png into `out_dir` (atomically)."""
-    paths = {"json": out_dir / "parity.json", "markdown": out_dir / "report.md",
-             "confusion": out_dir / "plots" / "confusion.png"}
-    io.write_json(paths["json"], report)
-    plot_confusions(report, paths["confusion"])
-    gate = report["gate"]
-    verdict = "PASSED" if gate["passed"] else "FAILED"
-    lines = [
-        f"# Parity report: {report['run']}",
-        "",
-        f"{report['task']} on {report['dataset']['name']} {report['dataset']['split']} split, "
-        f"{report['dataset']['samples']:,} images; latency with {report['threads']} thread(s).",
-        "",
-        _markdown_table(table_rows(report)),
-        "",
-        f"Gate ({gate['metric']} drop at most {gate['max_drop_points']:g} points): **{verdict}**",
-        *[f"- {f}" for f in gate["failures"]],
-        "",
-        "Δtop-1 is in percentage points against the float Keras model; `agree` is the share of images where",
-        "the model's top-1 class equals the float model's; size× and lat× are relative to model_fp32.tflite.",
-        "",
-        f"![confusion matrices]({paths['confusion'].relative_to(out_dir)})",
-        "",
-    ]
-    io.write_text(paths["markdown"], "\n".join(lines))
+def _summary(report: dict) -> str:
+    d = report["dataset"]
+    runtime = f"{report.get('workers', 1)} worker(s), {report['threads']} thread(s)"
+    if report.get("delegate"):
+        runtime += f", delegate {report['delegate']}"
+    return f"{report['task']} on {d['name']} {d['split']} split, {d['samples']:,} images; {runtime}."
+
+
+NOTE = ("Δ columns are percentage points against the float Keras model; `agree` is the share of images "
+        "where the model's top-1 class equals the float model's; size× and lat× are relative to "
+        "model_fp32.tflite; latency is batch 1 after warm-up.")
+
+
+def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
+    report = evaluation.report
+    plot_dir = out_dir / "plots"
+    paths = {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
+    if any("latency_ms" in m for m in report["models"]):
+        paths["latency"] = plots.latency(report, plot_dir / "latency.png")
+    for m in report["models"]:
+        if m.get("worst_disagreements"):
+            paths[f"worst disagreements: {m['name']}"] = plots.classification_gallery(
+                report, m, evaluation.images, plot_dir / f"gallery_{m['name']}.png")
     return paths
 
 
-def publish(report: dict, out_dir: Path) -> int:
+def write_markdown(report: dict, plot_paths: dict[str, Path], path: Path) -> Path:
+    gate = report["gate"]
+    lines = [f"# Parity report: {report['run']}", "", _summary(report), "", _markdown_table(table_rows(report)), "",
+             f"Gate ({gate['metric']} drop at most {gate['max_drop_points']:g} points): "
+             f"**{'PASSED' if gate['passed'] else 'FAILED'}**", *[f"- {f}" for f in gate["failures"]], "",
+             NOTE, "", "## Per class", "", _markdown_table(per_class_rows(report)), ""]
+    for title, plot in plot_paths.items():
+        lines += [f"## {title[0].upper()}{title[1:]}", "", f"![{title}]({plot.relative_to(path.parent)})", ""]
+    return io.write_text(path, "\n".join(lines))
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}
+.passed{color:#1a7f37}.failed{color:#c62828}img{max-width:100%;border:1px solid #eee}"""
+
+
+def write_html(report: dict, plot_paths: dict[str, Path], path: Path) -> Path:
+    """One file with everything in it: the PNGs are embedded as data URIs."""
+    gate = report["gate"]
+    verdict = "passed" if gate["passed"] else "failed"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Parity report</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>Parity report</h1><p>{html.escape(report['run'])}</p><p>{html.escape(_summary(report))}</p>",
+             _html_table(table_rows(report)),
+             f"<p class='{verdict}'><b>Gate ({html.escape(gate['metric'])} drop at most "
+             f"{gate['max_drop_points']:g} points): {verdict.upper()}</b></p>",
+             "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"]) + "</ul>",
+             f"<p>{html.escape(NOTE)}</p><h2>Per class</h2>", _html_table(per_class_rows(report))]
+    for title, plot in plot_paths.items():
+        data = base64.b64encode(plot.read_bytes()).decode("ascii")
+        parts.append(f"<h2>{html.escape(title[0].upper() + title[1:])}</h2>"
+                     f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return io.write_text(path, "\n".join(parts))
+
+
+def write_report(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
+    """Write parity.json, the plots, report.md and report.html into `out_dir` (each atomically)."""
+    paths = {"json": out_dir / "parity.json"}
+    io.write_json(paths["json"], evaluation.report)
+    plot_paths = write_plots(evaluation, out_dir)
+    paths["markdown"] = write_markdown(evaluation.report, plot_paths, out_dir / "report.md")
+    paths["html"] = write_html(evaluation.report, plot_paths, out_dir / "report.html")
+    return {**paths, **plot_paths}
+
+
+def publish(evaluation: Evaluation, out_dir: Path) -> int:
     """Write the reports, print the table and the verdict; raise GateFailed when the gate fails
     (after the reports are written, so the evidence is kept)."""
-    paths = write_report(report, out_dir)
+    report = evaluation.report
+    paths = write_report(evaluation, out_dir)
     print(format_table(report))
-    print(f"Wrote {paths['json']}, {paths['markdown']} and {paths['confusion']}")
+    print(f"Wrote {paths['json']}, {paths['markdown']} and {paths['html']} ({len(paths) - 3} plots)")
     if not report["gate"]["passed"]:
         raise GateFailed("; ".join(report["gate"]["failures"]))
     print(f"Parity gate passed: no converted model lost more than {report['gate']['max_drop_points']:g} "

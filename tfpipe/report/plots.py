@@ -1,0 +1,143 @@
+"""PNG plots of a parity report (matplotlib, Agg backend; written atomically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe import io
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    io.write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    _pyplot().close(fig)
+    return path
+
+
+def _ok_models(report: dict) -> list[dict]:
+    return [m for m in report["models"] if m.get("status", "ok") == "ok"]
+
+
+def confusions(report: dict, path: Path) -> Path:
+    plt = _pyplot()
+    models = _ok_models(report)
+    classes = report["dataset"]["classes"]
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
+    for ax, m in zip(axes[0], models, strict=True):
+        confusion = np.array(m["metrics"]["confusion"])
+        rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{m['name']}  top-1 {m['metrics']['top1']:.4f}")
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        for (i, j), count in np.ndenumerate(confusion):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=5.5,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    fig.suptitle(f"Confusion matrices, {report['dataset']['name']} {report['dataset']['split']} "
+                 f"({report['dataset']['samples']:,} images)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def latency(report: dict, path: Path) -> Path:
+    """Median and p90 invoke time per converted model."""
+    plt = _pyplot()
+    models = [m for m in _ok_models(report) if "latency_ms" in m]
+    names = [m["name"] for m in models]
+    median = [m["latency_ms"]["median"] for m in models]
+    p90 = [m["latency_ms"]["p90"] for m in models]
+    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 3, 3.6))
+    x = np.arange(len(models))
+    ax.bar(x - 0.2, median, 0.4, label="median")
+    ax.bar(x + 0.2, p90, 0.4, label="p90")
+    for xi, value in zip(x, median, strict=True):
+        ax.text(xi - 0.2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("ms per image (batch 1)")
+    threads = models[0]["latency_ms"]["threads"] if models else report["threads"]
+    ax.set_title(f"Latency, {threads} thread(s), {models[0]['latency_ms']['runs'] if models else 0} timed invokes")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def classification_gallery(report: dict, model: dict, images: dict[int, np.ndarray], path: Path) -> Path:
+    """The images where `model` disagrees most with the float model: truth, float and model top-1."""
+    plt = _pyplot()
+    classes = report["dataset"]["classes"]
+    worst = model["worst_disagreements"]
+    fig, axes = plt.subplots(1, len(worst), figsize=(1.9 * len(worst), 2.7), squeeze=False)
+    for ax, w in zip(axes[0], worst, strict=True):
+        image = images[w["index"]]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        color = "crimson" if w["top1_differs"] else "black"
+        ax.set_title(f"#{w['index']}  truth {classes[w['label']]}\n"
+                     f"float {classes[w['float_class']]} {w['float_score']:.2f}\n"
+                     f"{model['name']} {classes[w['model_class']]} {w['model_score']:.2f}",
+                     fontsize=7, color=color)
+    fig.suptitle(f"{model['name']}: worst disagreements with the float model (red: top-1 differs)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pr_curves(metrics_by_model: dict[str, dict], classes: list[str], path: Path) -> Path:
+    """Per-class precision/recall at IoU 0.5 (COCOeval's 101 recall points), one panel a class."""
+    plt = _pyplot()
+    columns = min(4, len(classes))
+    rows = -(-len(classes) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(classes):
+            ax.axis("off")
+            continue
+        for name, metrics in metrics_by_model.items():
+            curve = metrics["pr_curve_iou50"]
+            if curve["precision"][k] is not None:
+                ax.plot(curve["recall"], curve["precision"][k], label=name)
+        ax.set_title(classes[k], fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall", fontsize=8)
+        ax.set_ylabel("precision", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Precision-recall per class, IoU 0.5")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def iou_bars(metrics_by_model: dict[str, dict], classes: list[str], path: Path) -> Path:
+    """Per-class IoU of each model side by side (classes absent from labels and predictions left out)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(classes) * max(1, len(metrics_by_model)) / 2), 3.8))
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(metrics_by_model))
+    for i, (name, metrics) in enumerate(metrics_by_model.items()):
+        values = [np.nan if v is None else v for v in metrics["per_class_iou"]]
+        ax.bar(x + (i - (len(metrics_by_model) - 1) / 2) * width, values, width,
+               label=f"{name} (mIoU {metrics['miou']:.4f})")
+    for k in range(len(classes)):
+        if all(m["per_class_iou"][k] is None for m in metrics_by_model.values()):
+            ax.text(k, 0.02, "absent", ha="center", fontsize=7, color="gray")
+    ax.set_xticks(x, classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.25)  # headroom for the legend
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("IoU")
+    ax.set_title("IoU per class")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
