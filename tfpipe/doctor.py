@@ -33,6 +33,22 @@ def _runtime_loads(module: str) -> str:
     return f"fails: {lines[-1][:100]}"
 
 
+def _tflite_venv() -> str:
+    """The venv `make test` builds for --runtime-python: tflite-runtime 2.14 with numpy<2."""
+    from pathlib import Path
+
+    python = Path(__file__).resolve().parents[1] / ".venv-tflite" / "bin" / "python"
+    if not python.exists():
+        return f"absent ({python}; `make test` builds it)"
+    code = ("import numpy, tflite_runtime, tflite_runtime.interpreter; "
+            "print(tflite_runtime.__version__, numpy.__version__)")
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+    if result.returncode:
+        return f"broken: {(result.stderr.strip() or 'no output').splitlines()[-1][:100]}"
+    runtime, numpy = result.stdout.split()
+    return f"ok, tflite-runtime {runtime}, numpy {numpy} (--runtime-python {python})"
+
+
 def add_arguments(parser) -> None:
     pass
 
@@ -53,6 +69,7 @@ def run(args, cfg) -> int:
         status = _runtime_loads(module) if _version(name) != "not installed" else "not installed"
         _line(f"runtime {name}", status)
     _line("runtime tf.lite", "ok (inside TensorFlow)")
+    _line("venv .venv-tflite", _tflite_venv())
     from tfpipe.data import fashion_mnist
 
     try:

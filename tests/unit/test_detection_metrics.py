@@ -7,7 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfpipe.evaluate.detection import COCO_STATS, ImageBoxes, coco_metrics, iou_matrix, voc_ap, voc_metrics
+from tfpipe.evaluate.detection import (
+    COCO_STATS,
+    ImageBoxes,
+    coco_metrics,
+    detection_agreement,
+    iou_matrix,
+    match_detections,
+    voc_ap,
+    voc_metrics,
+)
 
 NUM_CLASSES = 3
 
@@ -62,8 +71,17 @@ def test_coco_metrics_equal_cocoeval_on_the_same_json(tmp_path, data):
         return  # COCO.loadRes cannot read an empty result file; covered below
     ours = coco_metrics(ground_truth, predictions, NUM_CLASSES)
     reference = reference_cocoeval(tmp_path, ground_truth, predictions)
-    assert list(ours) == list(COCO_STATS)
+    assert list(ours)[: len(COCO_STATS)] == list(COCO_STATS)
     np.testing.assert_allclose([ours[k] for k in COCO_STATS], reference, rtol=0, atol=1e-9)
+    # AP is the mean of the per-class APs (over classes with ground truth), and the IoU-0.5 curves
+    # average to AP50 over COCOeval's 101 recall points.
+    per_class = [ap for ap in ours["per_class_AP"] if ap is not None]
+    curves = [c for c in ours["pr_curve_iou50"]["precision"] if c is not None]
+    if per_class:
+        assert ours["AP"] == pytest.approx(np.mean(per_class), abs=1e-12)
+        assert ours["AP50"] == pytest.approx(np.mean(curves), abs=1e-12)
+    else:
+        assert ours["AP"] == -1 and not curves
 
 
 def test_coco_metrics_without_any_prediction():
@@ -114,3 +132,43 @@ def test_voc07_eleven_point_ap_by_hand():
     assert result["per_class_AP"][0] == pytest.approx(6 / 11)
     assert voc_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]), eleven_point=True) == pytest.approx((6 + 5 * 0.5) / 11)
     assert voc_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]), eleven_point=False) == pytest.approx(0.75)
+
+
+def dets(boxes, classes, scores):
+    return ImageBoxes(np.array(boxes, np.float64).reshape(-1, 4), np.array(classes), scores=np.array(scores, float))
+
+
+def test_matching_pairs_same_class_boxes_greedily_by_reference_score():
+    reference = dets([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], [0, 1, 2], [0.9, 0.8, 0.7])
+    # one box shifted by 1 px (IoU 81/119), one of another class, one of class 2 with low IoU
+    other = dets([[1, 0, 11, 10], [20, 20, 30, 30], [5, 5, 15, 15]], [0, 2, 2], [0.6, 0.8, 0.5])
+    assert match_detections(reference, other) == [(0, 0)]
+    # each other-box is taken once: the higher-scored reference box wins it
+    twin = dets([[0, 0, 10, 10], [0, 0, 10, 10]], [0, 0], [0.3, 0.9])
+    assert match_detections(twin, dets([[0, 0, 10, 10]], [0], [0.5])) == [(1, 0)]
+
+
+def test_detection_agreement_by_hand():
+    reference = [dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1], [0.9, 0.8]),
+                 dets([], [], []),
+                 dets([[0, 0, 10, 10]], [0], [0.5])]
+    other = [dets([[1, 0, 11, 10], [20, 20, 30, 30]], [0, 1], [0.7, 0.85]),
+             dets([], [], []),
+             dets([[50, 50, 60, 60]], [0], [0.5])]
+    result = detection_agreement(reference, other)
+    shifted = 90 / 110  # 10x10 boxes one pixel apart: intersection 90, union 110
+    assert result["matched"] == 2 and result["matched_share_reference"] == result["matched_share_other"] == 2 / 3
+    assert result["mean_iou"] == pytest.approx((shifted + 1) / 2)
+    assert result["mean_abs_score_diff"] == pytest.approx((0.2 + 0.05) / 2)
+    assert result["max_abs_score_diff"] == pytest.approx(0.2)
+    assert result["per_image"] == pytest.approx([1 - (shifted + 1) / 2, 0.0, 1.0])
+
+
+def test_pr_curves_and_per_class_ap_name_classes_without_ground_truth():
+    gt = [ImageBoxes(np.array([[0, 0, 50, 50.0]]), np.array([1]))]
+    pred = [dets([[0, 0, 50, 50]], [1], [0.9])]
+    result = coco_metrics(gt, pred, NUM_CLASSES)
+    assert result["per_class_AP"] == [None, pytest.approx(1.0), None]
+    curve = result["pr_curve_iou50"]
+    assert len(curve["recall"]) == 101 and curve["precision"][0] is None
+    assert curve["precision"][1] == pytest.approx([1.0] * 101)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tfpipe.evaluate.segmentation import confusion, segmentation_metrics
+from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
 
 
 def brute_force_miou(labels, predictions, num_classes):
@@ -43,3 +43,14 @@ def test_absent_classes_are_left_out_of_the_mean():
     assert result["fw_iou"] == pytest.approx(2 / 3 * 2 / 3)
     with pytest.raises(ValueError, match="class ids must be in 0..2"):
         confusion(np.array([3]), np.array([0]), 3)
+
+
+def test_pixel_agreement_leaves_out_ignored_pixels():
+    reference = np.array([[[0, 1], [2, 3]], [[1, 1], [1, 1]]])
+    other = np.array([[[0, 1], [2, 0]], [[1, 1], [1, 1]]])
+    labels = np.array([[[0, 1], [2, 255]], [[255, 255], [255, 255]]])
+    assert pixel_agreement(reference, other) == {"pixel_agreement": 7 / 8, "per_image": [0.75, 1.0]}
+    # the one disagreeing pixel is void; an image with no counted pixel agrees trivially
+    assert pixel_agreement(reference, other, labels) == {"pixel_agreement": 1.0, "per_image": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="cannot be compared"):
+        pixel_agreement(reference, other[:, :1])

@@ -76,7 +76,16 @@ def coco_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], 
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(value) for name, value in zip(COCO_STATS, evaluator.stats, strict=True)}
+    metrics = {name: float(value) for name, value in zip(COCO_STATS, evaluator.stats, strict=True)}
+    # precision[iou threshold, recall threshold, class, area range, max dets]; -1 = class has no ground truth.
+    # Area "all" (0) and 100 detections (2), as AP itself uses.
+    precision = evaluator.eval["precision"][:, :, :, 0, 2]
+    per_class = [precision[:, :, k] for k in range(num_classes)]
+    metrics["per_class_AP"] = [float(p[p > -1].mean()) if np.any(p > -1) else None for p in per_class]
+    metrics["pr_curve_iou50"] = {"recall": [float(r) for r in evaluator.params.recThrs],
+                                 "precision": [None if np.all(p[0] < 0) else [float(v) for v in p[0]]
+                                               for p in per_class]}
+    return metrics
 
 
 # --- Pascal VOC -----------------------------------------------------------------------------------
@@ -161,3 +170,50 @@ def voc_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], n
     valid = [ap for ap in per_class if ap is not None]
     return {"mAP": float(np.mean(valid)) if valid else float("nan"), "per_class_AP": per_class,
             "iou_threshold": iou_threshold, "variant": "VOC2007 11-point" if eleven_point else "VOC2010 all-point"}
+
+
+def match_detections(reference: ImageBoxes, other: ImageBoxes, iou_threshold: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matches (reference index, other index) of same-class boxes, reference boxes
+    in falling score order each taking the unmatched box of highest IoU >= the threshold."""
+    if not len(reference.boxes) or not len(other.boxes):
+        return []
+    ious = iou_matrix(np.asarray(reference.boxes, np.float64), np.asarray(other.boxes, np.float64))
+    ious[np.asarray(reference.classes)[:, None] != np.asarray(other.classes)[None, :]] = -1.0
+    taken = np.zeros(len(other.boxes), bool)
+    matches = []
+    for i in np.argsort(-np.asarray(reference.scores), kind="stable"):
+        candidates = np.where(taken, -1.0, ious[i])
+        j = int(candidates.argmax())
+        if candidates[j] >= iou_threshold:
+            taken[j] = True
+            matches.append((int(i), j))
+    return matches
+
+
+def detection_agreement(reference: list[ImageBoxes], other: list[ImageBoxes], iou_threshold: float = 0.5) -> dict:
+    """How closely one model's detections follow the float model's, image by image: mean IoU and
+    score difference of matched boxes, and the share of boxes on each side that found a partner.
+    `per_image` (1 - matched IoU sum / larger box count) ranks the gallery of worst disagreements."""
+    if len(reference) != len(other):
+        raise ValueError(f"{len(reference)} reference images but {len(other)} images to compare")
+    ious, score_diffs, per_image = [], [], []
+    n_reference = n_other = 0
+    for ref, oth in zip(reference, other, strict=True):
+        matches = match_detections(ref, oth, iou_threshold)
+        matched_iou = [float(iou_matrix(ref.boxes[i : i + 1], oth.boxes[j : j + 1])[0, 0]) for i, j in matches]
+        ious += matched_iou
+        score_diffs += [float(oth.scores[j] - ref.scores[i]) for i, j in matches]
+        n_reference, n_other = n_reference + len(ref.boxes), n_other + len(oth.boxes)
+        larger = max(len(ref.boxes), len(oth.boxes))
+        per_image.append(1.0 - sum(matched_iou) / larger if larger else 0.0)
+    diffs = np.abs(score_diffs)
+    return {
+        "iou_threshold": iou_threshold,
+        "matched": len(ious),
+        "matched_share_reference": len(ious) / n_reference if n_reference else 1.0,
+        "matched_share_other": len(ious) / n_other if n_other else 1.0,
+        "mean_iou": float(np.mean(ious)) if ious else None,
+        "mean_abs_score_diff": float(diffs.mean()) if len(diffs) else None,
+        "max_abs_score_diff": float(diffs.max()) if len(diffs) else None,
+        "per_image": per_image,
+    }

@@ -40,3 +40,19 @@ def segmentation_metrics(matrix: np.ndarray) -> dict:
         "mean_accuracy": float(np.nanmean(class_accuracy)) if np.any(present) else float("nan"),
         "fw_iou": float(np.sum(frequency[present] * np.nan_to_num(iou[present]))),
     }
+
+
+def pixel_agreement(reference: np.ndarray, other: np.ndarray, labels: np.ndarray | None = None,
+                    ignore: int = IGNORE) -> dict:
+    """Share of pixels where two [N, H, W] class maps agree (pixels labelled `ignore` left out when
+    labels are given), overall and per image; the per-image share ranks the gallery."""
+    reference, other = np.asarray(reference), np.asarray(other)
+    if reference.shape != other.shape:
+        raise ValueError(f"class maps of shapes {reference.shape} and {other.shape} cannot be compared")
+    counted = np.ones(reference.shape, bool) if labels is None else np.asarray(labels) != ignore
+    same = (reference == other) & counted
+    per_image_counted = counted.reshape(len(counted), -1).sum(axis=1)
+    per_image = np.divide(same.reshape(len(same), -1).sum(axis=1), per_image_counted,
+                          out=np.ones(len(same)), where=per_image_counted > 0)
+    total = counted.sum()
+    return {"pixel_agreement": float(same.sum() / total) if total else 1.0, "per_image": per_image.tolist()}

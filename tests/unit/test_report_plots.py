@@ -1,0 +1,35 @@
+"""The detection and segmentation plots draw from the metric dicts the evaluator produces."""
+
+import numpy as np
+
+from tfpipe.evaluate.detection import ImageBoxes, coco_metrics
+from tfpipe.evaluate.segmentation import confusion, segmentation_metrics
+from tfpipe.report import plots
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_pr_curves_one_panel_per_class(tmp_path):
+    rng = np.random.default_rng(0)
+    gt, float_pred, int8_pred = [], [], []
+    for _ in range(20):
+        boxes = np.sort(rng.uniform(0, 100, (3, 4)).reshape(3, 2, 2), axis=1).reshape(3, 4)[:, [0, 2, 1, 3]]
+        boxes[:, 2:] += 5
+        classes = rng.integers(0, 3, 3)
+        gt.append(ImageBoxes(boxes, classes))
+        float_pred.append(ImageBoxes(boxes + rng.normal(0, 1, boxes.shape), classes, scores=rng.uniform(0.5, 1, 3)))
+        int8_pred.append(ImageBoxes(boxes + rng.normal(0, 4, boxes.shape), classes, scores=rng.uniform(0.2, 1, 3)))
+    metrics = {"float": coco_metrics(gt, float_pred, 3), "int8": coco_metrics(gt, int8_pred, 3)}
+    assert metrics["float"]["AP50"] > metrics["int8"]["AP"]
+    path = plots.pr_curves(metrics, ["shirt", "bag", "boot"], tmp_path / "pr.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
+
+
+def test_iou_bars_skip_absent_classes(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, (2, 16, 16))  # class 3 appears nowhere: its IoU is None
+    metrics = {name: segmentation_metrics(confusion(labels, np.where(rng.random(labels.shape) < p, labels, 0), 4))
+               for name, p in (("float", 0.95), ("int8", 0.9))}
+    assert metrics["float"]["per_class_iou"][3] is None
+    path = plots.iou_bars(metrics, ["background", "shirt", "bag", "boot"], tmp_path / "iou.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
