@@ -1,0 +1,127 @@
+"""COCO detection JSON: {"images", "annotations", "categories"}; bbox is [x, y, width, height].
+
+Category ids (any integers, in any order) become contiguous ids 0..C-1 in the order of the
+ids, names kept. `iscrowd` is kept for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe import io
+from tfpipe.data.formats.records import Dataset, ImageRecord, check_boxes, safe_path
+from tfpipe.errors import TfpipeError
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TfpipeError(f"{path}: file not found", "give the COCO annotation JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TfpipeError(f"{path}: not valid JSON ({e})", "expected a COCO annotation file") from None
+    if not isinstance(data, dict):
+        raise TfpipeError(f"{path}: the top level is not an object", "expected {images, annotations, categories}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise TfpipeError(f"{path}: field '{key}' is missing or not a list",
+                              "a COCO file has lists images, annotations and categories")
+    return data
+
+
+def _field(entry: dict, key: str, kind, where: str):
+    value = entry.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TfpipeError(f"{where}: field '{key}' is missing or not {getattr(kind, '__name__', kind)}",
+                          f"got {value!r}")
+    return value
+
+
+def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None = None
+               ) -> tuple[tuple[str, ...], list[ImageRecord]]:
+    """(class names, records) of one COCO file; `class_names` given: the file's categories must match."""
+    path = Path(path)
+    data = _load_json(path)
+    categories = sorted(data["categories"], key=lambda c: _field(c, "id", int, f"{path}: categories"))
+    ids = {}
+    for c in categories:
+        if c["id"] in ids:
+            raise TfpipeError(f"{path}: categories: id {c['id']} appears twice", "category ids must be unique")
+        ids[c["id"]] = len(ids)
+    names = tuple(str(_field(c, "name", str, f"{path}: category {c['id']}")) for c in categories)
+    if class_names is not None and names != class_names:
+        raise TfpipeError(f"{path}: categories {list(names)} differ from the other split's {list(class_names)}",
+                          "every split must list the same categories")
+    records: dict[int, ImageRecord] = {}
+    for i, image in enumerate(data["images"]):
+        where = f"{path}: images[{i}]"
+        image_id = _field(image, "id", int, where)
+        if image_id in records:
+            raise TfpipeError(f"{where}: image id {image_id} is used twice", "image ids must be unique")
+        file_name = _field(image, "file_name", str, where)
+        safe_path(image_root, file_name, where)
+        records[image_id] = ImageRecord(file_name, _field(image, "width", int, where),
+                                        _field(image, "height", int, where))
+    boxes: dict[int, list] = {k: [] for k in records}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{path}: annotations[{i}]"
+        image_id = _field(ann, "image_id", int, where)
+        if image_id not in records:
+            raise TfpipeError(f"{where}: image_id {image_id} names no image", "annotations must refer to images[].id")
+        category = _field(ann, "category_id", int, where)
+        if category not in ids:
+            raise TfpipeError(f"{where}: category_id {category} is not in the category list",
+                              f"use one of {sorted(ids)}")
+        bbox = _field(ann, "bbox", list, where)
+        if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+            raise TfpipeError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", "four numbers")
+        x, y, w, h = (float(v) for v in bbox)
+        boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0))))
+    out = []
+    for image_id, record in records.items():
+        found = boxes[image_id]
+        record.boxes = np.array([b for b, _, _ in found], np.float32).reshape(-1, 4)
+        record.classes = np.array([c for _, c, _ in found], np.int32)
+        record.iscrowd = np.array([z for _, _, z in found], bool)
+        record.difficult = np.zeros(len(found), bool)
+        check_boxes(record.boxes, record.width, record.height, f"{path}: image id {image_id} ({record.image})")
+        out.append(record)
+    return names, out
+
+
+def read(root: Path, splits: dict[str, str] | None = None) -> Dataset:
+    """A folder with annotations/<split>.json (the layout `write` makes), or the files named in `splits`."""
+    root = Path(root)
+    if splits is None:
+        found = sorted((root / "annotations").glob("*.json"))
+        if not found:
+            raise TfpipeError(f"{root / 'annotations'}: no .json file", "expected annotations/<split>.json")
+        splits = {p.stem: str(p.relative_to(root)) for p in found}
+    names, records = None, {}
+    for split, relative in splits.items():
+        names, records[split] = read_split(root / relative, root, names)
+    return Dataset(names, records, root)
+
+
+def write(dataset: Dataset, dst: Path, copy_images=None) -> Path:
+    """annotations/<split>.json under `dst`; category ids are 1..C (0 is reserved by COCO tools).
+    Images stay where they are relative to the root: `copy_images(record, dst)` puts them there."""
+    dst = Path(dst)
+    categories = [{"id": k + 1, "name": name, "supercategory": "none"} for k, name in enumerate(dataset.class_names)]
+    for split, records in dataset.splits.items():
+        images, annotations = [], []
+        for image_id, r in enumerate(records, start=1):
+            images.append({"id": image_id, "file_name": r.image, "width": r.width, "height": r.height})
+            for (x1, y1, x2, y2), c, crowd in zip(r.boxes.tolist(), r.classes.tolist(), r.iscrowd.tolist(),
+                                                  strict=True):
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                    "iscrowd": int(crowd)})
+            if copy_images is not None:
+                copy_images(r, dst)
+        io.write_json(dst / "annotations" / f"{split}.json",
+                      {"images": images, "annotations": annotations, "categories": categories})
+    return dst

@@ -1,0 +1,69 @@
+"""Convert a dataset between COCO, VOC and YOLO: read, place the images where the target layout
+keeps them, write the target's annotations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from tfpipe.data.formats import coco, voc, yolo
+from tfpipe.data.formats.records import Dataset, safe_path
+from tfpipe.errors import TfpipeError
+
+FORMATS = ("coco", "voc", "yolo")
+
+# Where each layout keeps an image, by split and file name.
+IMAGE_PLACES: dict[str, Callable[[str, str], str]] = {
+    "coco": lambda split, name: f"images/{split}/{name}",
+    "voc": lambda split, name: f"JPEGImages/{name}",
+    "yolo": lambda split, name: f"images/{split}/{name}",
+}
+
+
+def read(kind: str, src: Path) -> Dataset:
+    src = Path(src)
+    if kind == "coco":
+        return coco.read(src)
+    if kind == "voc":
+        return voc.read(src)
+    if kind == "yolo":
+        return yolo.read(src / "data.yaml" if src.is_dir() else src)
+    raise TfpipeError(f"format {kind!r} is not known", f"use one of: {', '.join(FORMATS)}")
+
+
+def place_images(dataset: Dataset, kind: str, dst: Path) -> Dataset:
+    """Copy (hard-link when possible) every image to where layout `kind` keeps it under `dst`."""
+    placed, taken = {}, {}
+    for split, records in dataset.splits.items():
+        placed[split] = []
+        for r in records:
+            target = IMAGE_PLACES[kind](split, Path(r.image).name)
+            if taken.setdefault(target, r.image) != r.image:
+                raise TfpipeError(f"{r.image}: its place in the {kind} layout, {target}, is also {taken[target]}'s",
+                                  "image file names must be unique (per split for COCO and YOLO)")
+            source = safe_path(dataset.root, r.image, str(dataset.root))
+            if not source.is_file():
+                raise TfpipeError(f"{source}: image not found", "the annotations name an image that is not there")
+            destination = dst / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if not destination.exists():
+                try:
+                    os.link(source, destination)
+                except OSError:  # another file system
+                    shutil.copy2(source, destination)
+            placed[split].append(replace(r, image=target))
+    return Dataset(dataset.class_names, placed, Path(dst))
+
+
+def convert(kind_from: str, kind_to: str, src: Path, dst: Path) -> Dataset:
+    if kind_to not in FORMATS:
+        raise TfpipeError(f"--to {kind_to!r} is not known", f"use one of: {', '.join(FORMATS)}")
+    dataset = read(kind_from, src)
+    if Path(dst).resolve() == Path(src).resolve():
+        raise TfpipeError(f"{dst}: the destination is the source", "write the converted dataset to another folder")
+    placed = place_images(dataset, kind_to, Path(dst))
+    {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}[kind_to](placed, Path(dst))
+    return placed

@@ -1,0 +1,63 @@
+"""The in-memory dataset every format is read into and written from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from tfpipe.errors import TfpipeError
+
+
+@dataclass
+class ImageRecord:
+    image: str  # path relative to the dataset root, '/'-separated
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # float32 [N, 4] xyxy
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # int32 [N], 0..C-1
+    iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # COCO: ignored by AP
+    difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # VOC: ignored by AP
+    mask: str | None = None  # class-map PNG relative to the root (255 = void), for segmentation
+
+
+@dataclass
+class Dataset:
+    class_names: tuple[str, ...]
+    splits: dict[str, list[ImageRecord]]  # e.g. {"train": [...], "val": [...]}
+    root: Path  # the folder image paths are relative to
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{name} {len(records):,}" for name, records in self.splits.items())
+        return f"{len(self.class_names)} classes; images: {counts}"
+
+
+def safe_path(root: Path, relative: str, where: str) -> Path:
+    """`root / relative`, refusing absolute paths and '..' that would leave the dataset root."""
+    posix = PurePosixPath(relative.replace("\\", "/"))
+    if posix.is_absolute() or ".." in posix.parts or not relative.strip():
+        raise TfpipeError(f"{where}: file name {relative!r} leaves the dataset root",
+                          "use a path relative to the dataset folder, without '..'")
+    return root / Path(*posix.parts)
+
+
+def check_boxes(boxes: np.ndarray, width: int, height: int, where: str, tolerance: float = 0.5) -> None:
+    """Each box inside the image (within `tolerance` px, for tools that round outward) with x1 < x2, y1 < y2."""
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64)):
+        if not np.all(np.isfinite([x1, y1, x2, y2])):
+            raise TfpipeError(f"{where}: box {i} has a non-finite coordinate", "use numbers")
+        if x2 <= x1 or y2 <= y1:
+            raise TfpipeError(f"{where}: box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has x2 <= x1 or y2 <= y1",
+                              "boxes need a positive width and height")
+        if x1 < -tolerance or y1 < -tolerance or x2 > width + tolerance or y2 > height + tolerance:
+            raise TfpipeError(f"{where}: box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is outside the "
+                              f"{width}x{height} image", "boxes must lie inside their image")
+
+
+def check_class(class_id: int, class_names: tuple[str, ...], where: str) -> int:
+    if not 0 <= class_id < len(class_names):
+        raise TfpipeError(f"{where}: class id {class_id} is not in the category list",
+                          f"use 0..{len(class_names) - 1} ({', '.join(class_names[:5])}"
+                          f"{', ...' if len(class_names) > 5 else ''})")
+    return class_id
