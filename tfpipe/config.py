@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from tfpipe.data.fashion_scenes import SceneSpec
 from tfpipe.errors import TfpipeError
 
 TASKS = ("classification",)
@@ -28,6 +29,7 @@ RESIZE_POLICIES = ("letterbox", "stretch")
 CHANNEL_ORDERS = ("rgb", "bgr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BACKENDS = ("auto", "litert", "tflite_runtime", "tf")
+BUILTIN_DATASETS = (None, "fashion_scenes")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class DataConfig:
     val_samples: int = 5000  # held out of the training split to watch over-fitting
     train_limit: int | None = None  # use only the first N training images (smoke tests)
     test_limit: int | None = None  # evaluate on the first N test images; None is the full split
+    builtin: str | None = None  # fashion_scenes: detection/segmentation scenes built on first use
+    scenes: SceneSpec = field(default_factory=SceneSpec)  # the options of data.builtin: fashion_scenes
+    cache: str | None = None  # where built datasets are kept (default: $TFPIPE_CACHE, else ~/.cache/tfpipe)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,8 @@ class Config:
 
         def one_of(key: str, value: Any, allowed: tuple) -> None:
             if value not in allowed:
-                raise TfpipeError(f"{key}: {value!r} is not accepted", f"use one of: {', '.join(map(str, allowed))}")
+                names = ("null" if a is None else str(a) for a in allowed)
+                raise TfpipeError(f"{key}: {value!r} is not accepted", f"use one of: {', '.join(names)}")
 
         def positive(key: str, value: float, allow_zero: bool = False) -> None:
             if value < 0 or (value == 0 and not allow_zero):
@@ -133,6 +139,9 @@ class Config:
         one_of("task", self.task, TASKS)
         one_of("data.dataset", self.data.dataset, DATASETS)
         positive("data.val_samples", self.data.val_samples, allow_zero=True)
+        one_of("data.builtin", self.data.builtin, BUILTIN_DATASETS)
+        if self.data.builtin:
+            self.data.scenes.check("data.scenes.")
         for key in ("train_limit", "test_limit"):
             value = getattr(self.data, key)
             if value is not None:

@@ -79,13 +79,16 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
             raise TfpipeError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", "four numbers")
         x, y, w, h = (float(v) for v in bbox)
-        boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0))))
+        boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0)),
+                                ann.get("segmentation")))
     out = []
     for image_id, record in records.items():
         found = boxes[image_id]
-        record.boxes = np.array([b for b, _, _ in found], np.float32).reshape(-1, 4)
-        record.classes = np.array([c for _, c, _ in found], np.int32)
-        record.iscrowd = np.array([z for _, _, z in found], bool)
+        record.boxes = np.array([b for b, *_ in found], np.float32).reshape(-1, 4)
+        record.classes = np.array([c for _, c, *_ in found], np.int32)
+        record.iscrowd = np.array([z for _, _, z, _ in found], bool)
+        if any(s for *_, s in found):
+            record.segmentations = [s for *_, s in found]
         record.difficult = np.zeros(len(found), bool)
         check_boxes(record.boxes, record.width, record.height, f"{path}: image id {image_id} ({record.image})")
         out.append(record)
@@ -115,13 +118,39 @@ def write(dataset: Dataset, dst: Path, copy_images=None) -> Path:
         images, annotations = [], []
         for image_id, r in enumerate(records, start=1):
             images.append({"id": image_id, "file_name": r.image, "width": r.width, "height": r.height})
-            for (x1, y1, x2, y2), c, crowd in zip(r.boxes.tolist(), r.classes.tolist(), r.iscrowd.tolist(),
-                                                  strict=True):
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
-                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                    "iscrowd": int(crowd)})
+            segmentations = r.segmentations or [None] * len(r.classes)
+            for (x1, y1, x2, y2), c, crowd, segmentation in zip(r.boxes.tolist(), r.classes.tolist(),
+                                                                r.iscrowd.tolist(), segmentations, strict=True):
+                annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
+                              "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                              "iscrowd": int(crowd)}
+                if segmentation:
+                    annotation["segmentation"] = segmentation
+                annotations.append(annotation)
             if copy_images is not None:
                 copy_images(r, dst)
         io.write_json(dst / "annotations" / f"{split}.json",
                       {"images": images, "annotations": annotations, "categories": categories})
     return dst
+
+
+def instance_masks(record: ImageRecord) -> np.ndarray:
+    """bool [N, H, W]: each box's instance mask from its polygons or RLE (through pycocotools);
+    an object without a segmentation gets its box as mask."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.zeros((len(record.classes), record.height, record.width), bool)
+    segmentations = record.segmentations or [None] * len(record.classes)
+    for i, (segmentation, box) in enumerate(zip(segmentations, record.boxes, strict=True)):
+        if not segmentation:
+            x1, y1, x2, y2 = np.round(box).astype(int)
+            masks[i, y1:y2, x1:x2] = True
+            continue
+        if isinstance(segmentation, list):  # polygons: one RLE per polygon, merged
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, record.height, record.width))
+        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE (iscrowd annotations)
+            rle = mask_utils.frPyObjects(segmentation, record.height, record.width)
+        else:
+            rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+        masks[i] = mask_utils.decode(rle).astype(bool)
+    return masks

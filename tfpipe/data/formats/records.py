@@ -20,6 +20,7 @@ class ImageRecord:
     iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # COCO: ignored by AP
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # VOC: ignored by AP
     mask: str | None = None  # class-map PNG relative to the root (255 = void), for segmentation
+    segmentations: list | None = None  # COCO instance masks, one per box: polygons [[x, y, ...]] or RLE dicts
 
 
 @dataclass
