@@ -1,6 +1,8 @@
 """COCO, VOC and YOLO readers and writers: round trips and the bad inputs each must name."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +184,70 @@ def test_placing_images_refuses_two_images_with_one_name(tmp_path):
     dataset = Dataset(NAMES, {"train": [ImageRecord("a/same.png", 4, 4), ImageRecord("b/same.png", 4, 4)]}, root)
     with pytest.raises(TfpipeError, match="b/same.png: its place in the voc layout, JPEGImages/same.png"):
         place_images(dataset, "voc", tmp_path / "dst")
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "formats"
+
+
+def tool_export(tmp_path, name, images: dict[str, tuple[int, int]]):
+    """A copy of a fixture folder with solid JPEGs of the given (width, height) added."""
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / name, root)
+    for relative, size in images.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (128, 128, 128)).save(root / relative)
+    return root
+
+
+def test_labelme_coco_export(tmp_path):
+    from tfpipe.data.formats.coco import instance_masks
+
+    root = tool_export(tmp_path, "labelme_coco", {"JPEGImages/2011_000003.jpg": (160, 120),
+                                                   "JPEGImages/2011_000006.jpg": (80, 100)})
+    dataset = coco.read(root)
+    assert dataset.class_names == ("person", "bottle") and list(dataset.splits) == ["all"]
+    first, second = dataset.splits["all"]
+    assert first.image == "JPEGImages/2011_000003.jpg" and (first.width, first.height) == (160, 120)
+    assert first.classes.tolist() == [0, 1] and second.classes.tolist() == [1]
+    assert first.boxes.tolist() == [[10, 20, 60, 90], [100, 10, 150, 60]]
+    masks = instance_masks(first)
+    # polygons rasterised by pycocotools: the rectangle's area, the triangle's half of its box
+    assert abs(masks[0].sum() - 50 * 70) <= 2 * (50 + 70) and abs(masks[1].sum() - 1250) <= 2 * 100
+    converted = convert("coco", "voc", root, tmp_path / "voc")
+    assert converted.splits["all"][0].image == "JPEGImages/2011_000003.jpg"
+
+
+def test_labelme_voc_export_without_imagesets(tmp_path):
+    root = tool_export(tmp_path, "labelme_voc", {"JPEGImages/2011_000003.jpg": (160, 120)})
+    dataset = voc.read(root)
+    assert dataset.class_names == ("person", "bottle") and list(dataset.splits) == ["all"]
+    (record,) = dataset.splits["all"]
+    assert record.boxes.tolist() == [[9, 19, 60, 90], [99, 9, 150, 60]] and record.classes.tolist() == [0, 1]
+    assert record.difficult.tolist() == [False, False]
+
+
+def test_cvat_coco_export(tmp_path):
+    root = tool_export(tmp_path, "cvat_coco", {"images/frame_000000.jpg": (200, 150),
+                                                "images/frame_000001.jpg": (200, 150)})
+    dataset = coco.read(root)
+    assert dataset.class_names == ("car", "pedestrian") and list(dataset.splits) == ["default"]
+    first, second = dataset.splits["default"]
+    assert first.image == "images/frame_000000.jpg" and first.segmentations is None
+    np.testing.assert_allclose(first.boxes, [[20.5, 30.25, 80.5, 70.25], [150, 50, 170, 80]])
+    assert second.classes.tolist() == [0]
+    yolo_root = tmp_path / "yolo"
+    convert("coco", "yolo", root, yolo_root)
+    assert (yolo_root / "labels" / "default" / "frame_000000.txt").read_text().splitlines()[0] == \
+        "0 0.252500 0.335000 0.300000 0.266667"  # centre (50.5, 50.25) of 200x150
+
+
+def test_roboflow_yolo_export(tmp_path):
+    root = tool_export(tmp_path, "roboflow_yolo", {"train/images/img_001_jpg.rf.3f2a.jpg": (100, 50),
+                                                    "valid/images/img_009_jpg.rf.9c1d.jpg": (64, 64)})
+    dataset = yolo.read(root / "data.yaml")
+    assert dataset.class_names == ("helmet", "vest") and list(dataset.splits) == ["train", "val"]  # no test/
+    (train,) = dataset.splits["train"]
+    assert train.image == "train/images/img_001_jpg.rf.3f2a.jpg"
+    np.testing.assert_allclose(train.boxes, [[15, 15, 35, 35], [55, 17.5, 85, 42.5]], atol=1e-5)
+    (val,) = dataset.splits["val"]
+    assert val.boxes.tolist() == [[0, 0, 64, 64]] and val.classes.tolist() == [1]

@@ -1,7 +1,8 @@
 """COCO detection JSON: {"images", "annotations", "categories"}; bbox is [x, y, width, height].
 
 Category ids (any integers, in any order) become contiguous ids 0..C-1 in the order of the
-ids, names kept. `iscrowd` is kept for evaluation.
+ids, names kept; labelme's pseudo-categories `_background_` and `__ignore__` are not object
+classes and are left out. `iscrowd` is kept for evaluation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 from tfpipe import io
 from tfpipe.data.formats.records import Dataset, ImageRecord, check_boxes, safe_path
 from tfpipe.errors import TfpipeError
+
+NOT_CLASSES = ("_background_", "__ignore__")  # labelme's labels.txt conventions
 
 
 def _load_json(path: Path) -> dict:
@@ -40,12 +43,23 @@ def _field(entry: dict, key: str, kind, where: str):
     return value
 
 
+def _image_folder(root: Path, data: dict) -> str:
+    """'' when file names are relative to the root, 'images/' when to root/images (CVAT, Roboflow)."""
+    for image in data["images"][:1]:
+        name = str(image.get("file_name", ""))
+        if not (root / name).is_file() and (root / "images" / name).is_file():
+            return "images/"
+    return ""
+
+
 def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None = None
                ) -> tuple[tuple[str, ...], list[ImageRecord]]:
     """(class names, records) of one COCO file; `class_names` given: the file's categories must match."""
     path = Path(path)
     data = _load_json(path)
-    categories = sorted(data["categories"], key=lambda c: _field(c, "id", int, f"{path}: categories"))
+    folder = _image_folder(image_root, data)
+    categories = sorted((c for c in data["categories"] if c.get("name") not in NOT_CLASSES),
+                        key=lambda c: _field(c, "id", int, f"{path}: categories"))
     ids = {}
     for c in categories:
         if c["id"] in ids:
@@ -61,7 +75,7 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         image_id = _field(image, "id", int, where)
         if image_id in records:
             raise TfpipeError(f"{where}: image id {image_id} is used twice", "image ids must be unique")
-        file_name = _field(image, "file_name", str, where)
+        file_name = folder + _field(image, "file_name", str, where)
         safe_path(image_root, file_name, where)
         records[image_id] = ImageRecord(file_name, _field(image, "width", int, where),
                                         _field(image, "height", int, where))
@@ -96,13 +110,15 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
 
 
 def read(root: Path, splits: dict[str, str] | None = None) -> Dataset:
-    """A folder with annotations/<split>.json (the layout `write` makes), or the files named in `splits`."""
+    """A folder with annotations/<split>.json (the layout `write` makes; also instances_<split>.json as
+    COCO and CVAT name them), a single annotations.json (labelme), or the files named in `splits`."""
     root = Path(root)
     if splits is None:
-        found = sorted((root / "annotations").glob("*.json"))
+        found = sorted((root / "annotations").glob("*.json")) or sorted(root.glob("annotations.json"))
         if not found:
-            raise TfpipeError(f"{root / 'annotations'}: no .json file", "expected annotations/<split>.json")
-        splits = {p.stem: str(p.relative_to(root)) for p in found}
+            raise TfpipeError(f"{root}: no annotations/*.json or annotations.json", "expected a COCO dataset folder")
+        splits = {p.stem.removeprefix("instances_") if p.parent.name == "annotations" else "all":
+                  str(p.relative_to(root)) for p in found}
     names, records = None, {}
     for split, relative in splits.items():
         names, records[split] = read_split(root / relative, root, names)

@@ -74,21 +74,47 @@ def _split_ids(path: Path) -> list[str]:
     return ids
 
 
+def _splits(root: Path) -> dict[str, list[str]]:
+    """Image ids per split: ImageSets/Main/<split>.txt (per-class files like aeroplane_train.txt are
+    skipped), else ImageSets/Segmentation/<split>.txt, else every Annotations/*.xml as one split
+    'all' (labelme's labelme2voc writes no ImageSets)."""
+    for folder in ("Main", "Segmentation"):
+        files = sorted(p for p in (root / "ImageSets" / folder).glob("*.txt") if "_" not in p.stem)
+        if files:
+            return {p.stem: _split_ids(p) for p in files}
+    ids = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+    if not ids:
+        raise TfpipeError(f"{root}: no ImageSets/Main/*.txt and no Annotations/*.xml",
+                          "expected a Pascal VOC folder")
+    return {"all": ids}
+
+
+def _listed_names(root: Path) -> tuple[str, ...] | None:
+    """labels.txt (what `write` makes) or class_names.txt (labelme), without labelme's pseudo-classes."""
+    from tfpipe.data.formats.coco import NOT_CLASSES
+
+    for name in ("labels.txt", "class_names.txt"):
+        if (root / name).is_file():
+            return tuple(n.strip() for n in (root / name).read_text().splitlines()
+                         if n.strip() and n.strip() not in NOT_CLASSES)
+    return None
+
+
 def read(root: Path, class_names: tuple[str, ...] | None = None) -> Dataset:
-    """Splits from ImageSets/Main/*.txt (per-class files like aeroplane_train.txt are skipped).
-    Class names: given, else labels.txt in the root, else the sorted names found in the XML."""
+    """Class names: given, else labels.txt / class_names.txt in the root, else the sorted names
+    found in the XML files."""
     root = Path(root)
-    split_files = sorted(p for p in (root / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
-    if not split_files:
-        raise TfpipeError(f"{root / 'ImageSets' / 'Main'}: no split file", "expected ImageSets/Main/<split>.txt")
-    splits = {p.stem: _split_ids(p) for p in split_files}
-    if class_names is None and (root / "labels.txt").is_file():
-        class_names = tuple(n for n in (root / "labels.txt").read_text().splitlines() if n.strip())
+    splits = _splits(root)
+    class_names = class_names or _listed_names(root)
     if class_names is None:
         found = set()
         for ids in splits.values():
             for image_id in ids:
-                tree = ET.parse(safe_path(root, f"Annotations/{image_id}.xml", str(root))).getroot()
+                path = safe_path(root, f"Annotations/{image_id}.xml", str(root))
+                try:
+                    tree = ET.parse(path).getroot()
+                except (FileNotFoundError, ET.ParseError):
+                    continue  # read_annotation names the problem below
                 found |= {(o.findtext("name") or "").strip() for o in tree.findall("object")}
         class_names = tuple(sorted(found - {""}))
     names = {n: k for k, n in enumerate(class_names)}

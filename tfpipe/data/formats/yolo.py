@@ -82,11 +82,15 @@ def read(data_yaml: Path) -> Dataset:
     class_names = _names(data, data_yaml)
     root = (data_yaml.parent / data["path"]) if data.get("path") else data_yaml.parent
     splits = {}
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test"):  # Roboflow's folder is 'valid', its key 'val'
         if not data.get(split):
             continue
         folder = root / str(data[split])
+        if not folder.is_dir() and str(data[split]).startswith("../"):
+            folder = root / str(data[split])[3:]  # Roboflow writes ../train/images beside data.yaml
         if not folder.is_dir():
+            if split == "test":  # exporters keep the key when there is no test split
+                continue
             raise TfpipeError(f"{data_yaml}: {split}: folder {folder} does not exist", "name a folder of images")
         images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
