@@ -43,6 +43,7 @@ class DataConfig:
     builtin: str | None = None  # fashion_scenes: detection/segmentation scenes built on first use
     scenes: SceneSpec = field(default_factory=SceneSpec)  # the options of data.builtin: fashion_scenes
     cache: str | None = None  # where built datasets are kept (default: $TFPIPE_CACHE, else ~/.cache/tfpipe)
+    on_bad_sample: str = "error"  # error: stop at the first bad sample; skip: leave it out, list why in the run
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Config:
         one_of("data.dataset", self.data.dataset, DATASETS)
         positive("data.val_samples", self.data.val_samples, allow_zero=True)
         one_of("data.builtin", self.data.builtin, BUILTIN_DATASETS)
+        one_of("data.on_bad_sample", self.data.on_bad_sample, ("error", "skip"))
         if self.data.builtin:
             self.data.scenes.check("data.scenes.")
         for key in ("train_limit", "test_limit"):

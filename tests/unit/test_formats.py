@@ -251,3 +251,95 @@ def test_roboflow_yolo_export(tmp_path):
     np.testing.assert_allclose(train.boxes, [[15, 15, 35, 35], [55, 17.5, 85, 42.5]], atol=1e-5)
     (val,) = dataset.splits["val"]
     assert val.boxes.tolist() == [[0, 0, 64, 64]] and val.classes.tolist() == [1]
+
+
+def mask_folder(tmp_path, mask_size=(20, 10), values=(0, 2, 255), palette=False):
+    root = tmp_path / "masks_ds"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "masks" / "train").mkdir(parents=True)
+    (root / "labels.txt").write_text("background\nshirt\nbag\n")
+    Image.new("RGB", (20, 10)).save(root / "images" / "train" / "a.jpg")
+    ids = np.resize(np.array(values, np.uint8), mask_size[::-1])
+    mask = Image.fromarray(ids)
+    if palette:  # as VOC stores them: the ids are palette indices
+        mask = mask.convert("P")
+        mask.putpalette([v for i in range(256) for v in (i, 255 - i, 0)])
+    mask.save(root / "masks" / "train" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("palette", [False, True])
+def test_mask_folders_pair_images_and_masks(tmp_path, palette):
+    from tfpipe.data.formats.folders import read_masks
+
+    dataset = read_masks(mask_folder(tmp_path, palette=palette))
+    (record,) = dataset.splits["train"]
+    assert dataset.class_names == ("background", "shirt", "bag")
+    assert record.image == "images/train/a.jpg" and record.mask == "masks/train/a.png"
+    assert set(np.unique(np.asarray(Image.open(dataset.root / record.mask))).tolist()) == {0, 2, 255}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mask_size": (20, 11)}, "a.png: mask is 20x11 but its image is 20x10"),
+    ({"values": (0, 3)}, "a.png: class ids [3] are not in labels.txt (3 classes)"),
+])
+def test_bad_masks_are_named_or_skipped(tmp_path, kwargs, message):
+    from tfpipe.data.formats.folders import read_masks
+
+    root = mask_folder(tmp_path, **kwargs)
+    with pytest.raises(TfpipeError) as e:
+        read_masks(root)
+    assert message in str(e.value)
+    skipped = read_masks(root, on_bad_sample="skip")
+    assert skipped.splits["train"] == [] and len(skipped.skipped) == 1 and message in skipped.skipped[0]
+    (root / "masks" / "train" / "a.png").unlink()
+    with pytest.raises(TfpipeError, match="a.jpg: no mask .*masks/train/a.png"):
+        read_masks(root)
+
+
+def test_class_folders(tmp_path):
+    from tfpipe.data.formats.folders import read_classes
+
+    for split, name, count in (("train", "cat", 2), ("train", "dog", 1), ("val", "dog", 1)):
+        (tmp_path / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.new("RGB", (8, 6)).save(tmp_path / split / name / f"{i}.png")
+    dataset = read_classes(tmp_path)
+    assert dataset.class_names == ("cat", "dog")
+    assert [r.label for r in dataset.splits["train"]] == [0, 0, 1]
+    assert [(r.image, r.label) for r in dataset.splits["val"]] == [("val/dog/0.png", 1)]
+    (tmp_path / "train" / "cat" / "0.png").write_bytes(b"broken")
+    with pytest.raises(TfpipeError, match="cat/0.png: unreadable or corrupt image"):
+        read_classes(tmp_path)
+    assert len(read_classes(tmp_path, on_bad_sample="skip").splits["train"]) == 2
+
+
+def test_skip_leaves_out_bad_samples_and_says_why(tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    images = [{"id": i, "file_name": f"{i}.png", "width": 20, "height": 10} for i in range(4)]
+    for image in images:
+        Image.new("RGB", (20, 10)).save(root / "images" / image["file_name"])
+    annotations = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]},
+                   {"id": 2, "image_id": 1, "category_id": 9, "bbox": [1, 1, 5, 5]},  # unknown class
+                   {"id": 3, "image_id": 2, "category_id": 1, "bbox": [15, 1, 9, 5]},  # outside
+                   {"id": 4, "image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5]}]  # names no image
+    (root / "annotations").mkdir()
+    (root / "annotations" / "train.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "bag"}]}))
+    assert run_cli("tfpipe.data.__main__", ["convert", "--from", "coco", "--to", "yolo", str(root),
+                                            str(tmp_path / "out")]) == 2
+    assert "annotations[1]: category_id 9 is not in the category list" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "data.yaml").exists()
+    assert run_cli("tfpipe.data.__main__", ["convert", "--from", "coco", "--to", "yolo", "--on-bad-sample", "skip",
+                                            str(root), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "images: train 2; 3 bad samples skipped" in out
+    reasons = (tmp_path / "out" / "skipped_samples.txt").read_text().splitlines()
+    assert len(reasons) == 3
+    for expected in ("category_id 9 is not in the category list", "image_id 7 names no image", "is outside the 20x10"):
+        assert sum(expected in reason for reason in reasons) == 1, expected
+    kept = yolo.read(tmp_path / "out" / "data.yaml")
+    assert [r.image for r in kept.splits["train"]] == ["images/train/0.png", "images/train/3.png"]

@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
     convert.add_argument("--to", dest="kind_to", choices=FORMATS, required=True)
     convert.add_argument("src", type=Path, help="the dataset folder (YOLO: the folder of data.yaml, or the file)")
     convert.add_argument("dst", type=Path, help="a new folder for the converted dataset (images are hard-linked)")
+    convert.add_argument("--on-bad-sample", choices=("error", "skip"), default="error",
+                         help="stop at the first bad sample (default), or leave bad samples out and list why "
+                              "in DST/skipped_samples.txt")
     inspect = commands.add_parser("inspect", help="statistics and a PNG grid of samples of a config's dataset")
     inspect.add_argument("--config", type=Path, default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
     inspect.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -32,7 +35,11 @@ def run(args, cfg) -> int:
     if args.command == "convert":
         from tfpipe.data.formats.convert import convert
 
-        dataset = convert(args.kind_from, args.kind_to, args.src, args.dst)
+        dataset = convert(args.kind_from, args.kind_to, args.src, args.dst, args.on_bad_sample)
+        for reason in dataset.skipped[:5]:
+            print(f"Skipped: {reason}")
+        if len(dataset.skipped) > 5:
+            print(f"... and {len(dataset.skipped) - 5:,} more, all in {args.dst / 'skipped_samples.txt'}")
         print(f"Wrote {args.kind_to} annotations for {dataset.summary()} to {args.dst}")
         return 0
     from tfpipe.cli import default_config

@@ -105,7 +105,7 @@ def annotated_dataset(cfg) -> tuple[Dataset, tuple[str, ...] | None]:
         raise TfpipeError(f"data: {cfg.data.dataset} has no annotation files to inspect",
                           "inspect reads data.builtin: fashion_scenes")
     root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.data.cache), cfg.data.scenes, cfg.data.path)
-    dataset = coco.read(root)
+    dataset = coco.read(root, on_bad_sample=cfg.data.on_bad_sample)
     for records in dataset.splits.values():
         for r in records:
             r.mask = "masks/" + r.image.removeprefix("images/").rsplit(".", 1)[0] + ".png"
@@ -122,6 +122,10 @@ def inspect(cfg, out_dir: Path, split: str | None, count: int) -> dict[str, Path
                           f"use one of: {', '.join(dataset.splits)}")
     stats = statistics(dataset)
     print(f"{dataset.root}: {dataset.summary()}")
+    if dataset.skipped:
+        io.write_text(out_dir / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
+        print(f"{len(dataset.skipped):,} bad samples left out (data.on_bad_sample: skip), reasons in "
+              f"{out_dir / 'skipped_samples.txt'}")
     print(format_statistics(stats, dataset.class_names))
     paths = {"statistics": io.write_json(out_dir / "statistics.json", stats),
              "grid": draw_grid(dataset, split, out_dir / f"samples_{split}.png", count,

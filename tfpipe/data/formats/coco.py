@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io
-from tfpipe.data.formats.records import Dataset, ImageRecord, check_boxes, safe_path
+from tfpipe.data.formats.records import BadSamples, Dataset, ImageRecord, check_boxes, safe_path
 from tfpipe.errors import TfpipeError
 
 NOT_CLASSES = ("_background_", "__ignore__")  # labelme's labels.txt conventions
@@ -52,9 +52,11 @@ def _image_folder(root: Path, data: dict) -> str:
     return ""
 
 
-def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None = None
-               ) -> tuple[tuple[str, ...], list[ImageRecord]]:
-    """(class names, records) of one COCO file; `class_names` given: the file's categories must match."""
+def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None = None,
+               bad: BadSamples | None = None) -> tuple[tuple[str, ...], list[ImageRecord]]:
+    """(class names, records) of one COCO file; `class_names` given: the file's categories must match.
+    `bad` decides what a bad image or annotation does (default: stop with its error)."""
+    bad = bad or BadSamples()
     path = Path(path)
     data = _load_json(path)
     folder = _image_folder(image_root, data)
@@ -70,33 +72,47 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         raise TfpipeError(f"{path}: categories {list(names)} differ from the other split's {list(class_names)}",
                           "every split must list the same categories")
     records: dict[int, ImageRecord] = {}
-    for i, image in enumerate(data["images"]):
+    bad_ids: set[int] = set()  # images left out with on_bad_sample: skip
+
+    def add_image(i: int, image: dict) -> None:
         where = f"{path}: images[{i}]"
         image_id = _field(image, "id", int, where)
         if image_id in records:
+            bad_ids.add(image_id)  # neither entry can own the annotations
             raise TfpipeError(f"{where}: image id {image_id} is used twice", "image ids must be unique")
         file_name = folder + _field(image, "file_name", str, where)
         safe_path(image_root, file_name, where)
         records[image_id] = ImageRecord(file_name, _field(image, "width", int, where),
                                         _field(image, "height", int, where))
+
+    for i, image in enumerate(data["images"]):
+        bad.guard(add_image, i, image)
     boxes: dict[int, list] = {k: [] for k in records}
-    for i, ann in enumerate(data["annotations"]):
+
+    def add_annotation(i: int, ann: dict) -> None:
         where = f"{path}: annotations[{i}]"
         image_id = _field(ann, "image_id", int, where)
         if image_id not in records:
             raise TfpipeError(f"{where}: image_id {image_id} names no image", "annotations must refer to images[].id")
-        category = _field(ann, "category_id", int, where)
-        if category not in ids:
-            raise TfpipeError(f"{where}: category_id {category} is not in the category list",
-                              f"use one of {sorted(ids)}")
-        bbox = _field(ann, "bbox", list, where)
-        if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
-            raise TfpipeError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", "four numbers")
+        try:
+            category = _field(ann, "category_id", int, where)
+            if category not in ids:
+                raise TfpipeError(f"{where}: category_id {category} is not in the category list",
+                                  f"use one of {sorted(ids)}")
+            bbox = _field(ann, "bbox", list, where)
+            if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
+                raise TfpipeError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", "four numbers")
+        except TfpipeError:
+            bad_ids.add(image_id)  # an image missing one of its objects would teach the model wrong
+            raise
         x, y, w, h = (float(v) for v in bbox)
         boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0)),
                                 ann.get("segmentation")))
-    out = []
-    for image_id, record in records.items():
+
+    for i, ann in enumerate(data["annotations"]):
+        bad.guard(add_annotation, i, ann)
+
+    def finish(image_id: int, record: ImageRecord) -> ImageRecord:
         found = boxes[image_id]
         record.boxes = np.array([b for b, *_ in found], np.float32).reshape(-1, 4)
         record.classes = np.array([c for _, c, *_ in found], np.int32)
@@ -105,11 +121,17 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
             record.segmentations = [s for *_, s in found]
         record.difficult = np.zeros(len(found), bool)
         check_boxes(record.boxes, record.width, record.height, f"{path}: image id {image_id} ({record.image})")
-        out.append(record)
+        return record
+
+    out = []
+    for image_id, record in records.items():
+        finished = None if image_id in bad_ids else bad.guard(finish, image_id, record)
+        if finished is not None:
+            out.append(finished)
     return names, out
 
 
-def read(root: Path, splits: dict[str, str] | None = None) -> Dataset:
+def read(root: Path, splits: dict[str, str] | None = None, on_bad_sample: str = "error") -> Dataset:
     """A folder with annotations/<split>.json (the layout `write` makes; also instances_<split>.json as
     COCO and CVAT name them), a single annotations.json (labelme), or the files named in `splits`."""
     root = Path(root)
@@ -119,10 +141,10 @@ def read(root: Path, splits: dict[str, str] | None = None) -> Dataset:
             raise TfpipeError(f"{root}: no annotations/*.json or annotations.json", "expected a COCO dataset folder")
         splits = {p.stem.removeprefix("instances_") if p.parent.name == "annotations" else "all":
                   str(p.relative_to(root)) for p in found}
-    names, records = None, {}
+    names, records, bad = None, {}, BadSamples(on_bad_sample)
     for split, relative in splits.items():
-        names, records[split] = read_split(root / relative, root, names)
-    return Dataset(names, records, root)
+        names, records[split] = read_split(root / relative, root, names, bad)
+    return Dataset(names, records, root, bad.reasons)
 
 
 def write(dataset: Dataset, dst: Path, copy_images=None) -> Path:

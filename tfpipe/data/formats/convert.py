@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from tfpipe import io
 from tfpipe.data.formats import coco, voc, yolo
 from tfpipe.data.formats.records import Dataset, safe_path
 from tfpipe.errors import TfpipeError
@@ -23,14 +24,14 @@ IMAGE_PLACES: dict[str, Callable[[str, str], str]] = {
 }
 
 
-def read(kind: str, src: Path) -> Dataset:
+def read(kind: str, src: Path, on_bad_sample: str = "error") -> Dataset:
     src = Path(src)
     if kind == "coco":
-        return coco.read(src)
+        return coco.read(src, on_bad_sample=on_bad_sample)
     if kind == "voc":
-        return voc.read(src)
+        return voc.read(src, on_bad_sample=on_bad_sample)
     if kind == "yolo":
-        return yolo.read(src / "data.yaml" if src.is_dir() else src)
+        return yolo.read(src / "data.yaml" if src.is_dir() else src, on_bad_sample)
     raise TfpipeError(f"format {kind!r} is not known", f"use one of: {', '.join(FORMATS)}")
 
 
@@ -58,12 +59,17 @@ def place_images(dataset: Dataset, kind: str, dst: Path) -> Dataset:
     return Dataset(dataset.class_names, placed, Path(dst))
 
 
-def convert(kind_from: str, kind_to: str, src: Path, dst: Path) -> Dataset:
+def convert(kind_from: str, kind_to: str, src: Path, dst: Path, on_bad_sample: str = "error") -> Dataset:
+    """The converted dataset; with on_bad_sample 'skip', bad samples are left out and their reasons
+    written to DST/skipped_samples.txt."""
     if kind_to not in FORMATS:
         raise TfpipeError(f"--to {kind_to!r} is not known", f"use one of: {', '.join(FORMATS)}")
-    dataset = read(kind_from, src)
+    dataset = read(kind_from, src, on_bad_sample)
     if Path(dst).resolve() == Path(src).resolve():
         raise TfpipeError(f"{dst}: the destination is the source", "write the converted dataset to another folder")
     placed = place_images(dataset, kind_to, Path(dst))
     {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}[kind_to](placed, Path(dst))
+    if dataset.skipped:
+        placed.skipped = dataset.skipped
+        io.write_text(Path(dst) / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
     return placed

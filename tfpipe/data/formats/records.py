@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +22,7 @@ class ImageRecord:
     iscrowd: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # COCO: ignored by AP
     difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # VOC: ignored by AP
     mask: str | None = None  # class-map PNG relative to the root (255 = void), for segmentation
+    label: int | None = None  # the image's class, for classification
     segmentations: list | None = None  # COCO instance masks, one per box: polygons [[x, y, ...]] or RLE dicts
 
 
@@ -28,10 +31,51 @@ class Dataset:
     class_names: tuple[str, ...]
     splits: dict[str, list[ImageRecord]]  # e.g. {"train": [...], "val": [...]}
     root: Path  # the folder image paths are relative to
+    skipped: list[str] = field(default_factory=list)  # why each left-out sample was bad (on_bad_sample: skip)
 
     def summary(self) -> str:
         counts = ", ".join(f"{name} {len(records):,}" for name, records in self.splits.items())
-        return f"{len(self.class_names)} classes; images: {counts}"
+        skipped = f"; {len(self.skipped):,} bad samples skipped" if self.skipped else ""
+        return f"{len(self.class_names)} classes; images: {counts}{skipped}"
+
+
+ON_BAD_SAMPLE = ("error", "skip")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise TfpipeError(f"{path}: unreadable or corrupt image ({e})", "expected a JPEG/PNG/BMP/WebP file") from None
+
+
+T = TypeVar("T")
+
+
+class BadSamples:
+    """What a reader does with a bad sample: stop with its error ('error'), or leave the sample
+    out and keep the reason ('skip'). Errors about the dataset as a whole always stop."""
+
+    def __init__(self, policy: str = "error"):
+        if policy not in ON_BAD_SAMPLE:
+            raise TfpipeError(f"on_bad_sample: {policy!r} is not accepted", "use error or skip")
+        self.policy = policy
+        self.reasons: list[str] = []
+
+    def guard(self, make: Callable[..., T], *args) -> T | None:
+        """make(*args), or None (with the reason kept) when it raises a TfpipeError and bad samples
+        are skipped."""
+        try:
+            return make(*args)
+        except TfpipeError as e:
+            if self.policy == "error":
+                raise
+            self.reasons.append(str(e))
+            return None
 
 
 def safe_path(root: Path, relative: str, where: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io
-from tfpipe.data.formats.records import Dataset, ImageRecord, check_boxes, safe_path
+from tfpipe.data.formats.records import BadSamples, Dataset, ImageRecord, check_boxes, safe_path
 from tfpipe.errors import TfpipeError
 
 
@@ -100,7 +100,7 @@ def _listed_names(root: Path) -> tuple[str, ...] | None:
     return None
 
 
-def read(root: Path, class_names: tuple[str, ...] | None = None) -> Dataset:
+def read(root: Path, class_names: tuple[str, ...] | None = None, on_bad_sample: str = "error") -> Dataset:
     """Class names: given, else labels.txt / class_names.txt in the root, else the sorted names
     found in the XML files."""
     root = Path(root)
@@ -118,15 +118,17 @@ def read(root: Path, class_names: tuple[str, ...] | None = None) -> Dataset:
                 found |= {(o.findtext("name") or "").strip() for o in tree.findall("object")}
         class_names = tuple(sorted(found - {""}))
     names = {n: k for k, n in enumerate(class_names)}
-    records = {}
-    for split, ids in splits.items():
-        records[split] = []
-        for image_id in ids:
-            record = read_annotation(safe_path(root, f"Annotations/{image_id}.xml", str(root)), names, root)
-            mask = root / "SegmentationClass" / f"{image_id}.png"
-            record.mask = f"SegmentationClass/{image_id}.png" if mask.is_file() else None
-            records[split].append(record)
-    return Dataset(tuple(class_names), records, root)
+    bad = BadSamples(on_bad_sample)
+
+    def read_one(image_id: str) -> ImageRecord:
+        record = read_annotation(safe_path(root, f"Annotations/{image_id}.xml", str(root)), names, root)
+        mask = root / "SegmentationClass" / f"{image_id}.png"
+        record.mask = f"SegmentationClass/{image_id}.png" if mask.is_file() else None
+        return record
+
+    records = {split: [r for r in (bad.guard(read_one, i) for i in ids) if r is not None]
+               for split, ids in splits.items()}
+    return Dataset(tuple(class_names), records, root, bad.reasons)
 
 
 def _annotation_xml(record: ImageRecord, class_names: tuple[str, ...]) -> bytes:

@@ -10,10 +10,16 @@ import numpy as np
 import yaml
 
 from tfpipe import io
-from tfpipe.data.formats.records import Dataset, ImageRecord, check_boxes, check_class
+from tfpipe.data.formats.records import (
+    IMAGE_SUFFIXES,
+    BadSamples,
+    Dataset,
+    ImageRecord,
+    check_boxes,
+    check_class,
+    image_size,
+)
 from tfpipe.errors import TfpipeError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def label_path(image: Path) -> Path:
@@ -38,16 +44,6 @@ def _names(data: dict, path: Path) -> tuple[str, ...]:
     raise TfpipeError(f"{path}: field 'names' is missing or empty", "a list of class names, or {id: name}")
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:  # reads the header only
-            return image.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise TfpipeError(f"{path}: unreadable or corrupt image ({e})", "expected a JPEG/PNG/BMP/WebP file") from None
-
-
 def read_labels(path: Path, width: int, height: int, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     boxes, classes = [], []
     if path.is_file():  # no label file: an image without objects
@@ -69,7 +65,7 @@ def read_labels(path: Path, width: int, height: int, class_names: tuple[str, ...
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int32)
 
 
-def read(data_yaml: Path) -> Dataset:
+def read(data_yaml: Path, on_bad_sample: str = "error") -> Dataset:
     data_yaml = Path(data_yaml)
     try:
         data = yaml.safe_load(data_yaml.read_text())
@@ -80,6 +76,7 @@ def read(data_yaml: Path) -> Dataset:
     if not isinstance(data, dict):
         raise TfpipeError(f"{data_yaml}: the top level is not a mapping", "expected names: and train:/val: keys")
     class_names = _names(data, data_yaml)
+    bad = BadSamples(on_bad_sample)
     root = (data_yaml.parent / data["path"]) if data.get("path") else data_yaml.parent
     splits = {}
     for split in ("train", "val", "test"):  # Roboflow's folder is 'valid', its key 'val'
@@ -95,17 +92,19 @@ def read(data_yaml: Path) -> Dataset:
         images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise TfpipeError(f"{data_yaml}: {split}: no images in {folder}", f"expected {', '.join(IMAGE_SUFFIXES)}")
-        records = []
-        for image in images:
-            width, height = _image_size(image)
-            boxes, classes = read_labels(label_path(image), width, height, class_names)
-            check_boxes(boxes, width, height, str(label_path(image)))
-            records.append(ImageRecord(image.relative_to(root).as_posix(), width, height, boxes, classes,
-                                       np.zeros(len(classes), bool), np.zeros(len(classes), bool)))
-        splits[split] = records
+        splits[split] = [r for r in (bad.guard(_read_one, image, root, class_names) for image in images)
+                         if r is not None]
     if not splits:
         raise TfpipeError(f"{data_yaml}: no split", "give at least train: (and val:) image folders")
-    return Dataset(class_names, splits, root)
+    return Dataset(class_names, splits, root, bad.reasons)
+
+
+def _read_one(image: Path, root: Path, class_names: tuple[str, ...]) -> ImageRecord:
+    width, height = image_size(image)
+    boxes, classes = read_labels(label_path(image), width, height, class_names)
+    check_boxes(boxes, width, height, str(label_path(image)))
+    return ImageRecord(image.relative_to(root).as_posix(), width, height, boxes, classes,
+                       np.zeros(len(classes), bool), np.zeros(len(classes), bool))
 
 
 def write(dataset: Dataset, dst: Path) -> Path:
