@@ -66,7 +66,13 @@ class PreprocessConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     horizontal_flip: bool = True
-    translate: float = 0.0  # largest shift, as a fraction of the image side
+    translate: float = 0.0  # largest shift, as a fraction of the image side (classification)
+    jitter_scale: tuple[float, float] | None = None  # detection/segmentation: random zoom, then crop/pad
+    color_jitter: float = 0.0  # brightness, contrast and saturation factor range, 0..1 (hue a quarter of it)
+    mosaic: bool = False  # detection: four images in one
+    mixup: bool = False  # two images blended: labels mixed (classification), both sets of boxes kept (detection)
+    cutmix: bool = False  # classification: a patch of another image pasted in, labels mixed by area
+    multi_scale: tuple[int, ...] | None = None  # detection: each batch at one of these square sizes
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,16 @@ class Config:
         one_of("preprocess.channel_order", self.preprocess.channel_order, CHANNEL_ORDERS)
         if self.preprocess.scale == 0:
             raise TfpipeError("preprocess.scale: 0 would erase the image", "use e.g. 0.00784313725 (1/127.5)")
+        jitter = self.augment.jitter_scale
+        if jitter is not None and not 0 < jitter[0] <= jitter[1]:
+            raise TfpipeError(f"augment.jitter_scale: {list(self.augment.jitter_scale)} is not accepted",
+                              "use [low, high] with 0 < low <= high, e.g. [0.75, 1.25]")
+        if not 0 <= self.augment.color_jitter <= 1:
+            raise TfpipeError(f"augment.color_jitter: {self.augment.color_jitter} is not accepted", "use 0..1")
+        if self.augment.multi_scale is not None and (not self.augment.multi_scale
+                                                     or min(self.augment.multi_scale) < 32):
+            raise TfpipeError(f"augment.multi_scale: {self.augment.multi_scale} is not accepted",
+                              "list square sizes of at least 32, e.g. [96, 128, 160]")
         if not 0 <= self.augment.translate < 0.5:
             raise TfpipeError(f"augment.translate: {self.augment.translate} is not accepted",
                               "use a fraction in [0, 0.5)")

@@ -82,8 +82,36 @@ def _resize(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
     return tf.pad(x, pads) + spec.pad_value
 
 
-def preprocess(images: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
-    """Pixels 0..255, [h, w, c] or [n, h, w, c] with static h, w, c -> float32 model input."""
-    x = tf.cast(images, tf.float32)
-    x = _resize(_channels(x, spec), spec)
+def preprocess(images: tf.Tensor, spec: PreprocessSpec, resize: bool = True) -> tf.Tensor:
+    """Pixels 0..255, [h, w, c] or [n, h, w, c] with static h, w, c -> float32 model input.
+    `resize=False` keeps the size (multi-scale detector training feeds other sizes on purpose)."""
+    x = _channels(tf.cast(images, tf.float32), spec)
+    if resize:
+        x = _resize(x, spec)
     return x * spec.scale + spec.offset
+
+
+def fit_to_model(image: tf.Tensor, boxes: tf.Tensor, mask: tf.Tensor | None, spec: PreprocessSpec):
+    """One sample of any size -> the model's height x width by the same resize `preprocess` does
+    (`letterbox_geometry` in tensor form), carrying the boxes [N, 4] xyxy and the class mask
+    [h, w, 1] along: boxes scaled and shifted, the mask resized nearest-neighbour and its letterbox
+    border marked 255 (void). Channels, scale and offset are left to `preprocess`."""
+    h, w = tf.cast(tf.shape(image)[0], tf.float64), tf.cast(tf.shape(image)[1], tf.float64)
+    height, width = tf.constant(spec.height, tf.float64), tf.constant(spec.width, tf.float64)
+    if spec.resize == "stretch":
+        new_h, new_w = tf.constant(spec.height), tf.constant(spec.width)
+    else:
+        s = tf.minimum(height / h, width / w)
+        new_h = tf.cast(tf.minimum(height, tf.round(h * s)), tf.int32)  # tf.round, like round(), is half-to-even
+        new_w = tf.cast(tf.minimum(width, tf.round(w * s)), tf.int32)
+    top, left = (spec.height - new_h) // 2, (spec.width - new_w) // 2
+    image = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear")
+    image = tf.image.pad_to_bounding_box(image - spec.pad_value, top, left, spec.height, spec.width) + spec.pad_value
+    sx, sy = tf.cast(new_w, tf.float64) / w, tf.cast(new_h, tf.float64) / h
+    scale = tf.cast(tf.stack([sx, sy, sx, sy]), tf.float32)
+    shift = tf.cast(tf.stack([left, top, left, top]), tf.float32)
+    boxes = tf.reshape(boxes, (-1, 4)) * scale + shift
+    if mask is not None:
+        mask = tf.image.resize(mask, tf.stack([new_h, new_w]), method="nearest")
+        mask = tf.image.pad_to_bounding_box(mask - 255, top, left, spec.height, spec.width) + 255
+    return tf.ensure_shape(image, (spec.height, spec.width, None)), boxes, mask

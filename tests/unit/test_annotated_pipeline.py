@@ -1,0 +1,143 @@
+"""Detection/segmentation batches: boxes and masks stay on their objects through every
+geometric augmentation, and evaluation batches are the preprocess geometry and nothing else."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfpipe.backend import tf
+from tfpipe.config import AugmentConfig
+from tfpipe.data.annotated import clip_and_drop, make_annotated_dataset
+from tfpipe.data.formats import Dataset, ImageRecord
+from tfpipe.data.preprocess import PreprocessSpec, preprocess
+
+COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+SPEC = PreprocessSpec(128, 128, 3, resize="letterbox", scale=1.0, offset=0.0)  # model input = pixels
+W, H = 128, 96  # not square: the letterbox moves boxes and masks
+
+
+@pytest.fixture(scope="module")
+def painted(tmp_path_factory):
+    """Black images with each box painted in its class colour; masks hold class + 1."""
+    root = tmp_path_factory.mktemp("painted")
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):
+        image = np.zeros((H, W, 3), np.uint8)
+        mask = np.zeros((H, W), np.uint8)
+        boxes = []
+        for c, x in zip(rng.permutation(3), (12, 52, 92), strict=True):  # three columns, apart
+            w, h = rng.integers(20, 26), rng.integers(20, 40)
+            y = int(rng.integers(12, H - 12 - h))
+            image[y : y + h, x : x + w] = COLORS[c]
+            mask[y : y + h, x : x + w] = c + 1
+            boxes.append([x, y, x + w, y + h])
+        Image.fromarray(image).save(root / f"{i}.png")
+        Image.fromarray(mask).save(root / f"{i}_mask.png")
+        classes = np.array([np.argmax(np.all(COLORS == image[b[1], b[0]], axis=1)) for b in boxes], np.int32)
+        records.append(ImageRecord(f"{i}.png", W, H, np.array(boxes, np.float32), classes, np.zeros(3, bool),
+                                   np.zeros(3, bool), mask=f"{i}_mask.png"))
+    return Dataset(("red", "green", "blue"), {"train": records}, root)
+
+
+def paint_of(image: np.ndarray, c: int) -> np.ndarray:
+    others = [k for k in range(3) if k != c]
+    return (image[..., c] > 128) & (image[..., others[0]] < 128) & (image[..., others[1]] < 128)
+
+
+def box_iou_with_paint(image, box, c) -> float:
+    """IoU of a box with the paint of its class near it (the box grown by 15 % and 2 px)."""
+    x1, y1, x2, y2 = box
+    gx, gy = 0.15 * (x2 - x1) + 2, 0.15 * (y2 - y1) + 2
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    near = (xs > x1 - gx) & (xs < x2 + gx) & (ys > y1 - gy) & (ys < y2 + gy)
+    inside = (xs > x1) & (xs < x2) & (ys > y1) & (ys < y2)
+    paint = paint_of(image, c) & near
+    union = (paint | inside).sum()
+    return (paint & inside).sum() / union if union else 0.0
+
+
+GEOMETRIC = {
+    "flip": AugmentConfig(horizontal_flip=True),
+    "jittered resize": AugmentConfig(horizontal_flip=False, jitter_scale=(0.6, 1.4)),
+    "mosaic": AugmentConfig(horizontal_flip=False, mosaic=True),
+    "multi-scale": AugmentConfig(horizontal_flip=False, multi_scale=(96, 160, 192)),
+    "all of them": AugmentConfig(horizontal_flip=True, jitter_scale=(0.6, 1.4), mosaic=True, multi_scale=(96, 192)),
+}
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+def test_boxes_stay_on_their_painted_objects(painted, name):
+    ds = make_annotated_dataset(painted, "train", SPEC, 6, "detection", training=True, augment=GEOMETRIC[name],
+                                seed=1)
+    ious, sizes = [], set()
+    for x, targets in ds.take(4):
+        sizes.add(x.shape[1])
+        for image, boxes, classes in zip(x.numpy(), targets["boxes"], targets["classes"], strict=True):
+            for box, c in zip(boxes.numpy(), classes.numpy().astype(int), strict=True):
+                # half a pixel of edge blur on each side costs a 12 px box 8 % IoU; slivers left by a crop, more
+                if min(box[2] - box[0], box[3] - box[1]) >= 12:
+                    ious.append((box_iou_with_paint(image, box, c), tuple(box.round(1))))
+    assert len(ious) >= 24 and min(ious)[0] >= 0.9, (name, sorted(ious)[:3])
+    if name == "multi-scale":
+        assert len(sizes) > 1 and sizes <= {96, 160, 192}
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(horizontal_flip=True),
+                                     AugmentConfig(horizontal_flip=True, jitter_scale=(0.6, 1.4), color_jitter=0.0)])
+def test_masks_stay_on_their_images(painted, augment):
+    ds = make_annotated_dataset(painted, "train", SPEC, 6, "segmentation", training=True, augment=augment, seed=2)
+    for x, masks in ds.take(3):
+        assert masks.dtype == tf.int32
+        image, mask = x.numpy(), masks.numpy()[..., 0]
+        assert set(np.unique(mask)) <= {0, 1, 2, 3, 255}  # nearest-neighbour: no invented ids
+        painted_class = np.zeros(mask.shape, int)
+        for c in range(3):
+            painted_class[paint_of(image, c)] = c + 1
+        counted = mask != 255
+        assert np.mean(painted_class[counted] == mask[counted]) >= 0.97
+
+
+def test_evaluation_is_the_preprocess_geometry_and_nothing_else(painted):
+    ds = make_annotated_dataset(painted, "train", SPEC, 4, "segmentation")
+    x, masks = next(iter(ds))
+    first = painted.splits["train"][0]
+    pixels = np.asarray(Image.open(painted.root / first.image), np.float32)
+    np.testing.assert_allclose(x[0].numpy(), preprocess(pixels, SPEC).numpy(), atol=1e-4)
+    mask = masks[0, ..., 0].numpy()
+    assert np.all(mask[:16] == 255) and np.all(mask[112:] == 255)  # 96 rows into 128: 16 void each side
+    np.testing.assert_array_equal(mask[16:112], np.asarray(Image.open(painted.root / first.mask)))
+    again, _ = next(iter(ds))
+    np.testing.assert_array_equal(again.numpy(), x.numpy())  # no randomness
+    ds = make_annotated_dataset(painted, "train", SPEC, 4, "detection")
+    _, targets = next(iter(ds))
+    np.testing.assert_allclose(targets["boxes"][0].numpy(), first.boxes + [0, 16, 0, 16])
+    assert targets["classes"][0].numpy().tolist() == first.classes.tolist()
+
+
+def test_boxes_are_clipped_and_degenerate_ones_dropped():
+    boxes = tf.ragged.constant([[[-5.0, -5, 10, 10], [60, 60, 70, 70], [10, 10, 10.5, 20]], [[1.0, 1, 5, 5]]],
+                               ragged_rank=1)
+    classes = tf.ragged.constant([[0.0, 1, 2], [-1.0]])
+    kept, kept_classes = clip_and_drop(boxes, classes, 64, 64)
+    assert kept.to_list() == [[[0, 0, 10, 10], [60, 60, 64, 64]], []]
+    assert kept_classes.to_list() == [[0, 1], []]
+
+
+@pytest.mark.parametrize("switch", ["mixup", "cutmix"])
+def test_classification_mixup_and_cutmix_mix_the_labels(switch):
+    from tfpipe.data.augment import build_augmenter
+    from tfpipe.data.pipeline import Split, make_dataset
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (64, 32, 32, 1), dtype=np.uint8), np.arange(64, dtype=np.int32) % 10)
+    augment = AugmentConfig(horizontal_flip=False, **{switch: True})
+    spec = PreprocessSpec(32, 32, 1)
+    ds = make_dataset(split, spec, 32, 10, training=True, augmenter=build_augmenter(augment, 0), seed=0)
+    _, labels = next(iter(ds))
+    labels = labels.numpy()
+    np.testing.assert_allclose(labels.sum(axis=1), 1, atol=1e-5)  # still a distribution
+    assert np.mean(labels.max(axis=1) < 0.999) > 0.5  # most labels are mixtures of two classes
+    _, plain = next(iter(make_dataset(split, spec, 32, 10, training=True, augmenter=None, seed=0)))
+    assert np.all(plain.numpy().max(axis=1) == 1)

@@ -1,0 +1,146 @@
+"""tf.data for detection and segmentation: a Dataset's records -> decoded samples (the sample
+contract of design.md) -> the model's size by the preprocess geometry, boxes and masks along ->
+training only: zoom, augment, multi-scale -> boxes clipped, degenerate ones dropped -> batches of
+(model input, targets).
+
+Targets: detection {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input,
+"classes": ragged float32 [B, None]}; segmentation int32 [B, H, W, 1] class ids, 255 = void.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfpipe.backend import tf
+from tfpipe.config import AugmentConfig
+from tfpipe.data.augment import build_box_augmenter
+from tfpipe.data.formats import Dataset, safe_path
+from tfpipe.data.preprocess import PreprocessSpec, fit_to_model, preprocess
+from tfpipe.errors import TfpipeError
+
+TASKS = ("detection", "segmentation")
+MIN_BOX_SIDE = 1.0  # pixels: a box thinner than this after clipping is dropped
+
+
+def _read_mask(path: bytes) -> np.ndarray:
+    """Class ids of a PNG: PIL, because tf.io.decode_png turns a palette PNG (VOC's) into colours."""
+    from PIL import Image
+
+    with Image.open(path.decode()) as mask:
+        return np.asarray(mask, np.int32)[..., None]
+
+
+def _records(dataset: Dataset, split: str, task: str) -> tf.data.Dataset:
+    if split not in dataset.splits:
+        raise TfpipeError(f"split {split!r} is not in the dataset", f"use one of: {', '.join(dataset.splits)}")
+    records = dataset.splits[split]
+    if not records:
+        raise TfpipeError(f"split {split!r} is empty", "every split needs at least one image")
+    if task == "segmentation" and not all(r.mask for r in records):
+        missing = next(r.image for r in records if not r.mask)
+        raise TfpipeError(f"{missing}: no segmentation mask", "segmentation needs a class-map PNG per image")
+    lengths = [len(r.classes) for r in records]
+    boxes = np.concatenate([r.boxes for r in records]).reshape(-1, 4).astype(np.float32)
+    classes = np.concatenate([r.classes for r in records]).astype(np.float32)
+    root = str(dataset.root)
+    return tf.data.Dataset.from_tensor_slices({
+        "image": [str(safe_path(dataset.root, r.image, root)) for r in records],
+        "mask": [str(safe_path(dataset.root, r.mask, root)) if r.mask else "" for r in records],
+        "boxes": tf.RaggedTensor.from_row_lengths(boxes, lengths),
+        "classes": tf.RaggedTensor.from_row_lengths(classes, lengths),
+    })
+
+
+def random_zoom(image: tf.Tensor, mask: tf.Tensor, low: float, high: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Scale by a random factor in [low, high] (image bilinear, mask nearest), then crop or pad back
+    to the same size at a random place; padding is black in the image and void (255) in the mask."""
+    size = tf.shape(image)[:2]
+    factor = tf.random.uniform((), low, high)
+    scaled = tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32)
+    image = tf.image.resize(image, scaled, method="bilinear")
+    mask = tf.image.resize(mask, scaled, method="nearest")
+    both = tf.concat([image, tf.cast(mask, tf.float32) - 255.0], axis=-1)  # pad value 0 -> void after +255
+    pad = tf.maximum(size - scaled, 0)
+    offset = tf.cast(tf.random.uniform((2,), 0, 1) * tf.cast(pad + 1, tf.float32), tf.int32)
+    offset = tf.minimum(offset, pad)
+    both = tf.image.pad_to_bounding_box(both, offset[0], offset[1], tf.maximum(size[0], scaled[0]),
+                                        tf.maximum(size[1], scaled[1]))
+    both = tf.image.random_crop(both, tf.concat([size, tf.shape(both)[2:]], axis=0))
+    return both[..., :3], tf.cast(tf.round(both[..., 3:] + 255.0), tf.int32)
+
+
+def clip_and_drop(boxes: tf.RaggedTensor, classes: tf.RaggedTensor, height, width
+                  ) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    """Boxes clipped to the image; boxes whose clipped width or height is under MIN_BOX_SIDE dropped
+    (with their classes). Padding rows that keras-cv marks with class -1 go too."""
+    limit = tf.cast(tf.stack([width, height, width, height]), tf.float32)
+    clipped = tf.ragged.map_flat_values(lambda b: tf.clip_by_value(b, 0.0, limit), boxes)
+    values = clipped.flat_values
+    keep = ((values[:, 2] - values[:, 0] >= MIN_BOX_SIDE) & (values[:, 3] - values[:, 1] >= MIN_BOX_SIDE)
+            & (classes.flat_values >= 0))
+    keep = boxes.with_flat_values(keep)
+    return tf.ragged.boolean_mask(clipped, keep), tf.ragged.boolean_mask(classes, keep)
+
+
+def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, batch_size: int, task: str, *,
+                           training: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
+                           cache: bool = False) -> tf.data.Dataset:
+    """Batches of (model input, targets); see the module docstring. Evaluation and calibration
+    (training=False) keep the split's order and never augment."""
+    if task not in TASKS:
+        raise TfpipeError(f"task: {task!r} has no annotated pipeline", f"use one of: {', '.join(TASKS)}")
+    segmentation = task == "segmentation"
+
+    def decode(item: dict) -> dict:
+        image = tf.cast(tf.io.decode_image(tf.io.read_file(item["image"]), channels=3, expand_animations=False),
+                        tf.float32)
+        mask = None
+        if segmentation:
+            mask = tf.numpy_function(_read_mask, [item["mask"]], tf.int32, stateful=False)
+            mask = tf.ensure_shape(mask, (None, None, 1))
+        image, boxes, mask = fit_to_model(image, item["boxes"], mask, spec)
+        sample = {"images": image, "bounding_boxes": {"boxes": boxes, "classes": item["classes"]}}
+        if segmentation:
+            sample["segmentation_masks"] = mask
+        return sample
+
+    ds = _records(dataset, split, task)
+    if training:
+        ds = ds.shuffle(len(dataset.splits[split]), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if cache:
+        ds = ds.cache()
+    augment = augment if training else None
+    if segmentation and augment is not None and augment.jitter_scale:
+        low, high = augment.jitter_scale
+
+        def zoom(sample: dict) -> dict:
+            image, mask = random_zoom(sample["images"], sample["segmentation_masks"], low, high)
+            return {**sample, "images": image, "segmentation_masks": mask}
+
+        ds = ds.map(zoom, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ragged_batch(batch_size, drop_remainder=training)
+    augmenter = build_box_augmenter(augment, task, (spec.height, spec.width), seed) if augment else None
+    sizes = tuple(augment.multi_scale) if augment is not None and augment.multi_scale and not segmentation else ()
+
+    def to_model(sample: dict):
+        if augmenter is not None:
+            sample = augmenter(sample)
+        images, boxes = sample["images"], sample["bounding_boxes"]["boxes"]
+        classes = sample["bounding_boxes"]["classes"]
+        if not isinstance(boxes, tf.RaggedTensor):  # keras-cv may hand back dense boxes, padded with class -1
+            boxes, classes = tf.RaggedTensor.from_tensor(boxes), tf.RaggedTensor.from_tensor(classes)
+        if sizes:  # random training shapes: the whole batch at one size
+            side = tf.gather(tf.constant(sizes), tf.random.uniform((), 0, len(sizes), tf.int32))
+            scale = tf.cast(tf.stack([side / spec.width, side / spec.height] * 2), tf.float32)
+            images = tf.image.resize(images, tf.stack([side, side]), method="bilinear")
+            boxes = tf.ragged.map_flat_values(lambda b: b * scale, boxes)
+        shape = tf.shape(images)
+        boxes, classes = clip_and_drop(boxes, classes, shape[1], shape[2])
+        x = preprocess(images, spec, resize=not sizes)
+        if segmentation:  # keras-cv's colour layers hand masks back as floats
+            return x, tf.cast(tf.round(sample["segmentation_masks"]), tf.int32)
+        return x, {"boxes": boxes, "classes": classes}
+
+    return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
