@@ -12,6 +12,8 @@ STAGES = {
     "evaluate": "tfpipe.evaluate.__main__",
     "run": "tfpipe.run",
     "doctor": "tfpipe.doctor",
+    "data": "tfpipe.data.__main__",
+    "models": "tfpipe.models.__main__",
 }
 
 USAGE = """usage: tfpipe <stage> [--help] [options]
@@ -23,6 +25,8 @@ stages:
   evaluate   parity of every .tflite with the float    python -m tfpipe.evaluate
   run        train -> qat -> convert -> evaluate       python -m tfpipe.run
   doctor     versions, datasets, runtimes, tools       python -m tfpipe.doctor
+  data       convert annotation formats; inspect      python -m tfpipe.data inspect
+  models     the zoo: names, sizes, feature strides   python -m tfpipe.models list
 """
 
 

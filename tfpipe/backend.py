@@ -73,4 +73,14 @@ def tfmot():
     return tensorflow_model_optimization
 
 
-__all__ = ["tf", "keras", "tfmot", "native_output_silenced"]
+def tfmot_output_quantize_config():
+    """tfmot's output-only QuantizeConfig class (its quantize_model uses it for Concatenate); not
+    exported by tfmot's public API, so imported from where it lives in 0.8.1."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs,
+    )
+
+    return default_8bit_quantize_configs.Default8BitOutputQuantizeConfig
+
+
+__all__ = ["tf", "keras", "tfmot", "tfmot_output_quantize_config", "native_output_silenced"]

@@ -1,7 +1,13 @@
 """The model zoo. Importing this package registers every family (one explicit import each)."""
 
 from tfpipe.models import registry
-from tfpipe.models.classification import mobilenet  # noqa: F401  (registers mobilenet_v2*)
+from tfpipe.models.classification import (  # noqa: F401  (each import registers its family)
+    alexnet,
+    mobilenet,
+    mobilenet_v1,
+    resnet,
+    vgg,
+)
 
 build = registry.build
 check = registry.check

@@ -19,11 +19,21 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def conv_bn(x, filters: int, kernel: int, stride: int = 1, *, relu6: bool = True, name: str):
-    """Conv (no bias: BN follows) -> BN -> optional ReLU6; the BN folds into the conv at conversion."""
-    x = L.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+def conv_bn(x, filters: int, kernel: int, stride: int = 1, *, act: str | None = "relu6", groups: int = 1,
+            name: str):
+    """Conv (no bias: BN follows) -> BN -> ReLU6, ReLU or nothing (act=None); the BN folds into the
+    conv at conversion. `groups` > 1 is a grouped convolution (ResNeXt, ShuffleNet v1)."""
+    x = L.Conv2D(filters, kernel, stride, padding="same", groups=groups, use_bias=False, name=f"{name}_conv")(x)
     x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_bn")(x)
-    return L.ReLU(6.0, name=f"{name}_relu6")(x) if relu6 else x
+    return activation(x, act, name)
+
+
+def activation(x, act: str | None, name: str):
+    if act is None:
+        return x
+    if act not in ("relu", "relu6"):
+        raise ValueError(f"unknown activation {act!r}")
+    return L.ReLU(6.0 if act == "relu6" else None, name=f"{name}_{act}")(x)
 
 
 def depthwise_bn(x, stride: int = 1, *, name: str):

@@ -25,7 +25,7 @@ def inverted_residual(x, expansion: int, filters: int, stride: int, name: str):
     in_channels = x.shape[-1]
     y = conv_bn(x, expansion * in_channels, 1, name=f"{name}_expand") if expansion != 1 else x
     y = depthwise_bn(y, stride, name=name)
-    y = conv_bn(y, filters, 1, relu6=False, name=f"{name}_project")
+    y = conv_bn(y, filters, 1, act=None, name=f"{name}_project")
     if stride == 1 and in_channels == filters:
         y = L.Add(name=f"{name}_add")([x, y])
     return y

@@ -1,0 +1,111 @@
+"""The classification zoo: published sizes, the backbone API at any input size >= 32, and QAT to
+int8 builtin ops for every layer type the zoo uses."""
+
+import numpy as np
+import pytest
+
+from tfpipe import models
+from tfpipe.backend import keras
+from tfpipe.config import ModelConfig
+from tfpipe.models.summary import backbone, multiply_adds
+
+# ../shared/anchors.md, "Published sizes for the zoo" (multiply-adds at 224x224x3, 1,000 classes).
+# Where the table says "~0.7G" for AlexNet, torchvision's precise 0.714G. MobileNetV2: the 3.4M
+# leaves out the classifier; keras.applications' full count is 3,538,984 (test_models.py).
+# Keras counts BatchNorm's moving statistics as parameters (PyTorch does not): at most 0.2 % more.
+PUBLISHED = {
+    "alexnet": (61.1e6, 0.714e9),
+    "vgg16": (138e6, 15.5e9),
+    "resnet18": (11.7e6, 1.8e9),
+    "resnet50": (25.5e6, 4.1e9),
+    "resnext50_32x4d": (25.0e6, 4.2e9),
+    "mobilenet_v1_100": (4.2e6, 569e6),
+    "mobilenet_v2_100": (3_538_984, 300e6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_params_and_multiply_adds_match_the_published_figures(name):
+    params, macs = PUBLISHED[name]
+    model = models.build(ModelConfig(name=name, input_size=(224, 224), channels=3), "classification", 1000)
+    assert model.count_params() == pytest.approx(params, rel=0.02)
+    assert multiply_adds(model) == pytest.approx(macs, rel=0.02)
+
+
+def test_multiply_adds_count_grouped_and_depthwise_convolutions_by_hand():
+    inputs = keras.Input((8, 8, 16))
+    x = keras.layers.Conv2D(32, 3, padding="same", groups=4, use_bias=False)(inputs)  # 8*8 * 3*3*4 * 32
+    x = keras.layers.DepthwiseConv2D(3, 2, padding="same")(x)  # 4*4 * 3*3 * 32
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(10)(x)  # 32 * 10
+    assert multiply_adds(keras.Model(inputs, x)) == 64 * 9 * 4 * 32 + 16 * 9 * 32 + 320
+
+
+ZOO = ["alexnet", "vgg16", "vgg19_bn", "resnet18", "resnet101", "resnext50_32x4d", "se_resnet50",
+       "mobilenet_v1_050", "mobilenet_v2_035"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("size", [(32, 32), (61, 45)])
+def test_every_family_builds_small_and_gives_features_at_strides_8_16_32(name, size):
+    model = models.build(ModelConfig(name=name, input_size=size, channels=1), "classification", 10)
+    assert model.output_shape == (None, 10) and model.output_names == ["probabilities"]
+    features = backbone(model).outputs
+    sides = [tuple(f.shape[1:3]) for f in features]
+    assert all(a >= b for a, b in zip(sides[0], sides[1], strict=True))
+    assert all(a >= b for a, b in zip(sides[1], sides[2], strict=True))
+    if name != "alexnet":  # 'same' padding everywhere: exactly ceil(n / stride)
+        assert sides == [tuple(-(-n // s) for n in size) for s in (8, 16, 32)]
+
+
+# Every layer type the zoo builds with; each is quantized and converted below.
+ZOO_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
+              "MaxPooling2D", "Add", "Multiply", "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax"}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_the_zoo_uses_only_layer_types_that_are_quantized_below(name):
+    model = models.build(ModelConfig(name=name, input_size=(32, 32), channels=1), "classification", 10)
+    assert {type(layer).__name__ for layer in model.layers} <= ZOO_LAYERS
+
+
+def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_path):
+    """One small network made of the families' own blocks: AlexNet's padded stem, a VGG stage,
+    a ResNeXt bottleneck with grouped convolution and an SE gate (Multiply), a basic block, a
+    MobileNet separable block. QAT, an H5 round trip, int8 conversion: integer activations only."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tfpipe.convert.converter import to_tflite
+    from tfpipe.models.blocks import conv_bn, depthwise_bn
+    from tfpipe.models.classification.resnet import block
+    from tfpipe.qat import apply_qat, load_qat_model, save_h5
+
+    layers = keras.layers
+    inputs = keras.Input((32, 32, 1), name="images")
+    x = layers.ZeroPadding2D(2)(inputs)
+    x = layers.Conv2D(16, 5, 2, activation="relu")(x)
+    x = layers.MaxPooling2D(3, 2, padding="same")(x)
+    x = block(x, 8, 1, "bottleneck", groups=4, width_per_group=8, se_ratio=4, name="resnext")
+    x = block(x, 32, 2, "basic", 1, 64, None, name="basic")
+    x = depthwise_bn(x, 1, name="separable")
+    x = conv_bn(x, 24, 1, name="separable_pointwise")
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Softmax(name="probabilities")(layers.Dense(10)(x))
+    model = keras.Model(inputs, outputs)
+    assert {type(layer).__name__ for layer in model.layers} == ZOO_LAYERS  # the SE gate brings the pooling
+
+    qat = apply_qat(model)
+    save_h5(qat, tmp_path / "qat.h5")
+    reloaded = load_qat_model(tmp_path / "qat.h5")
+    x = np.random.default_rng(0).random((8, 32, 32, 1), np.float32)
+    np.testing.assert_allclose(reloaded(x).numpy(), qat(x).numpy(), atol=1e-6)
+    interpreter = Interpreter(model_content=to_tflite(reloaded, "int8", "uint8", x),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert {"MUL", "LOGISTIC", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN"} <= ops
+    assert not {"DEQUANTIZE", "CUSTOM", "FlexConv2D"} & ops
+    activations = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()} - {"int32"}  # biases
+    assert activations <= {"int8", "uint8"}
+    runner = interpreter.get_signature_runner()
+    assert runner(images=np.zeros((1, 32, 32, 1), np.uint8))["probabilities"].shape == (1, 10)
