@@ -17,14 +17,10 @@ STRIDES = (8, 16, 32)
 def multiply_adds(model) -> int:
     total = 0
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
-            kernel = layer.get_weights()[0].shape if layer.weights else None
-            out = layer.output.shape
-            if kind == "Dense":
-                total += int(np.prod(kernel)) * int(np.prod(out[1:-1]) if len(out) > 2 else 1)
-            else:  # the kernel holds every multiply of one output position: h x w x in/groups x out
-                total += int(np.prod(kernel)) * int(out[1]) * int(out[2])
+        if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            # the kernel holds every multiply of one output position (h x w x in/groups x out; in x out)
+            positions = int(np.prod(layer.output.shape[1:-1]))  # 1 for a Dense on vectors
+            total += int(np.prod(layer.weights[0].shape)) * positions
     return total
 
 
