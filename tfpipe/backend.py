@@ -73,14 +73,15 @@ def tfmot():
     return tensorflow_model_optimization
 
 
-def tfmot_output_quantize_config():
-    """tfmot's output-only QuantizeConfig class (its quantize_model uses it for Concatenate); not
-    exported by tfmot's public API, so imported from where it lives in 0.8.1."""
+def tfmot_quantize_configs():
+    """tfmot's own QuantizeConfig classes (Default8BitOutputQuantizeConfig, NoOpQuantizeConfig),
+    which its quantize_model uses internally; not exported by the public API, so imported from
+    where they live in 0.8.1."""
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_configs,
     )
 
-    return default_8bit_quantize_configs.Default8BitOutputQuantizeConfig
+    return default_8bit_quantize_configs
 
 
-__all__ = ["tf", "keras", "tfmot", "tfmot_output_quantize_config", "native_output_silenced"]
+__all__ = ["tf", "keras", "tfmot", "tfmot_quantize_configs", "native_output_silenced"]

@@ -21,6 +21,8 @@ PUBLISHED = {
     "resnext50_32x4d": (25.0e6, 4.2e9),
     "mobilenet_v1_100": (4.2e6, 569e6),
     "mobilenet_v2_100": (3_538_984, 300e6),
+    "googlenet": (6.6e6, 1.5e9),
+    "shufflenet_v2_10": (2.3e6, 146e6),
 }
 
 
@@ -42,7 +44,7 @@ def test_multiply_adds_count_grouped_and_depthwise_convolutions_by_hand():
 
 
 ZOO = ["alexnet", "vgg16", "vgg19_bn", "resnet18", "resnet101", "resnext50_32x4d", "se_resnet50",
-       "mobilenet_v1_050", "mobilenet_v2_035"]
+       "mobilenet_v1_050", "mobilenet_v2_035", "googlenet", "shufflenet_v2_05"]
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -60,7 +62,8 @@ def test_every_family_builds_small_and_gives_features_at_strides_8_16_32(name, s
 
 # Every layer type the zoo builds with; each is quantized and converted below.
 ZOO_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
-              "MaxPooling2D", "Add", "Multiply", "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax"}
+              "MaxPooling2D", "Add", "Multiply", "Concatenate", "ChannelSplit", "Reshape", "Permute",
+              "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax"}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -70,14 +73,17 @@ def test_the_zoo_uses_only_layer_types_that_are_quantized_below(name):
 
 
 def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_path):
-    """One small network made of the families' own blocks: AlexNet's padded stem, a VGG stage,
-    a ResNeXt bottleneck with grouped convolution and an SE gate (Multiply), a basic block, a
-    MobileNet separable block. QAT, an H5 round trip, int8 conversion: integer activations only."""
+    """One small network made of the families' own blocks: AlexNet's padded stem, a ResNeXt
+    bottleneck with grouped convolution and an SE gate (Multiply), a basic block, an inception
+    module (Concatenate), ShuffleNet v2 units (ChannelSplit, channel shuffle), a MobileNet separable
+    block. QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfpipe.convert.converter import to_tflite
     from tfpipe.models.blocks import conv_bn, depthwise_bn
+    from tfpipe.models.classification.googlenet import inception
     from tfpipe.models.classification.resnet import block
+    from tfpipe.models.classification.shufflenet import shuffle_unit
     from tfpipe.qat import apply_qat, load_qat_model, save_h5
 
     layers = keras.layers
@@ -87,6 +93,9 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     x = layers.MaxPooling2D(3, 2, padding="same")(x)
     x = block(x, 8, 1, "bottleneck", groups=4, width_per_group=8, se_ratio=4, name="resnext")
     x = block(x, 32, 2, "basic", 1, 64, None, name="basic")
+    x = inception(x, (8, 8, 16, 4, 8, 8), batch_norm=True, name="inception")
+    x = shuffle_unit(x, 40, 2, name="shuffle_down")
+    x = shuffle_unit(x, 40, 1, name="shuffle")
     x = depthwise_bn(x, 1, name="separable")
     x = conv_bn(x, 24, 1, name="separable_pointwise")
     x = layers.Flatten()(x)
@@ -103,7 +112,8 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     interpreter = Interpreter(model_content=to_tflite(reloaded, "int8", "uint8", x),
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert {"MUL", "LOGISTIC", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN"} <= ops
+    assert {"MUL", "LOGISTIC", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "CONCATENATION", "SPLIT",
+            "TRANSPOSE"} <= ops
     assert not {"DEQUANTIZE", "CUSTOM", "FlexConv2D"} & ops
     activations = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()} - {"int32"}  # biases
     assert activations <= {"int8", "uint8"}

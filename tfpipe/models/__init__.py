@@ -3,9 +3,11 @@
 from tfpipe.models import registry
 from tfpipe.models.classification import (  # noqa: F401  (each import registers its family)
     alexnet,
+    googlenet,
     mobilenet,
     mobilenet_v1,
     resnet,
+    shufflenet,
     vgg,
 )
 

@@ -40,3 +40,33 @@ def depthwise_bn(x, stride: int = 1, *, name: str):
     x = L.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
     x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_dwbn")(x)
     return L.ReLU(6.0, name=f"{name}_dwrelu6")(x)
+
+
+@keras.utils.register_keras_serializable(package="tfpipe")
+class ChannelSplit(L.Layer):
+    """Split the channels into `parts` equal groups (ShuffleNet v2's channel split). A layer of its
+    own because Lambda is forbidden in the zoo; TFLite runs it as SPLIT, and QAT passes it through
+    unquantized (tfpipe.qat): its outputs are its input's values."""
+
+    def __init__(self, parts: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.parts = parts
+
+    def call(self, inputs):
+        from tfpipe.backend import tf
+
+        return tf.split(inputs, self.parts, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return [(*input_shape[:-1], input_shape[-1] // self.parts)] * self.parts
+
+    def get_config(self):
+        return {**super().get_config(), "parts": self.parts}
+
+
+def channel_shuffle(x, groups: int, name: str):
+    """ShuffleNet's channel shuffle as reshape -> transpose -> reshape (builtin RESHAPE, TRANSPOSE)."""
+    h, w, c = x.shape[1:]
+    x = L.Reshape((h, w, groups, c // groups), name=f"{name}_shuffle_split")(x)
+    x = L.Permute((1, 2, 4, 3), name=f"{name}_shuffle_swap")(x)
+    return L.Reshape((h, w, c), name=f"{name}_shuffle_merge")(x)

@@ -31,7 +31,7 @@ def stride_layers(model) -> dict[int, str]:
     height, width = model.input_shape[1:3]
     found: dict[int, str] = {}
     for layer in model.layers:
-        shape = layer.output.shape
+        shape = getattr(layer.output, "shape", ())  # a split has a list of outputs
         if len(shape) != 4:
             continue
         for stride in STRIDES:

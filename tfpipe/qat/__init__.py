@@ -12,15 +12,16 @@ import warnings
 from pathlib import Path
 
 from tfpipe import io
-from tfpipe.backend import keras, tfmot, tfmot_output_quantize_config
+from tfpipe.backend import keras, tfmot, tfmot_quantize_configs
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.rundir import RunDir
 
-# Layers tfmot's default registry does not know, quantized at their output only (they have no
-# weights): Multiply is the gate of Squeeze-and-Excitation. TFLite runs it as an int8 MUL.
-OUTPUT_ONLY = ("Multiply",)
+# Layers tfmot's default registry does not know, by the QuantizeConfig they get. None has weights.
+# Multiply (the gate of Squeeze-and-Excitation) is quantized at its output: TFLite runs an int8 MUL.
+# ChannelSplit (ShuffleNet v2) is left alone: its outputs are its already quantized input's values.
+CONFIGS = {"Multiply": "Default8BitOutputQuantizeConfig", "ChannelSplit": "NoOpQuantizeConfig"}
 
 
 def apply_qat(model):
@@ -31,14 +32,13 @@ def apply_qat(model):
     conversion lands far from the Keras QAT model (measured on Fashion-MNIST: 0.90 -> 0.35 top-1).
     """
     q = tfmot().quantization.keras
-    if not any(type(layer).__name__ in OUTPUT_ONLY for layer in model.layers):
+    if not any(type(layer).__name__ in CONFIGS for layer in model.layers):
         return q.quantize_model(model)
 
     def annotate(layer):
         clone = layer.__class__.from_config(layer.get_config())
-        if type(layer).__name__ in OUTPUT_ONLY:
-            return q.quantize_annotate_layer(clone, tfmot_output_quantize_config()())
-        return q.quantize_annotate_layer(clone)
+        config = CONFIGS.get(type(layer).__name__)
+        return q.quantize_annotate_layer(clone, getattr(tfmot_quantize_configs(), config)() if config else None)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     annotated.set_weights(model.get_weights())
@@ -47,8 +47,11 @@ def apply_qat(model):
 
 
 def _custom_objects() -> dict:
-    config = tfmot_output_quantize_config()
-    return {config.__name__: config}
+    """What tfmot's (legacy-format) deserialisation must be told: the configs and tfpipe's layers."""
+    from tfpipe.models.blocks import ChannelSplit
+
+    configs = {name: getattr(tfmot_quantize_configs(), name) for name in CONFIGS.values()}
+    return {"ChannelSplit": ChannelSplit, **configs}
 
 
 def save_h5(model, path: Path) -> None:
