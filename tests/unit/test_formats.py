@@ -343,3 +343,20 @@ def test_skip_leaves_out_bad_samples_and_says_why(tmp_path, capsys):
         assert sum(expected in reason for reason in reasons) == 1, expected
     kept = yolo.read(tmp_path / "out" / "data.yaml")
     assert [r.image for r in kept.splits["train"]] == ["images/train/0.png", "images/train/3.png"]
+
+
+def test_convert_never_overwrites_and_never_leaves_half_a_dataset(tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    root = tool_export(tmp_path, "labelme_voc", {"JPEGImages/2011_000003.jpg": (160, 120)})
+    taken = tmp_path / "taken"
+    (taken / "annotations").mkdir(parents=True)
+    (taken / "annotations" / "train.json").write_text("mine")
+    assert run_cli("tfpipe.data.__main__", ["convert", "--from", "voc", "--to", "coco", str(root), str(taken)]) == 2
+    assert "taken: exists and is not empty" in capsys.readouterr().err
+    assert (taken / "annotations" / "train.json").read_text() == "mine"
+    (root / "JPEGImages" / "2011_000003.jpg").unlink()  # fails while placing the images
+    assert run_cli("tfpipe.data.__main__", ["convert", "--from", "voc", "--to", "coco", str(root),
+                                            str(tmp_path / "new")]) == 2
+    assert "image not found" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labelme_voc", "taken"]  # no new/, no staging folder

@@ -119,3 +119,18 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     assert activations <= {"int8", "uint8"}
     runner = interpreter.get_signature_runner()
     assert runner(images=np.zeros((1, 32, 32, 1), np.uint8))["probabilities"].shape == (1, 10)
+
+
+def test_models_cli_rejects_bad_sizes(capsys):
+    from tests.conftest import run_cli
+
+    assert run_cli("tfpipe.models.__main__", ["summary", "resnet18", "--classes", "0"]) == 2
+    assert run_cli("tfpipe.models.__main__", ["summary", "resnet18", "--input-size", "16", "16"]) == 2
+    assert run_cli("tfpipe.models.__main__", ["summary", "resnet51"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--classes: 0 is not accepted" in err[0] and "too small" in err[1]
+    assert "did you mean 'resnet50'" in err[2]
+    assert run_cli("tfpipe.models.__main__", ["summary", "mobilenet_v2_035", "--input-size", "32", "32",
+                                              "--channels", "1", "--classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "stride  8:" in out and "stride 32:" in out and "multiply-adds at 32x32x1 with 10 classes" in out

@@ -258,6 +258,18 @@ def build(root: Path, spec: SceneSpec, data_path: str | None = None, processes: 
     return root
 
 
+def read(root: Path, on_bad_sample: str = "error"):
+    """A built dataset through the COCO reader (boxes, instance masks), each record given its
+    class-map PNG: detection and segmentation read the same files."""
+    from tfpipe.data.formats import coco
+
+    dataset = coco.read(root, on_bad_sample=on_bad_sample)
+    for records in dataset.splits.values():
+        for r in records:
+            r.mask = "masks/" + r.image.removeprefix("images/").rsplit(".", 1)[0] + ".png"
+    return dataset
+
+
 def cache_dir(configured: str | None) -> Path:
     """Where built datasets live: data.cache, else $TFPIPE_CACHE, else ~/.cache/tfpipe."""
     return Path(configured or os.environ.get("TFPIPE_CACHE") or Path.home() / ".cache" / "tfpipe").expanduser()

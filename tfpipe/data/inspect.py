@@ -95,21 +95,16 @@ def draw_grid(dataset: Dataset, split: str, path: Path, count: int = 16, seed: i
 
 
 def annotated_dataset(cfg) -> tuple[Dataset, tuple[str, ...] | None]:
-    """The config's detection/segmentation dataset, read back through the COCO reader, with each
-    record's class-map PNG; and the segmentation class names."""
+    """The config's detection/segmentation dataset, with each record's class-map PNG; and the
+    segmentation class names."""
     from tfpipe.data import fashion_scenes
-    from tfpipe.data.formats import coco
     from tfpipe.errors import TfpipeError
 
     if cfg.data.builtin != "fashion_scenes":
         raise TfpipeError(f"data: {cfg.data.dataset} has no annotation files to inspect",
                           "inspect reads data.builtin: fashion_scenes")
     root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.data.cache), cfg.data.scenes, cfg.data.path)
-    dataset = coco.read(root, on_bad_sample=cfg.data.on_bad_sample)
-    for records in dataset.splits.values():
-        for r in records:
-            r.mask = "masks/" + r.image.removeprefix("images/").rsplit(".", 1)[0] + ".png"
-    return dataset, fashion_scenes.SEGMENTATION_CLASSES
+    return fashion_scenes.read(root, cfg.data.on_bad_sample), fashion_scenes.SEGMENTATION_CLASSES
 
 
 def inspect(cfg, out_dir: Path, split: str | None, count: int) -> dict[str, Path]:

@@ -38,6 +38,8 @@ def run(args, cfg) -> int:
             print(f"{name:<20} {models.registry.get(name).task:<15} {model.count_params() / 1e6:>8.2f}M "
                   f"{multiply_adds(model) / 1e9:>9.3f}G")
         return 0
+    if args.classes < 1:
+        raise TfpipeError(f"--classes: {args.classes} is not accepted", "use 1 or more")
     if min(args.input_size) < 32:
         raise TfpipeError(f"--input-size: {args.input_size} is too small", "every zoo model needs at least 32x32")
     model = _size(args.name, args.input_size, args.channels, args.classes)

@@ -60,16 +60,28 @@ def place_images(dataset: Dataset, kind: str, dst: Path) -> Dataset:
 
 
 def convert(kind_from: str, kind_to: str, src: Path, dst: Path, on_bad_sample: str = "error") -> Dataset:
-    """The converted dataset; with on_bad_sample 'skip', bad samples are left out and their reasons
-    written to DST/skipped_samples.txt."""
+    """The converted dataset in the new folder `dst`; with on_bad_sample 'skip', bad samples are
+    left out and their reasons written to DST/skipped_samples.txt. It is built in a temporary
+    folder beside `dst` and renamed into place, so a failure leaves no half-written dataset, and
+    an existing non-empty `dst` is refused rather than overwritten."""
     if kind_to not in FORMATS:
         raise TfpipeError(f"--to {kind_to!r} is not known", f"use one of: {', '.join(FORMATS)}")
-    dataset = read(kind_from, src, on_bad_sample)
-    if Path(dst).resolve() == Path(src).resolve():
+    src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
         raise TfpipeError(f"{dst}: the destination is the source", "write the converted dataset to another folder")
-    placed = place_images(dataset, kind_to, Path(dst))
-    {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}[kind_to](placed, Path(dst))
-    if dataset.skipped:
-        placed.skipped = dataset.skipped
-        io.write_text(Path(dst) / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
-    return placed
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise TfpipeError(f"{dst}: exists and is not empty", "give a new folder for the converted dataset")
+    dataset = read(kind_from, src, on_bad_sample)
+    staging = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        placed = place_images(dataset, kind_to, staging)
+        {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}[kind_to](placed, staging)
+        if dataset.skipped:
+            io.write_text(staging / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
+        if dst.exists():  # an empty folder
+            dst.rmdir()
+        os.replace(staging, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Dataset(placed.class_names, placed.splits, dst, dataset.skipped)
