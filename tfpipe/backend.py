@@ -66,6 +66,43 @@ def _check_keras2() -> None:
 _check_keras2()
 
 
+def _plain_grouped_convolution() -> None:
+    """Run grouped convolutions on TensorFlow's own kernel instead of XLA, where that kernel has them.
+
+    tf_keras sends every Conv2D with groups > 1 through `tf.function(jit_compile=True)`, because
+    TensorFlow's CPU kernel once lacked groups. Its oneDNN kernel (the x86 default) has them, and
+    XLA's CPU gradient of a grouped convolution is very slow: a ResNeXt-50 32x4d training step at
+    batch 128, 32x32 took 15.7 s through XLA on this project's 2-core machine. The outputs are the
+    same function; tests/unit/test_zoo.py compares the two paths. A one-time probe falls back to
+    XLA where the plain kernel refuses groups.
+    """
+    import functools
+
+    from tf_keras.src.layers.convolutional.base_conv import Conv
+
+    through_xla = Conv._jit_compiled_convolution_op
+
+    @functools.cache
+    def plain_kernel_has_groups() -> bool:
+        with tf.init_scope():  # eager, even while a tf.function is being traced
+            try:
+                tf.nn.conv2d(tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4]), 1, "SAME")
+                return True
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
+                return False
+
+    def grouped_convolution(self, inputs, kernel):
+        if plain_kernel_has_groups():
+            return self.convolution_op(inputs, kernel)
+        return through_xla(self, inputs, kernel)
+
+    Conv._jit_compiled_convolution_op = grouped_convolution
+    Conv._jit_compiled_convolution_op_through_xla = through_xla  # kept for the comparison test
+
+
+_plain_grouped_convolution()
+
+
 def tfmot():
     """tensorflow_model_optimization, imported on first use (it costs about two seconds)."""
     import tensorflow_model_optimization

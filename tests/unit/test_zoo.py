@@ -23,13 +23,30 @@ PUBLISHED = {
     "mobilenet_v2_100": (3_538_984, 300e6),
     "googlenet": (6.6e6, 1.5e9),
     "shufflenet_v2_10": (2.3e6, 146e6),
+    # Not in anchors.md: ShuffleNet v1 g=3 from the paper's Table 2 (140 MFLOPs = multiply-adds)
+    # and OpenMMLab's parameter count of the same network (1.87M); Darknet-19 from YOLO9000 (5.58
+    # billion operations = 2 per multiply-add) and its Darknet weights (20.8M).
+    "shufflenet_v1_g3": (1.87e6, 140e6),
+    "darknet19": (20.8e6, 2.79e9),
 }
+
+# Darknet-53 is published at 256x256 (YOLOv3, Table 2: 18.7 billion operations = 9.35G multiply-adds;
+# 41.6M parameters with 1,000 classes).
+PUBLISHED_AT = {"darknet53": (256, 41.6e6, 9.35e9)}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_params_and_multiply_adds_match_the_published_figures(name):
     params, macs = PUBLISHED[name]
     model = models.build(ModelConfig(name=name, input_size=(224, 224), channels=3), "classification", 1000)
+    assert model.count_params() == pytest.approx(params, rel=0.02)
+    assert multiply_adds(model) == pytest.approx(macs, rel=0.02)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_AT))
+def test_params_and_multiply_adds_at_the_published_input_size(name):
+    size, params, macs = PUBLISHED_AT[name]
+    model = models.build(ModelConfig(name=name, input_size=(size, size), channels=3), "classification", 1000)
     assert model.count_params() == pytest.approx(params, rel=0.02)
     assert multiply_adds(model) == pytest.approx(macs, rel=0.02)
 
@@ -44,7 +61,8 @@ def test_multiply_adds_count_grouped_and_depthwise_convolutions_by_hand():
 
 
 ZOO = ["alexnet", "vgg16", "vgg19_bn", "resnet18", "resnet101", "resnext50_32x4d", "se_resnet50",
-       "mobilenet_v1_050", "mobilenet_v2_035", "googlenet", "shufflenet_v2_05"]
+       "mobilenet_v1_050", "mobilenet_v2_035", "googlenet", "shufflenet_v2_05", "shufflenet_v1_g3", "darknet19",
+       "darknet53"]
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -63,7 +81,7 @@ def test_every_family_builds_small_and_gives_features_at_strides_8_16_32(name, s
 # Every layer type the zoo builds with; each is quantized and converted below.
 ZOO_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
               "MaxPooling2D", "Add", "Multiply", "Concatenate", "ChannelSplit", "Reshape", "Permute",
-              "GlobalAveragePooling2D", "Flatten", "Dropout", "Dense", "Softmax"}
+              "GlobalAveragePooling2D", "AveragePooling2D", "LeakyReLU", "Flatten", "Dropout", "Dense", "Softmax"}
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -75,15 +93,17 @@ def test_the_zoo_uses_only_layer_types_that_are_quantized_below(name):
 def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_path):
     """One small network made of the families' own blocks: AlexNet's padded stem, a ResNeXt
     bottleneck with grouped convolution and an SE gate (Multiply), a basic block, an inception
-    module (Concatenate), ShuffleNet v2 units (ChannelSplit, channel shuffle), a MobileNet separable
-    block. QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
+    module (Concatenate), ShuffleNet v2 units (ChannelSplit, channel shuffle), ShuffleNet v1 units
+    (grouped 1x1, average-pool shortcut), a Darknet residual (LeakyReLU), a MobileNet block with SE. QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfpipe.convert.converter import to_tflite
     from tfpipe.models.blocks import conv_bn, depthwise_bn
     from tfpipe.models.classification.googlenet import inception
     from tfpipe.models.classification.resnet import block
-    from tfpipe.models.classification.shufflenet import shuffle_unit
+    from tfpipe.models.classification.darknet import residual
+    from tfpipe.models.classification.mobilenet import inverted_residual
+    from tfpipe.models.classification.shufflenet import shuffle_unit, shuffle_unit_v1
     from tfpipe.qat import apply_qat, load_qat_model, save_h5
 
     layers = keras.layers
@@ -96,6 +116,12 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     x = inception(x, (8, 8, 16, 4, 8, 8), batch_norm=True, name="inception")
     x = shuffle_unit(x, 40, 2, name="shuffle_down")
     x = shuffle_unit(x, 40, 1, name="shuffle")
+    x = conv_bn(x, 24, 1, name="shuffle_v1_in")
+    x = shuffle_unit_v1(x, 72, 2, 3, name="shuffle_v1_down", first_groups=1)  # as stage 2 opens
+    x = shuffle_unit_v1(x, 72, 1, 3, name="shuffle_v1")
+    x = conv_bn(x, 32, 1, act="leaky", name="darknet_in")
+    x = residual(x, name="darknet")
+    x = inverted_residual(x, 4, 32, 1, name="mobilenet", se_ratio=4)
     x = depthwise_bn(x, 1, name="separable")
     x = conv_bn(x, 24, 1, name="separable_pointwise")
     x = layers.Flatten()(x)
@@ -113,12 +139,34 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert {"MUL", "LOGISTIC", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "CONCATENATION", "SPLIT",
-            "TRANSPOSE"} <= ops
+            "TRANSPOSE", "LEAKY_RELU", "AVERAGE_POOL_2D"} <= ops
     assert not {"DEQUANTIZE", "CUSTOM", "FlexConv2D"} & ops
     activations = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()} - {"int32"}  # biases
     assert activations <= {"int8", "uint8"}
     runner = interpreter.get_signature_runner()
     assert runner(images=np.zeros((1, 32, 32, 1), np.uint8))["probabilities"].shape == (1, 10)
+
+
+def test_grouped_convolution_without_xla_computes_what_xla_computes():
+    """tfpipe.backend runs grouped convolutions on TensorFlow's plain kernel (XLA's CPU gradient is
+    slow): outputs and kernel gradients must equal the XLA path's."""
+    from tfpipe.backend import tf
+
+    layer = keras.layers.Conv2D(12, 3, 2, padding="same", groups=3, use_bias=False)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 9, 9, 6)), tf.float32)
+    layer.build(x.shape)
+    assert type(layer)._jit_compiled_convolution_op.__name__ == "grouped_convolution"  # the plain path is on
+    results = []
+    for run in (layer, lambda inputs: type(layer)._jit_compiled_convolution_op_through_xla(layer, inputs,
+                                                                                            layer.kernel)):
+        with tf.GradientTape() as tape:
+            y = run(x)
+            loss = tf.reduce_sum(y * y)
+        results.append((y.numpy(), tape.gradient(loss, layer.kernel).numpy()))
+    (y_plain, g_plain), (y_xla, g_xla) = results
+    assert y_plain.shape == (2, 5, 5, 12)
+    np.testing.assert_allclose(y_plain, y_xla, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_plain, g_xla, rtol=1e-4, atol=1e-3)
 
 
 def test_models_cli_rejects_bad_sizes(capsys):

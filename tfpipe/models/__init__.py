@@ -3,6 +3,7 @@
 from tfpipe.models import registry
 from tfpipe.models.classification import (  # noqa: F401  (each import registers its family)
     alexnet,
+    darknet,
     googlenet,
     mobilenet,
     mobilenet_v1,

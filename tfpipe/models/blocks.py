@@ -1,5 +1,5 @@
 """Building blocks shared by the zoo, made only of layers that tfmot quantizes and TFLite runs
-as builtin int8 ops (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU(6), Add).
+as builtin int8 ops (Conv2D, DepthwiseConv2D, BatchNormalization, ReLU(6), LeakyReLU, Add, Multiply).
 
 BatchNorm momentum is 0.9 (PyTorch's 0.1; keras.applications uses 0.999): with slower averages
 the moving statistics of a deep, narrow network still carry the first high-learning-rate steps
@@ -21,19 +21,33 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 def conv_bn(x, filters: int, kernel: int, stride: int = 1, *, act: str | None = "relu6", groups: int = 1,
             name: str):
-    """Conv (no bias: BN follows) -> BN -> ReLU6, ReLU or nothing (act=None); the BN folds into the
-    conv at conversion. `groups` > 1 is a grouped convolution (ResNeXt, ShuffleNet v1)."""
+    """Conv (no bias: BN follows) -> BN -> ReLU6, ReLU, leaky ReLU or nothing (act=None); the BN folds
+    into the conv at conversion. `groups` > 1 is a grouped convolution (ResNeXt, ShuffleNet v1)."""
     x = L.Conv2D(filters, kernel, stride, padding="same", groups=groups, use_bias=False, name=f"{name}_conv")(x)
     x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_bn")(x)
     return activation(x, act, name)
 
 
 def activation(x, act: str | None, name: str):
+    """relu, relu6, or leaky (Darknet's LeakyReLU with slope 0.1: TFLite's int8 LEAKY_RELU)."""
     if act is None:
         return x
+    if act == "leaky":
+        return L.LeakyReLU(0.1, name=f"{name}_leaky")(x)
     if act not in ("relu", "relu6"):
         raise ValueError(f"unknown activation {act!r}")
     return L.ReLU(6.0 if act == "relu6" else None, name=f"{name}_{act}")(x)
+
+
+def squeeze_excite(x, ratio: int, name: str):
+    """Squeeze-and-Excitation (Hu et al., CVPR 2018): global pool -> 1x1 conv C/r, ReLU -> 1x1 conv C,
+    sigmoid -> channel-wise multiply. Its Multiply quantizes through tfpipe.qat's output-only
+    QuantizeConfig (TFLite: int8 MUL)."""
+    channels = x.shape[-1]
+    s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    s = L.Conv2D(max(1, channels // ratio), 1, activation="relu", name=f"{name}_se_reduce")(s)
+    s = L.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_expand")(s)
+    return L.Multiply(name=f"{name}_se_scale")([x, s])
 
 
 def depthwise_bn(x, stride: int = 1, *, name: str):

@@ -6,29 +6,20 @@ ResNet-18 11.7M parameters / 1.8G multiply-adds, ResNet-50 25.5M / 4.1G, ResNeXt
 
 Basic block: two 3x3 convolutions. Bottleneck: 1x1 reduce -> 3x3 (grouped for ResNeXt: `groups`
 paths of `width_per_group` channels each) -> 1x1 expand x4. A projection shortcut (1x1 conv + BN)
-where the shape changes. `se_ratio` adds an SE gate (global pool -> 1x1 conv C/r, ReLU -> 1x1
-conv C, sigmoid -> multiply) before each block's addition; its Multiply quantizes through
-tfpipe.qat's output-only QuantizeConfig.
+where the shape changes. `se_ratio` adds an SE gate (blocks.squeeze_excite) before each block's
+addition.
 """
 
 from __future__ import annotations
 
 from tfpipe.backend import keras
-from tfpipe.models.blocks import activation, conv_bn
+from tfpipe.models.blocks import activation, conv_bn, squeeze_excite
 from tfpipe.models.registry import register
 
 L = keras.layers
 
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
           101: ("bottleneck", (3, 4, 23, 3))}
-
-
-def squeeze_excite(x, ratio: int, name: str):
-    channels = x.shape[-1]
-    s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
-    s = L.Conv2D(max(1, channels // ratio), 1, activation="relu", name=f"{name}_se_reduce")(s)
-    s = L.Conv2D(channels, 1, activation="sigmoid", name=f"{name}_se_expand")(s)
-    return L.Multiply(name=f"{name}_se_scale")([x, s])
 
 
 def block(x, planes: int, stride: int, kind: str, groups: int, width_per_group: int, se_ratio: int | None,

@@ -1,4 +1,4 @@
-"""ShuffleNet v2 (Ma et al., ECCV 2018). Published for 1.0x at 224x224x3 with 1,000 classes:
+"""ShuffleNet v2 (Ma et al., ECCV 2018), and v1 with grouped convolutions (below). v2 published for 1.0x at 224x224x3 with 1,000 classes:
 2.3M parameters and 146M multiply-adds.
 
 Unit, stride 1: split the channels in two; one half passes, the other goes 1x1 -> 3x3 depthwise
@@ -66,3 +66,59 @@ def shufflenet_v2(input_shape, num_classes: int, width: float = 1.0, dropout: fl
 register("shufflenet_v2", "classification", shufflenet_v2)
 for _width in STAGE_WIDTHS:
     register(f"shufflenet_v2_{round(_width * 10):02d}", "classification", shufflenet_v2, width=_width)
+
+
+# --- ShuffleNet v1 (Zhang et al., CVPR 2018) ---------------------------------------------------------
+# Published for 1.0x with g = 3 at 224x224x3, 1,000 classes: 140M multiply-adds (the paper's
+# Table 2 "MFLOPs") and 1.87M parameters (OpenMMLab's count of the same network).
+#
+# Unit: 1x1 grouped convolution to a quarter of the output channels -> channel shuffle -> 3x3
+# depthwise (stride 1 or 2, no ReLU) -> 1x1 grouped convolution back up. Stride 1: add the input,
+# then ReLU. Stride 2: concatenate a 3x3 average pool of the input, then ReLU, so the branch makes
+# the output's channels minus the input's. The first 1x1 of stage 2 is not grouped (24 input
+# channels are too few to split).
+
+V1_STAGE_WIDTHS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960), 4: (272, 544, 1088),
+                   8: (384, 768, 1536)}
+
+
+def shuffle_unit_v1(x, channels: int, stride: int, groups: int, name: str, first_groups: int | None = None):
+    in_channels = x.shape[-1]
+    branch_channels = channels - in_channels if stride == 2 else channels
+    first = groups if first_groups is None else first_groups
+    y = conv_bn(x, channels // 4, 1, act="relu", groups=first, name=f"{name}_reduce")
+    if first > 1:
+        y = channel_shuffle(y, first, name)
+    y = _depthwise(y, stride, name)
+    y = conv_bn(y, branch_channels, 1, act=None, groups=groups, name=f"{name}_expand")
+    if stride == 2:
+        shortcut = L.AveragePooling2D(3, 2, padding="same", name=f"{name}_shortcut_pool")(x)
+        y = L.Concatenate(name=f"{name}_concat")([shortcut, y])
+    else:
+        y = L.Add(name=f"{name}_add")([x, y])
+    return L.ReLU(name=f"{name}_out_relu")(y)
+
+
+def shufflenet_v1(input_shape, num_classes: int, groups: int = 3, dropout: float = 0.0):
+    if groups not in V1_STAGE_WIDTHS:
+        raise ValueError(f"groups must be one of {sorted(V1_STAGE_WIDTHS)}")
+    inputs = keras.Input(input_shape, name="images")
+    x = conv_bn(inputs, 24, 3, 2, act="relu", name="stem")
+    x = L.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    for stage, (channels, repeats) in enumerate(zip(V1_STAGE_WIDTHS[groups], REPEATS, strict=True), start=2):
+        for i in range(repeats):
+            x = shuffle_unit_v1(x, channels, 2 if i == 0 else 1, groups, name=f"stage{stage}_{i}",
+                                first_groups=1 if stage == 2 and i == 0 else None)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = L.Dropout(dropout, name="dropout")(x)
+    x = L.Dense(num_classes, name="logits")(x)
+    model = keras.Model(inputs, L.Softmax(name="probabilities")(x), name=f"shufflenet_v1_g{groups}")
+    # stage outputs (after them, the next stage's first 1x1 still runs at the old size)
+    model.stage_ends = {stride: f"stage{stage}_{REPEATS[stage - 2] - 1}_out_relu"
+                        for stride, stage in ((8, 2), (16, 3), (32, 4))}
+    return model
+
+
+register("shufflenet_v1", "classification", shufflenet_v1)
+register("shufflenet_v1_g3", "classification", shufflenet_v1, groups=3)
