@@ -11,6 +11,7 @@ STAGES = {
     "convert": "tfpipe.convert.__main__",
     "evaluate": "tfpipe.evaluate.__main__",
     "run": "tfpipe.run",
+    "search": "tfpipe.search",
     "doctor": "tfpipe.doctor",
     "data": "tfpipe.data.__main__",
     "models": "tfpipe.models.__main__",
@@ -24,6 +25,7 @@ stages:
   convert    write TFLite models and the bundle        python -m tfpipe.convert --quantize int8
   evaluate   parity of every .tflite with the float    python -m tfpipe.evaluate
   run        train -> qat -> convert -> evaluate       python -m tfpipe.run
+  search     learning-rate search, coarse then fine    python -m tfpipe.search --trials 8
   doctor     versions, datasets, runtimes, tools       python -m tfpipe.doctor
   data       convert annotation formats; inspect      python -m tfpipe.data inspect
   models     the zoo: names, sizes, feature strides   python -m tfpipe.models list

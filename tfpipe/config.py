@@ -28,6 +28,8 @@ IO_DTYPES = ("uint8", "int8", "float")
 RESIZE_POLICIES = ("letterbox", "stretch")
 CHANNEL_ORDERS = ("rgb", "bgr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "step")
+STRATEGIES = ("default", "mirrored", "multiworker")
 BACKENDS = ("auto", "litert", "tflite_runtime", "tf")
 BUILTIN_DATASETS = (None, "fashion_scenes")
 
@@ -78,12 +80,22 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # global: split across the replicas of a distribution strategy
     optimizer: str = "adam"
-    learning_rate: float = 3e-3  # peak, reached after the warm-up, then cosine decay to zero
+    learning_rate: float = 3e-3  # peak, reached after the linear warm-up
     warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine: decay to zero at the end; step: x decay_factor at each of decay_epochs
+    decay_epochs: tuple[int, ...] = ()  # step: the epochs (counted from 0) where the rate drops
+    decay_factor: float = 0.1
     weight_decay: float = 0.0  # decoupled, used by adamw and sgd
     label_smoothing: float = 0.1
+    aux_loss_weight: float = 0.3  # models with auxiliary classifiers (GoogLeNet): weight of each
+    pretrained: str | None = None  # a .keras/.h5 model file (layers matched by name and shape), or imagenet
+    freeze_epochs: int = 0  # with pretrained: epochs with the transferred layers frozen
+    finetune_lr_factor: float = 0.1  # after unfreezing: the learning rate is scaled by this
+    divergence_factor: float | None = 3.0  # stop when the loss exceeds this x its first value, or is NaN
+    update_ratio_every: int = 50  # steps between logs of |update| / |weight| per layer (0: never)
+    strategy: str = "default"  # default | mirrored (all local devices) | multiworker (TF_CONFIG)
     seed: int = 0
 
 
@@ -186,7 +198,37 @@ class Config:
         if self.train.warmup_epochs >= self.train.epochs:
             raise TfpipeError(f"train.warmup_epochs: {self.train.warmup_epochs} leaves no epoch for the decay "
                               f"(train.epochs={self.train.epochs})", "make it smaller than train.epochs")
+        one_of("train.schedule", self.train.schedule, SCHEDULES)
+        if self.train.schedule == "step":
+            decays = self.train.decay_epochs
+            increasing = list(decays) == sorted(set(decays))
+            if not decays or not increasing or decays[0] < 1 or decays[-1] >= self.train.epochs:
+                raise TfpipeError(f"train.decay_epochs: {list(decays)} is not accepted with train.schedule: step",
+                                  f"list increasing epochs between 1 and {self.train.epochs - 1}, e.g. "
+                                  f"[{max(1, self.train.epochs // 2)}]")
+        if not 0 < self.train.decay_factor < 1:
+            raise TfpipeError(f"train.decay_factor: {self.train.decay_factor} is not accepted", "use a value in (0, 1)")
         positive("train.weight_decay", self.train.weight_decay, allow_zero=True)
+        positive("train.aux_loss_weight", self.train.aux_loss_weight, allow_zero=True)
+        positive("train.freeze_epochs", self.train.freeze_epochs, allow_zero=True)
+        pretrained = self.train.pretrained
+        if pretrained is not None and pretrained != "imagenet" and not pretrained.endswith((".keras", ".h5")):
+            raise TfpipeError(f"train.pretrained: {pretrained!r} is not accepted",
+                              "name a .keras or .h5 model file, or imagenet")
+        if self.train.freeze_epochs and not self.train.pretrained:
+            raise TfpipeError(f"train.freeze_epochs: {self.train.freeze_epochs} without train.pretrained",
+                              "name the weights to transfer in train.pretrained, or set freeze_epochs: 0")
+        if self.train.freeze_epochs >= self.train.epochs:
+            raise TfpipeError(f"train.freeze_epochs: {self.train.freeze_epochs} leaves no epoch to fine-tune "
+                              f"(train.epochs={self.train.epochs})", "make it smaller than train.epochs")
+        if not 0 < self.train.finetune_lr_factor <= 1:
+            raise TfpipeError(f"train.finetune_lr_factor: {self.train.finetune_lr_factor} is not accepted",
+                              "use a value in (0, 1]")
+        if self.train.divergence_factor is not None and self.train.divergence_factor <= 1:
+            raise TfpipeError(f"train.divergence_factor: {self.train.divergence_factor} is not accepted",
+                              "use a number > 1 (3 stops at three times the first loss), or null to turn it off")
+        positive("train.update_ratio_every", self.train.update_ratio_every, allow_zero=True)
+        one_of("train.strategy", self.train.strategy, STRATEGIES)
         if not 0 <= self.train.label_smoothing < 1:
             raise TfpipeError(f"train.label_smoothing: {self.train.label_smoothing} is not accepted",
                               "use a value in [0, 1)")

@@ -94,15 +94,16 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     """One small network made of the families' own blocks: AlexNet's padded stem, a ResNeXt
     bottleneck with grouped convolution and an SE gate (Multiply), a basic block, an inception
     module (Concatenate), ShuffleNet v2 units (ChannelSplit, channel shuffle), ShuffleNet v1 units
-    (grouped 1x1, average-pool shortcut), a Darknet residual (LeakyReLU), a MobileNet block with SE. QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
+    (grouped 1x1, average-pool shortcut), a Darknet residual (LeakyReLU), a MobileNet block with SE.
+    QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfpipe.convert.converter import to_tflite
     from tfpipe.models.blocks import conv_bn, depthwise_bn
-    from tfpipe.models.classification.googlenet import inception
-    from tfpipe.models.classification.resnet import block
     from tfpipe.models.classification.darknet import residual
+    from tfpipe.models.classification.googlenet import inception
     from tfpipe.models.classification.mobilenet import inverted_residual
+    from tfpipe.models.classification.resnet import block
     from tfpipe.models.classification.shufflenet import shuffle_unit, shuffle_unit_v1
     from tfpipe.qat import apply_qat, load_qat_model, save_h5
 

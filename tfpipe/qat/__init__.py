@@ -67,7 +67,8 @@ def load_qat_model(path: Path):
 
 def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     """Fine-tune train/model.keras with QAT for qat.epochs; saves qat/model.h5."""
-    from tfpipe.train.trainer import fit, load_float_model, steps_per_epoch, warmup_cosine
+    from tfpipe.train.schedules import warmup_cosine
+    from tfpipe.train.trainer import fit, load_float_model, steps_per_epoch, validation_accuracy
 
     splits = splits or load_splits(cfg.data)
     keras.utils.set_random_seed(cfg.train.seed)
@@ -79,8 +80,8 @@ def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     history = fit(model, cfg, splits, PreprocessSpec.from_config(cfg), epochs=cfg.qat.epochs,
                   learning_rate=schedule, out_dir=run.qat_model.parent)
     io.write_with(run.qat_model, lambda tmp: save_h5(model, tmp))
-    val = history.history.get("val_accuracy")
-    tail = f", validation top-1 {val[-1]:.4f}" if val else ""
+    val = validation_accuracy(history)
+    tail = f", validation top-1 {val:.4f}" if val is not None else ""
     print(f"Saved the QAT model to {run.qat_model}{tail}", flush=True)
     return run.qat_model
 

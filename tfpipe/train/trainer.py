@@ -1,30 +1,26 @@
-"""Keras fit with warm-up + cosine decay, label smoothing, a checkpoint every epoch, TensorBoard,
-and resume: a run killed at any point (even SIGKILL) continues from its last completed epoch."""
+"""Keras fit with warm-up + cosine or step decay, label smoothing, a checkpoint every epoch,
+TensorBoard, resume (a run killed at any point, even by SIGKILL, continues from its last completed
+epoch), transfer learning with a frozen phase, a divergence guard, the update/weight ratio per
+layer, auxiliary classifiers, and tf.distribute strategies."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from tfpipe import io, models
-from tfpipe.backend import keras
+from tfpipe.backend import keras, tf
 from tfpipe.config import Config, TrainConfig
 from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.rundir import RunDir
-
-
-def warmup_cosine(peak: float, total_steps: int, warmup_steps: int):
-    """Linear warm-up from 0 to `peak` over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else peak,
-        decay_steps=max(1, total_steps - warmup_steps),
-        alpha=0.0,
-        warmup_target=peak if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
+from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
+from tfpipe.train.schedules import make_schedule
+from tfpipe.train.transfer import load_pretrained, set_frozen
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
@@ -37,26 +33,23 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
 
 
 def compile_for_training(model, cfg: TrainConfig, learning_rate, label_smoothing: float | None = None) -> None:
-    model.compile(
-        optimizer=make_optimizer(cfg.optimizer, learning_rate, cfg.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(
-            label_smoothing=cfg.label_smoothing if label_smoothing is None else label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    """Cross-entropy on `probabilities`; a model with auxiliary classifiers (GoogLeNet) adds theirs,
+    weighted by train.aux_loss_weight. Accuracy is the main output's."""
+    loss = keras.losses.CategoricalCrossentropy(
+        label_smoothing=cfg.label_smoothing if label_smoothing is None else label_smoothing)
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    if len(model.outputs) == 1:
+        model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate, cfg.weight_decay), loss=loss,
+                      metrics=[accuracy])
+        return
+    names = model.output_names
+    model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate, cfg.weight_decay),
+                  loss={n: loss for n in names},
+                  loss_weights={n: 1.0 if n == MAIN_OUTPUT else cfg.aux_loss_weight for n in names},
+                  metrics={MAIN_OUTPUT: [accuracy]})
 
 
-class ResumeFromBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore (a tf.train checkpoint of weights, optimizer and epoch at every epoch end,
-    written before the index that points at it) that also tells the user when it resumes."""
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        # The restored epoch counter is private to tf_keras; -1 means "nothing restored".
-        state = getattr(self.model, "_training_state", None)
-        saved = int(state._ckpt_saved_epoch.numpy()) if state is not None else -1
-        if saved >= 0:
-            print(f"Resuming from the checkpoint of epoch {saved + 1}: "
-                  f"continuing at epoch {saved + 2}/{self.params['epochs']}", flush=True)
+MAIN_OUTPUT = "probabilities"
 
 
 def has_backup(checkpoints: Path) -> bool:
@@ -64,45 +57,121 @@ def has_backup(checkpoints: Path) -> bool:
 
 
 def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate, out_dir: Path,
-        label_smoothing: float | None = None) -> keras.callbacks.History:
-    """The one training loop, shared by float training and QAT fine-tuning."""
+        label_smoothing: float | None = None, initial_epoch: int = 0,
+        checkpoints: Path | None = None) -> keras.callbacks.History:
+    """The one training loop, shared by float training, its frozen phase, QAT and the search.
+
+    Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
+    deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
     num_classes = len(splits.class_names)
     compile_for_training(model, cfg.train, learning_rate, label_smoothing)
     train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
                             augmenter=build_augmenter(cfg.augment, cfg.train.seed), seed=cfg.train.seed)
     val_ds = (make_dataset(splits.val, spec, cfg.train.batch_size, num_classes) if splits.val else None)
-    checkpoints = out_dir / "checkpoints"
+    if len(model.outputs) > 1:  # every classifier learns the same label
+        names = model.output_names
+        train_ds = train_ds.map(lambda x, y: (x, {n: y for n in names}))
+        val_ds = val_ds.map(lambda x, y: (x, {n: y for n in names})) if val_ds is not None else None
+    checkpoints = checkpoints or out_dir / "checkpoints"
     history_csv = out_dir / "history.csv"
-    if not has_backup(checkpoints) and history_csv.exists():
+    if initial_epoch == 0 and not has_backup(checkpoints) and history_csv.exists():
         history_csv.unlink()  # a fresh run: the old history belongs to a finished model
-    callbacks = [
-        ResumeFromBackup(str(checkpoints)),  # first, so an epoch is saved before it is logged
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
-        keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0),
-    ]
-    return model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=callbacks,
-                     verbose=1 if sys.stdout.isatty() else 2)
+    guard = DivergenceGuard(cfg.train.divergence_factor) if cfg.train.divergence_factor else None
+    callbacks = [ResumeFromBackup(str(checkpoints))]  # first, so an epoch is saved before it is logged
+    if guard:
+        callbacks.append(guard)
+    if cfg.train.update_ratio_every:  # before the CSV logger, which writes the ratio it adds
+        callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every))
+    callbacks += [keras.callbacks.CSVLogger(str(history_csv), append=True),
+                  keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0)]
+    history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, validation_data=val_ds,
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if guard and guard.tripped:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        raise TfpipeError(f"training diverged at {guard.tripped}; stopped, checkpoints removed",
+                          "lower train.learning_rate or lengthen train.warmup_epochs "
+                          "(train.divergence_factor: null turns the guard off)")
+    return history
+
+
+def validation_accuracy(history: keras.callbacks.History) -> float | None:
+    values = history.history.get("val_accuracy") or history.history.get(f"val_{MAIN_OUTPUT}_accuracy")
+    return float(values[-1]) if values else None
 
 
 def steps_per_epoch(cfg: Config, splits: Splits) -> int:
     return max(1, len(splits.train) // cfg.train.batch_size)
 
 
+def distribution(name: str):
+    """train.strategy -> a tf.distribute strategy. mirrored: one replica per local device (GPUs,
+    or logical CPUs); multiworker: one per process named in TF_CONFIG (docs/training.md)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise TfpipeError("train.strategy: multiworker needs the TF_CONFIG environment variable",
+                              "set it on every worker as docs/training.md shows, or use default or mirrored")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
 def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
-    """Train the float model and save it to train/model.keras; returns that path."""
+    """Train the float model and save it to train/model.keras; returns that path.
+
+    With train.pretrained and train.freeze_epochs, the transferred layers are frozen for the first
+    epochs (saved to train/frozen_weights.h5 when that phase ends, so a kill after it does not
+    repeat it), then all layers train at train.finetune_lr_factor x the rate."""
     splits = splits or load_splits(cfg.data)
     spec = PreprocessSpec.from_config(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
-    model = models.build(cfg.model, cfg.task, len(splits.class_names))
+    strategy = distribution(cfg.train.strategy)
     steps = steps_per_epoch(cfg, splits)
-    schedule = warmup_cosine(cfg.train.learning_rate, cfg.train.epochs * steps,
-                             round(cfg.train.warmup_epochs * steps))
-    print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {len(splits.train):,} images, "
-          f"{cfg.train.epochs} epochs of {steps} steps", flush=True)
-    history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train)
-    io.write_with(run.float_model, lambda tmp: model.save(tmp))
-    val = history.history.get("val_accuracy")
-    tail = f", validation top-1 {val[-1]:.4f}" if val else ""
+    with strategy.scope():
+        model = models.build(cfg.model, cfg.task, len(splits.class_names))
+        transferred = load_pretrained(model, cfg.train.pretrained) if cfg.train.pretrained else []
+        replicas = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
+        print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {len(splits.train):,} images, "
+              f"{cfg.train.epochs} epochs of {steps} steps{replicas}", flush=True)
+        if transferred:
+            print(f"Transferred the weights of {len(transferred)} of {sum(1 for la in model.layers if la.weights)} "
+                  f"weighted layers from {cfg.train.pretrained}", flush=True)
+        frozen_epochs = cfg.train.freeze_epochs if transferred else 0
+        frozen_weights = run.train / "frozen_weights.h5"
+        if frozen_epochs and frozen_weights.is_file():
+            model.load_weights(frozen_weights)
+            print(f"Using the frozen phase's weights {frozen_weights}", flush=True)
+        elif frozen_epochs:
+            print(f"Epochs 1-{frozen_epochs}: the transferred layers are frozen", flush=True)
+            set_frozen(model, transferred, True)
+            fit(model, cfg, splits, spec, epochs=frozen_epochs, out_dir=run.train,
+                checkpoints=run.train / "checkpoints_frozen",
+                learning_rate=make_schedule(cfg.train, steps, last_epoch=frozen_epochs))
+            set_frozen(model, transferred, False)
+            io.write_with(frozen_weights, lambda tmp: model.save_weights(tmp))
+        if frozen_epochs:
+            rate = cfg.train.learning_rate * cfg.train.finetune_lr_factor
+            print(f"Epochs {frozen_epochs + 1}-{cfg.train.epochs}: all layers train, at learning rate {rate:g}",
+                  flush=True)
+            schedule = make_schedule(cfg.train, steps, first_epoch=frozen_epochs, peak=rate, warmup=False)
+        else:
+            schedule = make_schedule(cfg.train, steps)
+        history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
+                      initial_epoch=frozen_epochs)
+    if len(model.outputs) > 1:  # auxiliary classifiers only serve training
+        model = keras.Model(model.input, model.get_layer(MAIN_OUTPUT).output, name=model.name)
+    if _is_chief(strategy):
+        io.write_with(run.float_model, lambda tmp: model.save(tmp))
+    val = validation_accuracy(history)
+    tail = f", validation top-1 {val:.4f}" if val is not None else ""
     print(f"Saved the float model to {run.float_model}{tail}", flush=True)
     return run.float_model
 

@@ -1,5 +1,5 @@
-"""ShuffleNet v2 (Ma et al., ECCV 2018), and v1 with grouped convolutions (below). v2 published for 1.0x at 224x224x3 with 1,000 classes:
-2.3M parameters and 146M multiply-adds.
+"""ShuffleNet v2 (Ma et al., ECCV 2018), and v1 with grouped convolutions (below). v2 is published
+for 1.0x at 224x224x3 with 1,000 classes: 2.3M parameters and 146M multiply-adds.
 
 Unit, stride 1: split the channels in two; one half passes, the other goes 1x1 -> 3x3 depthwise
 -> 1x1; concatenate and shuffle. Stride 2: both branches downsample (3x3 depthwise stride 2 ->

@@ -1,0 +1,153 @@
+"""The lectures' training techniques, piece by piece: schedules, the divergence guard, the
+update/weight ratio, weight transfer, the search's sampling, and their config checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tfpipe.backend import keras, tf
+from tfpipe.config import Config, TrainConfig
+from tfpipe.errors import TfpipeError
+from tfpipe.train.callbacks import DivergenceGuard, UpdateRatio
+from tfpipe.train.schedules import WarmupStepDecay, make_schedule
+
+
+def test_step_decay_warms_up_then_drops_by_the_factor_at_each_boundary():
+    schedule = WarmupStepDecay(0.1, warmup_steps=10, boundaries=[20, 30], factor=0.1)
+    rates = {step: float(schedule(step)) for step in (0, 5, 10, 19, 20, 29, 30, 99)}
+    assert rates == pytest.approx({0: 0.0, 5: 0.05, 10: 0.1, 19: 0.1, 20: 0.01, 29: 0.01, 30: 0.001, 99: 0.001})
+    # a new optimizer after unfreezing starts at step 0: the offset keeps the boundaries absolute
+    later = WarmupStepDecay(0.01, 0, [20, 30], 0.1, offset=25)
+    assert float(later(0)) == pytest.approx(0.001) and float(later(5)) == pytest.approx(0.0001)
+    assert WarmupStepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_make_schedule_follows_the_config():
+    cfg = TrainConfig(epochs=4, learning_rate=0.2, warmup_epochs=1, schedule="step", decay_epochs=(2, 3))
+    schedule = make_schedule(cfg, steps_per_epoch=10)
+    assert [float(schedule(s)) for s in (5, 10, 19, 20, 30)] == pytest.approx([0.1, 0.2, 0.2, 0.02, 0.002])
+    cosine = make_schedule(TrainConfig(epochs=4, learning_rate=0.2, warmup_epochs=0), steps_per_epoch=10)
+    assert float(cosine(0)) == pytest.approx(0.2) and float(cosine(20)) == pytest.approx(0.1)
+    assert float(cosine(40)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"schedule": "step"}, "train.decay_epochs: [] is not accepted"),
+    ({"schedule": "step", "decay_epochs": (3, 2), "epochs": 5}, "train.decay_epochs: [3, 2]"),
+    ({"schedule": "step", "decay_epochs": (5,), "epochs": 5}, "train.decay_epochs: [5]"),
+    ({"schedule": "exponential"}, "train.schedule: 'exponential'"),
+    ({"freeze_epochs": 1}, "train.freeze_epochs: 1 without train.pretrained"),
+    ({"freeze_epochs": 3, "epochs": 3, "pretrained": "a.keras"}, "leaves no epoch to fine-tune"),
+    ({"pretrained": "weights.pt"}, "train.pretrained: 'weights.pt'"),
+    ({"divergence_factor": 1.0}, "train.divergence_factor: 1.0"),
+    ({"strategy": "tpu"}, "train.strategy: 'tpu'"),
+])
+def test_bad_training_settings_are_named(train, message):
+    with pytest.raises(TfpipeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Config(train=TrainConfig(**{"epochs": 10, **train})).validate()
+
+
+class _Model:
+    stop_training = False
+
+
+@pytest.mark.parametrize("losses, stops_at", [
+    ([2.3, 2.5, 4.0, 6.8], None),  # below 3 x 2.3 = 6.9
+    ([2.3, 2.5, 7.0, 9.0], 3),
+    ([2.3, float("nan")], 2),
+    ([2.3, float("inf")], 2),
+])
+def test_divergence_guard_stops_at_three_times_the_first_loss_or_nan(losses, stops_at):
+    guard = DivergenceGuard(3.0)
+    guard.set_model(_Model())
+    guard.on_epoch_begin(0)
+    for step, loss in enumerate(losses):
+        guard.on_train_batch_end(step, {"loss": loss})
+        if guard.model.stop_training:
+            break
+    if stops_at is None:
+        assert guard.tripped is None and not guard.model.stop_training
+    else:
+        assert guard.model.stop_training and guard.tripped.startswith(f"epoch 1, step {stops_at}:")
+
+
+def test_update_ratio_is_the_norm_of_the_step_over_the_norm_of_the_weights(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="dense")])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32), np.zeros((16, 4), np.float32)
+    kernel = model.get_layer("dense").kernel
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x) - y))
+    gradient = tape.gradient(loss, kernel).numpy()
+    expected = 0.1 * np.linalg.norm(gradient) / np.linalg.norm(kernel.numpy())  # plain SGD: step = lr x gradient
+    callback = UpdateRatio(tmp_path / "update_ratio", every=1)
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    assert callback.last["dense/kernel"] == pytest.approx(expected, rel=1e-4)
+    assert history.history["update_ratio"] == pytest.approx([expected], rel=1e-4)
+    tags = set()
+    for event in tf.compat.v1.train.summary_iterator(str(next((tmp_path / "update_ratio").iterdir()))):
+        tags |= {value.tag for value in event.summary.value}
+    assert {"update_ratio/dense/kernel", "update_ratio_summary/median", "update_ratio_summary/max"} <= tags
+
+
+def test_weights_copied_in_order_reproduce_keras_applications_mobilenet_v2():
+    """Transfer from keras.applications (random weights here: no network) into the zoo's
+    MobileNetV2: the backbone computes exactly what the source computes, also for a grey model
+    fed the same image in 3 channels (the stem is summed over colour)."""
+    from tfpipe import models
+    from tfpipe.config import ModelConfig
+    from tfpipe.train.transfer import copy_in_order
+
+    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    rng = np.random.default_rng(0)
+    for layer in source.layers:  # non-trivial BatchNorm statistics, so a misplaced one shows
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    grey = rng.random((2, 32, 32, 1), np.float32)
+    expected = source(np.repeat(grey, 3, axis=-1)).numpy()
+    for channels, image in ((3, np.repeat(grey, 3, axis=-1)), (1, grey)):
+        model = models.build(ModelConfig("mobilenet_v2_035", (32, 32), channels), "classification", 10)
+        loaded = copy_in_order(source, model)
+        assert len(loaded) == sum(1 for layer in source.layers if layer.weights)
+        features = keras.Model(model.input, model.get_layer("head_relu6").output)(image).numpy()
+        np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_pretrained_file_is_matched_by_layer_name_and_shape(tmp_path):
+    from tfpipe import models
+    from tfpipe.config import ModelConfig
+    from tfpipe.train.transfer import load_pretrained
+
+    source = models.build(ModelConfig("resnet18", (32, 32), 1), "classification", 5)
+    source.save(tmp_path / "source.keras")
+    target = models.build(ModelConfig("resnet18", (32, 32), 1), "classification", 10)
+    loaded = load_pretrained(target, str(tmp_path / "source.keras"))
+    assert "logits" not in loaded and "stem_conv" in loaded  # 5 classes vs 10: the classifier starts fresh
+    assert len(loaded) == sum(1 for layer in target.layers if layer.weights) - 1
+    np.testing.assert_array_equal(target.get_layer("stem_conv").get_weights()[0],
+                                  source.get_layer("stem_conv").get_weights()[0])
+    other = models.build(ModelConfig("alexnet", (32, 32), 1), "classification", 10)
+    with pytest.raises(TfpipeError, match="no layer matches"):
+        load_pretrained(other, str(tmp_path / "source.keras"))
+    with pytest.raises(TfpipeError, match="not a .keras or .h5 model file"):
+        load_pretrained(other, str(tmp_path / "missing.keras"))
+
+
+def test_search_samples_in_log_space_and_narrows_around_the_best():
+    from tfpipe.search import WIDEN, fine_box, sample
+
+    box = {"learning_rate": (1e-4, 1e-1)}
+    points = sample(np.random.default_rng(0), box, 4000)
+    logs = np.log10([p["learning_rate"] for p in points])
+    assert logs.min() >= -4 and logs.max() <= -1
+    assert np.histogram(logs, bins=3, range=(-4, -1))[0] == pytest.approx([4000 / 3] * 3, rel=0.1)  # per decade
+    results = [{"learning_rate": lr, "val_top1": acc} for lr, acc in
+               ((1e-4, 0.5), (1e-3, 0.8), (3e-3, 0.9), (2e-2, 0.7), (9e-2, 0.1))]
+    narrow = fine_box(results, box, keep=3)["learning_rate"]
+    assert narrow == pytest.approx((1e-3 / WIDEN, 2e-2 * WIDEN))
+    assert fine_box(results, box, keep=5)["learning_rate"] == pytest.approx((1e-4, 1e-1))  # clipped to the range
+    assert all(narrow[0] <= p["learning_rate"] <= narrow[1] for p in sample(np.random.default_rng(1),
+                                                                             {"learning_rate": narrow}, 50))
+    assert not math.isnan(narrow[0])
