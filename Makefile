@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed-stamp
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint zoo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(TFLITE_STAMP)
 	$(PY) -m pytest -q -rs
+
+# Retrain every configs/zoo/*.yaml (about two hours on 2 cores) and rewrite docs/zoo.md from the runs.
+zoo: $(STAMP)
+	$(PY) scripts/zoo.py run
+	$(PY) scripts/zoo.py table
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -20,10 +20,11 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def conv_bn(x, filters: int, kernel: int, stride: int = 1, *, act: str | None = "relu6", groups: int = 1,
-            name: str):
+            dilation: int = 1, name: str):
     """Conv (no bias: BN follows) -> BN -> ReLU6, ReLU, leaky ReLU or nothing (act=None); the BN folds
     into the conv at conversion. `groups` > 1 is a grouped convolution (ResNeXt, ShuffleNet v1)."""
-    x = L.Conv2D(filters, kernel, stride, padding="same", groups=groups, use_bias=False, name=f"{name}_conv")(x)
+    x = L.Conv2D(filters, kernel, stride, padding="same", groups=groups, dilation_rate=dilation, use_bias=False,
+                 name=f"{name}_conv")(x)
     x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_bn")(x)
     return activation(x, act, name)
 
@@ -50,8 +51,8 @@ def squeeze_excite(x, ratio: int, name: str):
     return L.Multiply(name=f"{name}_se_scale")([x, s])
 
 
-def depthwise_bn(x, stride: int = 1, *, name: str):
-    x = L.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+def depthwise_bn(x, stride: int = 1, *, dilation: int = 1, name: str):
+    x = L.DepthwiseConv2D(3, stride, padding="same", dilation_rate=dilation, use_bias=False, name=f"{name}_dwconv")(x)
     x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_dwbn")(x)
     return L.ReLU(6.0, name=f"{name}_dwrelu6")(x)
 
