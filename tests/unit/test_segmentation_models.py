@@ -20,6 +20,23 @@ def test_transposed_convolution_reproduces_the_lectures_worked_example():
     np.testing.assert_array_equal(out[1], [20, 40, 60, 80, 40])
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [(4, 2, "same"), (16, 8, "same"), (3, 2, "same"),
+                                                     (2, 2, "valid"), (3, 1, "same")])
+def test_the_subpixel_form_computes_exactly_what_conv2d_transpose_computes(kernel, stride, padding):
+    from tfpipe.models.segmentation.common import transposed_conv
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    weights = rng.normal(size=(kernel, kernel, 4, 3)).astype(np.float32)
+    reference = L.Conv2DTranspose(4, kernel, stride, padding=padding, use_bias=False,
+                                  kernel_initializer=keras.initializers.Constant(weights))(x).numpy()
+    inputs = keras.Input((5, 6, 3))
+    ours = keras.Model(inputs, transposed_conv(inputs, 4, kernel, stride, padding=padding, initial=weights,
+                                               use_bias=False, name="up"))(x).numpy()
+    assert ours.shape == reference.shape == (2, 5 * stride, 6 * stride, 4)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_fcn_upsampling_starts_as_bilinear_interpolation():
     from tfpipe.models.segmentation.common import learned_upsample
 
@@ -116,3 +133,28 @@ def test_every_segmentation_model_gives_per_pixel_probabilities_at_the_input_siz
         assert out.shape == (1, size, size, 6)
         np.testing.assert_allclose(out.numpy().sum(-1), 1.0, rtol=1e-5)
     assert models.registry.names("segmentation")
+
+
+@pytest.mark.parametrize("name, size, args", [
+    ("fcn8s", 64, {"backbone": "mobilenet_v2_035"}), ("unet", 32, {"width": 8, "depth": 2}),
+    ("segnet", 32, {"width": 8, "stages": 2}), ("pspnet", 96, {"backbone": "mobilenet_v2_035"}),
+    ("deeplab_v3_plus_mnv2_os16", 64, {"width": 0.35, "filters": 16, "low_level_filters": 8}),
+])
+def test_every_segmentation_model_survives_qat_and_converts_to_integer_builtin_ops(name, size, args):
+    """Transposed convolutions, bilinear Resizing (quantized at its output), max-unpooling (booleans
+    and the quantized values only), atrous convolutions, pyramid pooling: int8 from input to output."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tfpipe.convert.converter import to_tflite
+    from tfpipe.qat import apply_qat
+
+    entry = registry.get(name)
+    qat = apply_qat(entry.builder(input_shape=(size, size, 1), num_classes=4, **entry.fixed, **args))
+    x = np.random.default_rng(0).random((4, size, size, 1), np.float32)
+    interpreter = Interpreter(model_content=to_tflite(qat, "int8", "uint8", x),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not {"DEQUANTIZE", "CUSTOM"} & ops and not any(op.startswith("Flex") for op in ops)
+    assert {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()} <= {"int8", "uint8", "int32", "bool"}
+    out = interpreter.get_signature_runner()(images=np.zeros((1, size, size, 1), np.uint8))["probabilities"]
+    assert out.shape == (1, size, size, 4)

@@ -21,7 +21,12 @@ from tfpipe.rundir import RunDir
 # Layers tfmot's default registry does not know, by the QuantizeConfig they get. None has weights.
 # Multiply (the gate of Squeeze-and-Excitation) is quantized at its output: TFLite runs an int8 MUL.
 # ChannelSplit (ShuffleNet v2) is left alone: its outputs are its already quantized input's values.
-CONFIGS = {"Multiply": "Default8BitOutputQuantizeConfig", "ChannelSplit": "NoOpQuantizeConfig"}
+# Resizing (bilinear, segmentation heads) is quantized at its output, as tfmot does UpSampling2D.
+# MaxUnpooling2D (SegNet) and DepthToSpace (sub-pixel transposed convolutions) are left alone:
+# they output their quantized input's values (or zero).
+CONFIGS = {"Multiply": "Default8BitOutputQuantizeConfig", "ChannelSplit": "NoOpQuantizeConfig",
+           "Resizing": "Default8BitOutputQuantizeConfig", "MaxUnpooling2D": "NoOpQuantizeConfig",
+           "DepthToSpace": "NoOpQuantizeConfig"}
 
 
 def apply_qat(model):
@@ -49,9 +54,11 @@ def apply_qat(model):
 def _custom_objects() -> dict:
     """What tfmot's (legacy-format) deserialisation must be told: the configs and tfpipe's layers."""
     from tfpipe.models.blocks import ChannelSplit
+    from tfpipe.models.segmentation.common import DepthToSpace
+    from tfpipe.models.segmentation.segnet import MaxUnpooling2D
 
     configs = {name: getattr(tfmot_quantize_configs(), name) for name in CONFIGS.values()}
-    return {"ChannelSplit": ChannelSplit, **configs}
+    return {"ChannelSplit": ChannelSplit, "MaxUnpooling2D": MaxUnpooling2D, "DepthToSpace": DepthToSpace, **configs}
 
 
 def save_h5(model, path: Path) -> None:

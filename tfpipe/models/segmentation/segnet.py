@@ -6,9 +6,11 @@ Max-unpooling with builtin TFLite ops only (MaxPoolWithArgmax is not one): MaxUn
 encoder features before the pool and the decoder's values at the pooled size. It max-pools the
 features again and repeats the maxima and the values to the full size (RESIZE_NEAREST_NEIGHBOR);
 a position is a window's argmax where its feature equals the maximum (EQUAL) and no earlier
-position of the window (row-major, as MaxPoolWithArgmax counts) does - the window's four positions
-are laid side by side by SPACE_TO_DEPTH for that, and put back by DEPTH_TO_SPACE. The value goes
-there, zero elsewhere. Windows of all-zero ReLU outputs are common, so the tie rule matters.
+position of the window (row-major, as MaxPoolWithArgmax counts) does (boolean logic on the four
+positions, taken by STRIDED_SLICE). The value goes there, zero elsewhere (SELECT_V2), and
+DEPTH_TO_SPACE interleaves the four positions back. Windows of all-zero ReLU outputs are common,
+so the tie rule matters. Only booleans and the quantized values flow through it, so int8 models
+stay integer.
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ class MaxUnpooling2D(L.Layer):
         before, values = inputs
         size = tf.shape(before)[1:3]
         maxima = tf.image.resize(tf.nn.max_pool2d(before, 2, 2, "VALID"), size, method="nearest")
-        is_max = tf.nn.space_to_depth(tf.cast(tf.equal(before, maxima), before.dtype), 2)
-        positions = tf.split(is_max, 4, axis=-1)  # (0,0), (0,1), (1,0), (1,1) of each window
-        first, taken = [], tf.zeros_like(positions[0])
-        for position in positions:
-            first.append(position * (1 - taken))
-            taken = tf.maximum(taken, position)
-        argmax = tf.nn.depth_to_space(tf.concat(first, axis=-1), 2)
-        return argmax * tf.image.resize(values, size, method="nearest")
+        is_max = tf.equal(before, maxima)
+        # the window's four positions in row-major order, each at the pooled size (booleans)
+        corners = [is_max[:, dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+        placed, taken = [], tf.zeros_like(corners[0])
+        zeros = tf.zeros_like(values)
+        for corner in corners:
+            placed.append(tf.where(tf.logical_and(corner, tf.logical_not(taken)), values, zeros))
+            taken = tf.logical_or(taken, corner)
+        # interleave back to the full size: channel block k of DEPTH_TO_SPACE is position k
+        return tf.nn.depth_to_space(tf.concat(placed, axis=-1), 2)
 
     def compute_output_shape(self, input_shape):
         before, values = input_shape

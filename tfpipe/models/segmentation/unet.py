@@ -4,7 +4,8 @@ contracting path's features at the same size (the skip connections), then double
 
 The paper's widths are 64-128-256-512-1024 (`width=64`); `unet_lite` is width 16, a sixteenth
 of the multiply-adds. Convolutions pad ('same') instead of the paper's valid convolutions and
-crops, so the output has the input's size; BatchNorm follows each convolution.
+crops, so the output has the input's size; BatchNorm follows each convolution. The up-convolutions
+are transposed convolutions in their QAT-safe sub-pixel form (common.transposed_conv).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from tfpipe.backend import keras
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.registry import register
-from tfpipe.models.segmentation.common import check_size, classify
+from tfpipe.models.segmentation.common import check_size, classify, transposed_conv
 
 L = keras.layers
 
@@ -33,7 +34,7 @@ def unet(input_shape, num_classes: int, width: int = 64, depth: int = 4):
     x = double_conv(x, width * 2 ** depth, name="bottom")
     for level in reversed(range(depth)):
         filters = width * 2 ** level
-        x = L.Conv2DTranspose(filters, 2, 2, name=f"up{level}_upconv")(x)
+        x = transposed_conv(x, filters, 2, 2, padding="valid", name=f"up{level}_upconv")
         x = L.Concatenate(name=f"up{level}_concat")([skips[level], x])
         x = double_conv(x, filters, name=f"up{level}")
     return keras.Model(inputs, classify(x, num_classes), name=f"unet_{width}")
