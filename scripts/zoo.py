@@ -104,7 +104,8 @@ QAT epochs; the slowest families train on a subset to fit the CPU.
 
 Edge TPU compatibility: not listed yet; the static checker is issue 5's deliverable.
 
-| model | params 224 | MACs 224 | params 32 | MACs 32 | budget | float | fp32 | int8 QAT | int8 - float (pts) | fp32 ms | int8 ms | minutes |
+| model | params 224 | MACs 224 | params 32 | MACs 32 | budget | float | fp32 | int8 QAT | int8 - float (pts) \
+| fp32 ms | int8 ms | minutes |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 

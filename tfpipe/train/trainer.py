@@ -22,6 +22,8 @@ from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRati
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
+MAIN_OUTPUT = "probabilities"  # the classifier's output; others (auxiliary classifiers) only serve training
+
 
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     decay = weight_decay or None
@@ -47,9 +49,6 @@ def compile_for_training(model, cfg: TrainConfig, learning_rate, label_smoothing
                   loss={n: loss for n in names},
                   loss_weights={n: 1.0 if n == MAIN_OUTPUT else cfg.aux_loss_weight for n in names},
                   metrics={MAIN_OUTPUT: [accuracy]})
-
-
-MAIN_OUTPUT = "probabilities"
 
 
 def has_backup(checkpoints: Path) -> bool:
