@@ -41,13 +41,18 @@ def shuffle_unit(x, channels: int, stride: int, name: str):
     return channel_shuffle(x, 2, name)
 
 
+def stem(input_shape):
+    """Both versions' stem: 3x3 convolution to 24 channels at stride 2, then a 3x3/2 max-pool."""
+    inputs = keras.Input(input_shape, name="images")
+    x = conv_bn(inputs, 24, 3, 2, act="relu", name="stem")
+    return inputs, L.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+
+
 def shufflenet_v2(input_shape, num_classes: int, width: float = 1.0, dropout: float = 0.0):
     if width not in STAGE_WIDTHS:
         raise ValueError(f"width must be one of {sorted(STAGE_WIDTHS)}")
     *stages, last = STAGE_WIDTHS[width]
-    inputs = keras.Input(input_shape, name="images")
-    x = conv_bn(inputs, 24, 3, 2, act="relu", name="stem")
-    x = L.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    inputs, x = stem(input_shape)
     for stage, (channels, repeats) in enumerate(zip(stages, REPEATS, strict=True), start=2):
         for i in range(repeats):
             x = shuffle_unit(x, channels, 2 if i == 0 else 1, name=f"stage{stage}_{i}")
@@ -102,9 +107,7 @@ def shuffle_unit_v1(x, channels: int, stride: int, groups: int, name: str, first
 def shufflenet_v1(input_shape, num_classes: int, groups: int = 3, dropout: float = 0.0):
     if groups not in V1_STAGE_WIDTHS:
         raise ValueError(f"groups must be one of {sorted(V1_STAGE_WIDTHS)}")
-    inputs = keras.Input(input_shape, name="images")
-    x = conv_bn(inputs, 24, 3, 2, act="relu", name="stem")
-    x = L.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
+    inputs, x = stem(input_shape)
     for stage, (channels, repeats) in enumerate(zip(V1_STAGE_WIDTHS[groups], REPEATS, strict=True), start=2):
         for i in range(repeats):
             x = shuffle_unit_v1(x, channels, 2 if i == 0 else 1, groups, name=f"stage{stage}_{i}",
