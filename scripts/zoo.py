@@ -100,7 +100,8 @@ thread on the 2-core CPU that made the table ({cpu}).
 Sizes: params and multiply-adds at 224x224x3 with 1,000 classes (the published setting, checked
 within 2 % of the papers by tests/unit/test_zoo.py), then at the configured 32x32x1 with 10
 classes. Budget: training epochs x training images (5,000 are held out for validation), then
-QAT epochs; the slowest families train on a subset to fit the CPU.
+QAT epochs; the slowest families train on a subset to fit the CPU. Minutes: wall time of the
+whole run (train, QAT, convert, evaluate); other work may have shared the CPU.
 
 Edge TPU compatibility: not listed yet; the static checker is issue 5's deliverable.
 
