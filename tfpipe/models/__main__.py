@@ -18,6 +18,11 @@ def add_arguments(parser) -> None:
     summary.add_argument("--layers", action="store_true", help="also print Keras' layer-by-layer summary")
 
 
+# Segmentation models are listed at a VOC-like setting (21 classes) and a size every head accepts:
+# divisible by 32 (FCN, SegNet), and stride-16 features divisible by PSPNet's 6 bins.
+SEGMENTATION_LISTING = ((480, 480), 21)
+
+
 def _size(name: str, input_size=(224, 224), channels: int = 3, classes: int = 1000):
     from tfpipe import models
     from tfpipe.config import ModelConfig
@@ -32,10 +37,14 @@ def run(args, cfg) -> int:
     from tfpipe.models.summary import feature_layers, multiply_adds
 
     if args.command == "list":
-        print(f"{'model':<20} {'task':<15} {'params':>9} {'mult-adds':>10}   (224x224x3, 1,000 classes)")
+        print(f"{'model':<26} {'task':<15} {'params':>9} {'mult-adds':>10}   classification at 224x224x3 with "
+              f"1,000 classes; segmentation at {SEGMENTATION_LISTING[0][0]}x{SEGMENTATION_LISTING[0][1]}x3 "
+              f"with {SEGMENTATION_LISTING[1]} classes")
         for name in models.registry.names():
-            model = _size(name)
-            print(f"{name:<20} {models.registry.get(name).task:<15} {model.count_params() / 1e6:>8.2f}M "
+            task = models.registry.get(name).task
+            model = _size(name, *((SEGMENTATION_LISTING[0], 3, SEGMENTATION_LISTING[1]) if task == "segmentation"
+                                  else ()))
+            print(f"{name:<26} {task:<15} {model.count_params() / 1e6:>8.2f}M "
                   f"{multiply_adds(model) / 1e9:>9.3f}G")
         return 0
     if args.classes < 1:
