@@ -183,3 +183,16 @@ def test_models_cli_rejects_bad_sizes(capsys):
                                               "--channels", "1", "--classes", "10"]) == 0
     out = capsys.readouterr().out
     assert "stride  8:" in out and "stride 32:" in out and "multiply-adds at 32x32x1 with 10 classes" in out
+
+
+def test_models_list_sizes_every_registered_model(capsys):
+    """Every family at its listing setting, in one process (a learned x32 FCN upsampling with 1,000
+    classes once made this command run out of memory)."""
+    from tests.conftest import run_cli
+
+    assert run_cli("tfpipe.models.__main__", ["list"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == set(models.registry.names())
+    assert rows["resnet50"][1:] == ["classification", "25.61M", "4.089G"]
+    assert rows["deeplab_v3_plus_mnv2_os16"][1] == "segmentation"
+    assert all(float(row[2][:-1]) > 0 and float(row[3][:-1]) > 0 for row in rows.values())
