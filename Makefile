@@ -27,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP) $(TFLITE_STAMP)
 	$(PY) -m pytest -q -rs
 
-# Retrain every configs/zoo/*.yaml (about two hours on 2 cores) and rewrite docs/zoo.md from the runs.
+# Retrain every configs/zoo/*.yaml (about three hours on 2 cores; finished runs are kept) and rewrite docs/zoo.md from the runs.
 zoo: $(STAMP)
 	$(PY) scripts/zoo.py run
 	$(PY) scripts/zoo.py table
