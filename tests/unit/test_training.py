@@ -131,8 +131,11 @@ def test_pretrained_file_is_matched_by_layer_name_and_shape(tmp_path):
     other = models.build(ModelConfig("alexnet", (32, 32), 1), "classification", 10)
     with pytest.raises(TfpipeError, match="no layer matches"):
         load_pretrained(other, str(tmp_path / "source.keras"))
-    with pytest.raises(TfpipeError, match="not a .keras or .h5 model file"):
+    with pytest.raises(TfpipeError, match="missing.keras: file not found"):
         load_pretrained(other, str(tmp_path / "missing.keras"))
+    (tmp_path / "weights.pt").write_bytes(b"")
+    with pytest.raises(TfpipeError, match="weights.pt: not a .keras or .h5 model file"):
+        load_pretrained(other, str(tmp_path / "weights.pt"))
 
 
 def test_search_samples_in_log_space_and_narrows_around_the_best():

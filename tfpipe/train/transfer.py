@@ -26,7 +26,10 @@ def load_pretrained(model, source: str) -> list[str]:
     if source == "imagenet":
         return _from_applications(model)
     path = Path(source)
-    if not path.is_file() or path.suffix not in (".keras", ".h5"):
+    if not path.is_file():
+        raise TfpipeError(f"train.pretrained: {source}: file not found",
+                          "name a model saved by Keras (e.g. runs/X/train/model.keras), or imagenet")
+    if path.suffix not in (".keras", ".h5"):
         raise TfpipeError(f"train.pretrained: {source}: not a .keras or .h5 model file",
                           "name a model saved by Keras (e.g. runs/X/train/model.keras), or imagenet")
     try:
