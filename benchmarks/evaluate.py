@@ -39,7 +39,7 @@ def models_to_time(run: Path, cfg, splits, spec, scratch: Path) -> dict[str, Pat
 
     print(f"No models in {run / 'export'}: converting the untrained quickstart network", flush=True)
     model = models.build(cfg.model, cfg.task, len(splits.class_names))
-    calibration = calibration_inputs(splits.train, spec, 64)
+    calibration = calibration_inputs(splits, spec, 64)
     made = {}
     for name, mode, io_dtype in (("fp32", "none", "float"), ("int8", "int8", "uint8")):
         made[name] = scratch / f"model_{name}.tflite"
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cfg = load_config(REPO / "configs" / "quickstart.yaml", [])
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.task)
     spec = PreprocessSpec.from_config(cfg)
     inputs = np.concatenate(list(make_dataset(splits.test, spec, 512, len(splits.class_names),
                                               with_labels=False).as_numpy_iterator()))

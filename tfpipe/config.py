@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
-from tfpipe.data.fashion_scenes import SceneSpec
+from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES, SceneSpec
 from tfpipe.errors import TfpipeError
 
-TASKS = ("classification",)
+TASKS = ("classification", "segmentation")
 DATASETS = ("fashion_mnist",)
 QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("uint8", "int8", "float")
@@ -39,9 +39,9 @@ class DataConfig:
     dataset: str = "fashion_mnist"
     path: str | None = None  # folder with the dataset's files; searched before the standard places
     download: bool = True  # last resort when no local copy is found
-    val_samples: int = 5000  # held out of the training split to watch over-fitting
+    val_samples: int = 5000  # classification: held out of the training split to watch over-fitting
     train_limit: int | None = None  # use only the first N training images (smoke tests)
-    test_limit: int | None = None  # evaluate on the first N test images; None is the full split
+    test_limit: int | None = None  # evaluate on the first N test (scenes: val) images; None is the full split
     builtin: str | None = None  # fashion_scenes: detection/segmentation scenes built on first use
     scenes: SceneSpec = field(default_factory=SceneSpec)  # the options of data.builtin: fashion_scenes
     cache: str | None = None  # where built datasets are kept (default: $TFPIPE_CACHE, else ~/.cache/tfpipe)
@@ -88,7 +88,9 @@ class TrainConfig:
     decay_epochs: tuple[int, ...] = ()  # step: the epochs (counted from 0) where the rate drops
     decay_factor: float = 0.1
     weight_decay: float = 0.0  # decoupled, used by adamw and sgd
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # classification
+    class_weights: tuple[float, ...] | None = None  # segmentation: one loss weight per class, background first
+    dice_weight: float = 0.0  # segmentation: soft Dice added to the cross-entropy with this weight
     aux_loss_weight: float = 0.3  # models with auxiliary classifiers (GoogLeNet): weight of each
     pretrained: str | None = None  # a .keras/.h5 model file (layers matched by name and shape), or imagenet
     freeze_epochs: int = 0  # with pretrained: epochs with the transferred layers frozen
@@ -110,6 +112,7 @@ class ConvertConfig:
     quantize: tuple[str, ...] = ("none", "int8")  # the modes `tfpipe run` exports
     calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
     io_dtype: str = "uint8"  # input/output type of int8 models
+    class_map: bool = False  # segmentation: add an in-graph argmax output, `class_map` (uint8 [1, H, W])
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,11 @@ class Config:
             value = getattr(self.data, key)
             if value is not None:
                 positive(f"data.{key}", value)
-        if self.data.train_limit is not None and self.data.val_samples >= self.data.train_limit:
+        if self.task != "classification" and self.data.builtin != "fashion_scenes":
+            raise TfpipeError(f"task: {self.task} needs annotated scenes, data.builtin is {self.data.builtin!r}",
+                              "set data.builtin: fashion_scenes")
+        if (self.task == "classification" and self.data.train_limit is not None
+                and self.data.val_samples >= self.data.train_limit):
             raise TfpipeError(f"data.val_samples: {self.data.val_samples} leaves no training images out of "
                               f"data.train_limit={self.data.train_limit}", "make val_samples smaller")
         h, w = self.model.input_size
@@ -232,6 +239,18 @@ class Config:
         if not 0 <= self.train.label_smoothing < 1:
             raise TfpipeError(f"train.label_smoothing: {self.train.label_smoothing} is not accepted",
                               "use a value in [0, 1)")
+        weights = self.train.class_weights
+        if weights is not None and (self.task != "segmentation" or min(weights, default=-1) < 0
+                                    or not any(weights)):
+            raise TfpipeError(f"train.class_weights: {list(weights)} is not accepted",
+                              "segmentation only: one weight >= 0 per class (background first), not all 0")
+        if weights is not None and self.data.builtin == "fashion_scenes" and len(weights) != len(SEGMENTATION_CLASSES):
+            raise TfpipeError(f"train.class_weights: {len(weights)} weights for {len(SEGMENTATION_CLASSES)} classes",
+                              f"give one weight per class: {', '.join(SEGMENTATION_CLASSES)}")
+        positive("train.dice_weight", self.train.dice_weight, allow_zero=True)
+        if self.train.dice_weight and self.task != "segmentation":
+            raise TfpipeError(f"train.dice_weight: {self.train.dice_weight} needs task: segmentation",
+                              "set it to 0 for classification")
         positive("qat.epochs", self.qat.epochs)
         positive("qat.learning_rate", self.qat.learning_rate)
         if not self.convert.quantize:
@@ -240,6 +259,9 @@ class Config:
             one_of("convert.quantize", mode, QUANT_MODES)
         positive("convert.calibration_samples", self.convert.calibration_samples)
         one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
+        if self.convert.class_map and self.task != "segmentation":
+            raise TfpipeError("convert.class_map: true needs task: segmentation",
+                              "the argmax class map is a segmentation output; set it to false")
         positive("evaluate.max_drop", self.evaluate.max_drop, allow_zero=True)
         positive("evaluate.threads", self.evaluate.threads)
         positive("evaluate.latency_runs", self.evaluate.latency_runs)

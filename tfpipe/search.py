@@ -42,6 +42,9 @@ def _check(args, cfg) -> None:
     for flag, pair in (("--lr-range", args.lr_range), ("--wd-range", args.wd_range)):
         if pair is not None and not 0 < pair[0] < pair[1]:
             raise TfpipeError(f"{flag}: {list(pair)} is not accepted", "use LOW HIGH with 0 < LOW < HIGH")
+    if cfg.task != "classification":
+        raise TfpipeError(f"task: {cfg.task}: the search ranks trials by validation top-1, classification only",
+                          "search the learning rate on a classification config")
     if not cfg.data.val_samples:
         raise TfpipeError("data.val_samples: 0 leaves nothing to score the trials on", "hold out e.g. 5000 images")
 
@@ -96,7 +99,7 @@ def trial(cfg, splits, params: dict[str, float], epochs: int, out_dir: Path) -> 
     from tfpipe.backend import keras
     from tfpipe.data.preprocess import PreprocessSpec
     from tfpipe.train.schedules import make_schedule
-    from tfpipe.train.trainer import fit, steps_per_epoch, validation_accuracy
+    from tfpipe.train.trainer import fit, steps_per_epoch, validation_score
 
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs, schedule="cosine", learning_rate=params["learning_rate"],
                                     weight_decay=params.get("weight_decay", cfg.train.weight_decay),
@@ -108,7 +111,7 @@ def trial(cfg, splits, params: dict[str, float], epochs: int, out_dir: Path) -> 
     try:
         history = fit(model, trial_cfg, splits, PreprocessSpec.from_config(cfg), epochs=epochs, out_dir=out_dir,
                       learning_rate=make_schedule(train_cfg, steps_per_epoch(trial_cfg, splits)))
-        top1, loss = validation_accuracy(history), float(history.history["val_loss"][-1])
+        top1, loss = validation_score(history)[1], float(history.history["val_loss"][-1])
     except TfpipeError as e:  # the divergence guard: a diverged trial scores zero, the search goes on
         print(f"  {e.message}", flush=True)
         top1, loss = 0.0, float("nan")
@@ -123,7 +126,7 @@ def run(args, cfg) -> int:
     from tfpipe.rundir import RunDir
 
     _check(args, cfg)
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.task)
     out = RunDir.for_config(cfg, args.workdir).root / "search"
     out.mkdir(parents=True, exist_ok=True)
     results = _read(out / "results.csv")

@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory):
     cfg = load_config(QUICKSTART, [*TINY, "name=tiny"])
     run = RunDir.for_config(cfg, workdir)
     report = json.loads((run.eval / "parity.json").read_text())
-    return cfg, run, load_splits(cfg.data), report, printed.getvalue()
+    return cfg, run, load_splits(cfg.data, cfg.task), report, printed.getvalue()
 
 
 @pytest.fixture

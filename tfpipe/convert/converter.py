@@ -16,7 +16,7 @@ import numpy as np
 from tfpipe import io
 from tfpipe.backend import native_output_silenced, tf
 from tfpipe.config import IO_DTYPES, QUANT_MODES, Config
-from tfpipe.data.pipeline import Splits, calibration_inputs, load_splits
+from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.rundir import QUANT_LABELS, RunDir
@@ -41,11 +41,36 @@ def check_request(quantize: str, io_dtype: str) -> None:
                           "integer input/output exists only for full-integer models; use --io-dtype float")
 
 
-def serving_function(model, batch: int = 1):
-    """A tf.function with a fixed batch and the model's output layer names as signature names."""
-    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
+CLASS_MAP = "class_map"
+
+
+def with_class_map(model):
+    """The model plus a `class_map` output: uint8 [batch, H, W], the argmax over classes, so a
+    device gets the segmentation without reading back [H, W, classes] scores. The argmax reads the
+    logits (the softmax's input): the same classes as the probabilities' argmax in float, with far
+    fewer ties once int8 squeezes the probabilities into 256 steps."""
+    from tfpipe.backend import keras
+
+    softmax = next((la for la in model.layers if la.name.removeprefix("quant_") == "probabilities"), None)
+    if softmax is None:
+        raise TfpipeError(f"convert.class_map: model {model.name} has no `probabilities` layer",
+                          "the class map needs a segmentation model from the zoo")
+    logits = softmax.input
+    class_map = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)
+    outputs = model.outputs if len(model.outputs) > 1 else [model.output]
+    return keras.Model(model.input, [*outputs, class_map], name=model.name), [*_output_names(model), CLASS_MAP]
+
+
+def _output_names(model) -> list[str]:
     # tfmot renames wrapped layers "quant_<name>"; the device contract keeps the float names.
-    names = [name.removeprefix("quant_") for name in model.output_names]
+    return [name.removeprefix("quant_") for name in model.output_names]
+
+
+def serving_function(model, batch: int = 1, class_map: bool = False):
+    """A tf.function with a fixed batch and the model's output layer names as signature names
+    (plus `class_map` when asked)."""
+    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
+    model, names = with_class_map(model) if class_map else (model, _output_names(model))
 
     @tf.function(input_signature=[spec])
     def serve(x):
@@ -56,8 +81,9 @@ def serving_function(model, batch: int = 1):
     return serve.get_concrete_function()
 
 
-def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model)], model)
+def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, class_map=class_map)],
+                                                                model)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
@@ -93,6 +119,18 @@ def _read_bundle(run: RunDir) -> dict:
     return bundle
 
 
+def output_contract(cfg: Config) -> dict[str, str]:
+    """What each output of the task's models holds, for model.json (the device reads outputs by name)."""
+    if cfg.task == "segmentation":
+        h, w = cfg.model.input_size
+        outputs = {"probabilities": f"float [1, {h}, {w}, num_classes] softmax over `classes` per pixel of the "
+                                    "model input (letterboxed: undo the preprocess geometry to map back)"}
+        if cfg.convert.class_map:
+            outputs[CLASS_MAP] = f"uint8 [1, {h}, {w}] the class index per pixel (argmax), never quantized"
+        return outputs
+    return {"probabilities": "float [1, num_classes] softmax over `classes`, in their order"}
+
+
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
                    io_dtype: str, source: str, path: Path, info: dict) -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
@@ -117,7 +155,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "classes": list(class_names),
         "labels_file": run.labels.name,
         "preprocess": PreprocessSpec.from_config(cfg).to_json(),
-        "outputs": {"probabilities": "float [1, num_classes] softmax over `classes`, in their order"},
+        "outputs": output_contract(cfg),
         "models": dict(sorted(models.items())),
     }
     io.write_text(run.labels, "".join(f"{name}\n" for name in class_names))
@@ -125,7 +163,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
 
 
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
-            splits: Splits | None = None, from_qat: bool = True) -> Path:
+            splits: Splits | SceneSplits | None = None, from_qat: bool = True) -> Path:
     """Write export/model_<q>.tflite from the run's trained model and update the bundle.
 
     int8 comes from the QAT model when `from_qat` and the run has one, else from calibration."""
@@ -135,18 +173,18 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
     check_request(quantize, io_dtype)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
-    splits = splits or load_splits(cfg.data)
+    splits = splits or load_splits(cfg.data, cfg.task)
     use_qat = from_qat and quantize == "int8" and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
     source = "qat" if use_qat else ("ptq" if quantize in ("int8", "int16x8") else "float")
     calibration = None
     if quantize in ("int8", "int16x8"):
-        calibration = calibration_inputs(splits.train, PreprocessSpec.from_config(cfg),
+        calibration = calibration_inputs(splits, PreprocessSpec.from_config(cfg),
                                          cfg.convert.calibration_samples, cfg.train.seed)
     print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
           + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
              and source != "qat" else ""), flush=True)
-    data = to_tflite(model, quantize, io_dtype, calibration)
+    data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map)
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)
@@ -158,7 +196,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
 
 
 def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
-           from_qat: bool = True) -> Splits:
+           from_qat: bool = True) -> Splits | SceneSplits:
     """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
     input fails here, before the run directory is touched), train and run QAT when the run has no
     such model (saying so), then convert each mode. Returns the splits for evaluation."""
@@ -167,7 +205,7 @@ def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtyp
 
     for mode in modes:
         check_request(mode, io_dtype_for(cfg, mode, io_dtype))
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.task)
     run.write_config(cfg)
     ensure_trained(cfg, run, splits)
     if "int8" in modes and from_qat:

@@ -131,7 +131,7 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
         if not isinstance(boxes, tf.RaggedTensor):  # keras-cv may hand back dense boxes, padded with class -1
             boxes, classes = tf.RaggedTensor.from_tensor(boxes), tf.RaggedTensor.from_tensor(classes)
         if sizes:  # random training shapes: the whole batch at one size
-            side = tf.gather(tf.constant(sizes), tf.random.uniform((), 0, len(sizes), tf.int32))
+            side = tf.gather(tf.constant(sizes), tf.random.uniform((), 0, len(sizes), tf.int32, seed=seed))
             scale = tf.cast(tf.stack([side / spec.width, side / spec.height] * 2), tf.float32)
             images = tf.image.resize(images, tf.stack([side, side]), method="bilinear")
             boxes = tf.ragged.map_flat_values(lambda b: b * scale, boxes)

@@ -1,15 +1,21 @@
-"""Splits and tf.data pipelines: sample dicts -> (augment) -> preprocess -> batches for the model."""
+"""Splits and tf.data pipelines: sample dicts -> (augment) -> preprocess -> batches for the model.
+
+Classification reads Fashion-MNIST into arrays (`Splits`); segmentation reads annotated scenes
+from disk (`SceneSplits`, batched by data/annotated.py). Both expose `class_names` and
+`num_train`, and `calibration_inputs` / `evaluation_arrays` serve either.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tfpipe.backend import tf
 from tfpipe.config import DataConfig
 from tfpipe.data import fashion_mnist
+from tfpipe.data.formats import Dataset
 from tfpipe.data.preprocess import PreprocessSpec, preprocess
 
 
@@ -30,7 +36,38 @@ class Splits:
     class_names: tuple[str, ...]
 
 
-def load_splits(cfg: DataConfig) -> Splits:
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
+
+
+@dataclass(frozen=True)
+class SceneSplits:
+    """An annotated dataset on disk (FashionScenes): training reads its `train` split; validation
+    and evaluation read `val`, which is the held-out split, as in Pascal VOC."""
+
+    dataset: Dataset
+    class_names: tuple[str, ...]  # the model's classes; for segmentation background is class 0
+    task: str
+    train: str = "train"
+    test: str = "val"
+
+    @property
+    def num_train(self) -> int:
+        return len(self.dataset.splits[self.train])
+
+    def subset(self, split: str, indices: np.ndarray) -> SceneSplits:
+        """The same dataset with only the records `indices` of `split` (in the split `split`)."""
+        records = self.dataset.splits[split]
+        return replace(self, dataset=replace(self.dataset, splits={
+            **self.dataset.splits, split: [records[i] for i in indices]}))
+
+
+def load_splits(cfg: DataConfig, task: str) -> Splits | SceneSplits:
+    """The data of `task`: Fashion-MNIST arrays for classification, else the built scenes (built
+    on first use). data.train_limit / test_limit keep the first N images of the train / test split."""
+    if task != "classification":
+        return _load_scenes(cfg, task)
     data = fashion_mnist.load(cfg.path, cfg.download)
     images, labels = data["train"]
     if cfg.train_limit:
@@ -42,6 +79,19 @@ def load_splits(cfg: DataConfig) -> Splits:
         test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
     return Splits(Split(images[:n_train], labels[:n_train]), val, Split(test_images, test_labels),
                   tuple(data["class_names"]))
+
+
+def _load_scenes(cfg: DataConfig, task: str) -> SceneSplits:
+    from tfpipe.data import fashion_scenes
+
+    root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.cache), cfg.scenes, cfg.path)
+    dataset = fashion_scenes.read(root, cfg.on_bad_sample)
+    names = fashion_scenes.SEGMENTATION_CLASSES if task == "segmentation" else dataset.class_names
+    splits = SceneSplits(dataset, tuple(names), task)
+    for split, limit in ((splits.train, cfg.train_limit), (splits.test, cfg.test_limit)):
+        if limit:
+            splits = splits.subset(split, np.arange(min(limit, len(dataset.splits[split]))))
+    return splits
 
 
 def make_dataset(split: Split, spec: PreprocessSpec, batch_size: int, num_classes: int, *, training: bool = False,
@@ -68,10 +118,27 @@ def make_dataset(split: Split, spec: PreprocessSpec, batch_size: int, num_classe
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def calibration_inputs(split: Split, spec: PreprocessSpec, count: int, seed: int = 0) -> np.ndarray:
+def calibration_inputs(splits: Splits | SceneSplits, spec: PreprocessSpec, count: int, seed: int = 0) -> np.ndarray:
     """`count` training images drawn at random (seeded), preprocessed: float32 [count, H, W, C]."""
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(split), size=min(count, len(split)), replace=False))
-    chosen = Split(split.images[pick], split.labels[pick])
+    pick = np.sort(rng.choice(splits.num_train, size=min(count, splits.num_train), replace=False))
+    if isinstance(splits, SceneSplits):
+        return evaluation_arrays(splits.subset(splits.train, pick), spec, splits.train)[0]
+    chosen = Split(splits.train.images[pick], splits.train.labels[pick])
     ds = make_dataset(chosen, spec, batch_size=64, num_classes=1, with_labels=False)
     return np.concatenate(list(ds.as_numpy_iterator()))
+
+
+def evaluation_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec, split: str | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The test split (or `split` of scenes), preprocessed, in its order, never augmented: model
+    inputs float32 [N, H, W, C] and targets (labels int32 [N], or class maps int32 [N, H, W] with
+    255 = void, at the model's input size)."""
+    if isinstance(splits, SceneSplits):
+        from tfpipe.data.annotated import make_annotated_dataset
+
+        batches = list(make_annotated_dataset(splits.dataset, split or splits.test, spec, 64, splits.task)
+                       .as_numpy_iterator())
+        return (np.concatenate([x for x, _ in batches]), np.concatenate([y[..., 0] for _, y in batches]))
+    inputs = make_dataset(splits.test, spec, 512, len(splits.class_names), with_labels=False)
+    return np.concatenate(list(inputs.as_numpy_iterator())), splits.test.labels

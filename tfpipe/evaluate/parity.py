@@ -13,16 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.config import Config
-from tfpipe.data.pipeline import Splits, load_splits, make_dataset
+from tfpipe.convert.converter import CLASS_MAP
+from tfpipe.data.pipeline import SceneSplits, Splits, evaluation_arrays, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
+from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
 
 SCHEMA = "tfpipe-parity/1"
+MAIN_OUTPUT = "probabilities"  # the output every metric reads (the float model's only one)
 REFERENCE = "model_fp32.tflite"  # latency and size ratios are relative to this file when present
 
 
@@ -67,10 +70,73 @@ def _worst(float_scores: np.ndarray, scores: np.ndarray, labels: np.ndarray, cou
              "top1_differs": bool(flipped[i]), "distance": float(distance[i])} for i in order]
 
 
+def _classification_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None,
+                           labels: np.ndarray, gallery: int) -> dict:
+    """Metrics of one model's classification outputs, and against the float model's when given."""
+    scores = outputs[MAIN_OUTPUT]
+    metrics = classification_metrics(scores, labels)
+    if float_outputs is None:
+        return {"metrics": metrics}
+    float_scores, float_metrics = float_outputs[MAIN_OUTPUT], classification_metrics(float_outputs[MAIN_OUTPUT], labels)
+    return {
+        "metrics": metrics,
+        "delta_points": {k: 100 * (metrics[k] - float_metrics[k]) for k in ("top1", "top5")},
+        "delta_per_class_points": [100 * (m - f) for m, f in zip(metrics["per_class_top1"],
+                                                                 float_metrics["per_class_top1"], strict=True)],
+        "agreement_top1": float((scores.argmax(1) == float_scores.argmax(1)).mean()),
+        "outputs": {MAIN_OUTPUT: output_agreement(float_scores, scores)},
+        "worst_disagreements": _worst(float_scores, scores, labels, gallery),
+    }
+
+
+def class_maps(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """[N, H, W] class ids: the model's own `class_map` output when it has one (what a device
+    reads), else the argmax of its probabilities."""
+    if CLASS_MAP in outputs:
+        return outputs[CLASS_MAP].astype(np.int32)
+    return outputs[MAIN_OUTPUT].argmax(axis=-1).astype(np.int32)
+
+
+def _segmentation_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None,
+                         labels: np.ndarray, gallery: int) -> dict:
+    """mIoU and friends from one confusion matrix over the labelled pixels; against the float
+    model: pixel agreement and the images where the class maps differ most (for the gallery)."""
+    num_classes = outputs[MAIN_OUTPUT].shape[-1]
+    predicted = class_maps(outputs)
+    matrix = confusion(labels, predicted, num_classes)
+    metrics = {**segmentation_metrics(matrix), "confusion": matrix.tolist()}
+    if float_outputs is None:
+        return {"metrics": metrics}
+    float_predicted = class_maps(float_outputs)
+    float_metrics = segmentation_metrics(confusion(labels, float_predicted, num_classes))
+    agreement = pixel_agreement(float_predicted, predicted, labels)
+    per_image = np.array(agreement["per_image"])
+    return {
+        "metrics": metrics,
+        "delta_points": {k: 100 * (metrics[k] - float_metrics[k]) for k in ("miou", "pixel_accuracy")},
+        "delta_per_class_points": [None if m is None or f is None else 100 * (m - f) for m, f in
+                                   zip(metrics["per_class_iou"], float_metrics["per_class_iou"], strict=True)],
+        "agreement_pixels": agreement["pixel_agreement"],
+        "outputs": {MAIN_OUTPUT: output_agreement(float_outputs[MAIN_OUTPUT], outputs[MAIN_OUTPUT])},
+        "worst_disagreements": [{"index": int(i), "pixel_agreement": float(per_image[i])}
+                                for i in np.argsort(per_image, kind="stable")[:gallery]],
+    }
+
+
+# task -> (scores of one model, the gate's metric)
+TASKS = {"classification": (_classification_scores, "top1"), "segmentation": (_segmentation_scores, "miou")}
+
+
+def _pixels(inputs: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Model inputs back to 0..255 RGB pixels (the letterboxed image the model saw), for galleries."""
+    pixels = np.clip(np.round((inputs - spec.offset) / spec.scale), 0, 255).astype(np.uint8)
+    return pixels[..., ::-1] if spec.channel_order == "bgr" else pixels
+
+
 def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: float | None = None,
              backend: str | None = None, python: str | None = None, reference_kernels: bool | None = None,
              workers: int | None = None, delegate: str | None = None,
-             models: list[Path] | None = None, splits: Splits | None = None) -> Evaluation:
+             models: list[Path] | None = None, splits: Splits | SceneSplits | None = None) -> Evaluation:
     """Evaluate the float model and every .tflite: the parity report (schema in report/) and the
     test images its galleries show.
 
@@ -90,19 +156,20 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     if delegate:  # a missing library is bad input: say so before any work
         check_delegate(delegate, backend, python)
     options = {"backend": backend, "python": python, "reference_kernels": reference_kernels, "delegate": delegate}
+    score, gate_metric = TASKS[cfg.task]
     float_model = load_float_model(run)
-    splits = splits or load_splits(cfg.data)
-    test = splits.test
+    splits = splits or load_splits(cfg.data, cfg.task)
     spec = PreprocessSpec.from_config(cfg)
-    inputs = np.concatenate(list(make_dataset(test, spec, 512, len(splits.class_names),
-                                              with_labels=False).as_numpy_iterator()))
-    print(f"Evaluating on {len(test):,} test images ({cfg.data.dataset}), {workers} worker(s) x "
+    inputs, targets = evaluation_arrays(splits, spec)
+    split_name = "test" if isinstance(splits, Splits) else splits.test
+    dataset_name = cfg.data.dataset if isinstance(splits, Splits) else cfg.data.builtin
+    print(f"Evaluating on {len(inputs):,} {split_name} images ({dataset_name}), {workers} worker(s) x "
           f"{threads} thread(s)" + (f", delegate {delegate}" if delegate else ""), flush=True)
-    float_scores = float_model.predict(inputs, batch_size=256, verbose=0)
-    float_metrics = classification_metrics(float_scores, test.labels)
-    output_name = float_model.output_names[0]
+    float_outputs = {MAIN_OUTPUT: float_model.predict(inputs, batch_size=64, verbose=0)}
+    float_metrics = score(float_outputs, None, targets, ev.gallery)["metrics"]
     rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
              "metrics": float_metrics}]
+    maps: dict[str, dict[int, np.ndarray]] = {}  # segmentation galleries: model name -> index -> class map
 
     for path in files:
         label = _model_label(path)
@@ -119,24 +186,16 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
             row["recovered_crashes"] = result.recovered
             print(f"Warning: {path.name}: {len(result.recovered)} runtime worker crash(es), recovered by rerunning "
                   "the shard; see recovered_crashes in parity.json", flush=True)
-        scores = result.outputs[output_name]
-        metrics = classification_metrics(scores, test.labels)
+        scored = score(result.outputs, float_outputs, targets, ev.gallery)
         try:
             latency = _latency(path, inputs[:1], cfg, threads, **options)
         except WorkerCrashed as e:
             row.update(status="failed", errors=["the runtime worker died while timing invokes"], crash_logs=[str(e)])
             continue
-        row.update({
-            "status": "ok",
-            "metrics": metrics,
-            "delta_points": {k: 100 * (metrics[k] - float_metrics[k]) for k in ("top1", "top5")},
-            "delta_per_class_points": [100 * (m - f) for m, f in zip(metrics["per_class_top1"],
-                                                                     float_metrics["per_class_top1"], strict=True)],
-            "agreement_top1": float((scores.argmax(1) == float_scores.argmax(1)).mean()),
-            "outputs": {output_name: output_agreement(float_scores, scores)},
-            "latency_ms": latency,
-            "worst_disagreements": _worst(float_scores, scores, test.labels, ev.gallery),
-        })
+        row.update({"status": "ok", **scored, "latency_ms": latency})
+        if cfg.task == "segmentation":  # this model's maps of the images its gallery shows
+            predicted = class_maps(result.outputs)
+            maps[label] = {w["index"]: predicted[w["index"]] for w in scored["worst_disagreements"]}
 
     reference = next((r for r in rows if Path(r["file"]).name == REFERENCE and r["status"] == "ok"), None)
     if reference is not None:
@@ -150,21 +209,26 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
         name = Path(r["file"]).name
         if r["status"] == "failed":
             failures += [f"{name}: {error}" for error in r["errors"]]
-        elif -r["delta_points"]["top1"] > max_drop:
-            failures.append(f"{name}: top1 dropped {-r['delta_points']['top1']:.2f} points ({float_metrics['top1']:.4f}"
-                            f" -> {r['metrics']['top1']:.4f}), more than --max-drop {max_drop:g}")
+        elif -r["delta_points"][gate_metric] > max_drop:
+            failures.append(f"{name}: {gate_metric} dropped {-r['delta_points'][gate_metric]:.2f} points "
+                            f"({float_metrics[gate_metric]:.4f} -> {r['metrics'][gate_metric]:.4f}), "
+                            f"more than --max-drop {max_drop:g}")
     report = {
         "schema": SCHEMA,
         "task": cfg.task,
         "run": str(run.root),
-        "dataset": {"name": cfg.data.dataset, "split": "test", "samples": int(len(test)),
+        "dataset": {"name": dataset_name, "split": split_name, "samples": int(len(inputs)),
                     "classes": list(splits.class_names)},
         "threads": threads,
         "workers": workers,
         "delegate": delegate,
         "reference_kernels": reference_kernels,
-        "gate": {"metric": "top1", "max_drop_points": max_drop, "passed": not failures, "failures": failures},
+        "gate": {"metric": gate_metric, "max_drop_points": max_drop, "passed": not failures, "failures": failures},
         "models": rows,
     }
-    shown = {w["index"] for r in rows for w in r.get("worst_disagreements", [])}
-    return Evaluation(report, {i: test.images[i] for i in sorted(shown)})
+    shown = sorted({w["index"] for r in rows for w in r.get("worst_disagreements", [])})
+    if isinstance(splits, Splits):
+        return Evaluation(report, {i: splits.test.images[i] for i in shown})
+    float_maps = class_maps(float_outputs)
+    maps.update(truth={i: targets[i] for i in shown}, float={i: float_maps[i] for i in shown})
+    return Evaluation(report, {i: _pixels(inputs[i], spec) for i in shown}, maps)

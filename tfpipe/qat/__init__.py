@@ -14,7 +14,7 @@ from pathlib import Path
 from tfpipe import io
 from tfpipe.backend import keras, tfmot, tfmot_quantize_configs
 from tfpipe.config import Config
-from tfpipe.data.pipeline import Splits, load_splits
+from tfpipe.data.pipeline import SceneSplits, Splits, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.rundir import RunDir
 
@@ -72,12 +72,12 @@ def load_qat_model(path: Path):
         return keras.models.load_model(path, compile=False)
 
 
-def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+def finetune(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
     """Fine-tune train/model.keras with QAT for qat.epochs; saves qat/model.h5."""
     from tfpipe.train.schedules import warmup_cosine
-    from tfpipe.train.trainer import fit, load_float_model, steps_per_epoch, validation_accuracy
+    from tfpipe.train.trainer import describe_validation, fit, load_float_model, steps_per_epoch
 
-    splits = splits or load_splits(cfg.data)
+    splits = splits or load_splits(cfg.data, cfg.task)
     keras.utils.set_random_seed(cfg.train.seed)
     model = apply_qat(load_float_model(run))
     # Its own schedule: cosine from qat.learning_rate, no warm-up (the weights are already trained).
@@ -87,13 +87,11 @@ def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     history = fit(model, cfg, splits, PreprocessSpec.from_config(cfg), epochs=cfg.qat.epochs,
                   learning_rate=schedule, out_dir=run.qat_model.parent)
     io.write_with(run.qat_model, lambda tmp: save_h5(model, tmp))
-    val = validation_accuracy(history)
-    tail = f", validation top-1 {val:.4f}" if val is not None else ""
-    print(f"Saved the QAT model to {run.qat_model}{tail}", flush=True)
+    print(f"Saved the QAT model to {run.qat_model}{describe_validation(history)}", flush=True)
     return run.qat_model
 
 
-def ensure_qat(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+def ensure_qat(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
     if run.qat_model.is_file():
         print(f"Using the QAT model {run.qat_model}", flush=True)
         return run.qat_model

@@ -7,6 +7,8 @@ parity.json (schema "tfpipe-parity/1"; fields are only ever added):
   gate: {metric, max_drop_points, passed, failures: [one sentence per failing model]}
   models: [{name, kind: keras|tflite, status: ok|failed, file,
             metrics: {top1, top5, per_class_top1, confusion}          (status ok)
+              segmentation: {miou, per_class_iou (null: class absent), pixel_accuracy, mean_accuracy,
+                             fw_iou, confusion (pixels)}
             and for tflite: runtime, size_bytes, size_ratio_fp32,
               errors: [one sentence per crashed shard], crash_logs: [the worker's last words per crash]
                                                                         (status failed)
@@ -16,6 +18,10 @@ parity.json (schema "tfpipe-parity/1"; fields are only ever added):
               latency_ms: {median, p90, runs, warmup, threads}, latency_ratio_fp32,
               worst_disagreements: [{index, label, float_class, float_score, model_class, model_score,
                                      top1_differs, distance}]}]
+  segmentation rows replace top1/top5 by miou/pixel_accuracy in delta_points, agreement_top1 by
+  agreement_pixels (share of labelled pixels whose class equals the float model's), and give
+  worst_disagreements as [{index, pixel_agreement}]; gate.metric is miou. The class maps scored are
+  the model's `class_map` output when it has one, else the argmax of `probabilities`.
 """
 
 from __future__ import annotations
@@ -36,14 +42,29 @@ from tfpipe.report import plots
 class Evaluation:
     report: dict  # what parity.json holds
     images: dict[int, np.ndarray] = field(default_factory=dict)  # the gallery's test images by index
+    # segmentation galleries: "truth", "float" and each converted model's name -> index -> class map
+    class_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+
+
+GATE_METRICS = {"top1": "top-1", "miou": "mIoU"}
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _segmentation(report: dict) -> bool:
+    return report["task"] == "segmentation"
+
+
 def table_rows(report: dict) -> list[list[str]]:
-    header = ["model", "top-1", "top-5", "Δtop-1 pts", "agree", "cosine", "max err", "KiB", "size×",
+    if _segmentation(report):
+        metrics = [("mIoU", "miou"), ("pixel acc", "pixel_accuracy")]
+        delta, agreement = ("ΔmIoU pts", "miou"), "agreement_pixels"
+    else:
+        metrics = [("top-1", "top1"), ("top-5", "top5")]
+        delta, agreement = ("Δtop-1 pts", "top1"), "agreement_top1"
+    header = ["model", *(m[0] for m in metrics), delta[0], "agree", "cosine", "max err", "KiB", "size×",
               "p50 ms", "p90 ms", "lat×"]
     rows = [header]
     for m in report["models"]:
@@ -55,8 +76,8 @@ def table_rows(report: dict) -> list[list[str]]:
         out = next(iter(m.get("outputs", {}).values()), {})
         lat = m.get("latency_ms", {})
         rows.append([
-            m["name"], _fmt(m["metrics"]["top1"], ".4f"), _fmt(m["metrics"]["top5"], ".4f"),
-            _fmt(m.get("delta_points", {}).get("top1"), "+.2f"), _fmt(m.get("agreement_top1"), ".4f"),
+            m["name"], *(_fmt(m["metrics"][key], ".4f") for _, key in metrics),
+            _fmt(m.get("delta_points", {}).get(delta[1]), "+.2f"), _fmt(m.get(agreement), ".4f"),
             _fmt(out.get("cosine_similarity"), ".5f"), _fmt(out.get("max_abs_error"), ".4f"),
             size, _fmt(m.get("size_ratio_fp32"), ".3f"),
             _fmt(lat.get("median"), ".3f"), _fmt(lat.get("p90"), ".3f"), _fmt(m.get("latency_ratio_fp32"), ".3f"),
@@ -65,14 +86,17 @@ def table_rows(report: dict) -> list[list[str]]:
 
 
 def per_class_rows(report: dict) -> list[list[str]]:
-    """Class, float top-1, and each converted model's top-1 change in points."""
+    """Class, its images (pixels for segmentation), the float model's top-1 (IoU), and each converted
+    model's change in points."""
     models = [m for m in report["models"] if m.get("status", "ok") == "ok"]
     float_model, converted = models[0], models[1:]
-    rows = [["class", "images", f"{float_model['name']} top-1"] + [f"Δ{m['name']} pts" for m in converted]]
+    key, unit, metric = ("per_class_iou", "pixels", "IoU") if _segmentation(report) else \
+        ("per_class_top1", "images", "top-1")
+    rows = [["class", unit, f"{float_model['name']} {metric}"] + [f"Δ{m['name']} pts" for m in converted]]
     confusion = np.array(float_model["metrics"]["confusion"])
     for k, name in enumerate(report["dataset"]["classes"]):
-        rows.append([name, str(int(confusion[k].sum())), f"{float_model['metrics']['per_class_top1'][k]:.4f}"]
-                    + [f"{m['delta_per_class_points'][k]:+.2f}" for m in converted])
+        rows.append([name, f"{int(confusion[k].sum()):,}", _fmt(float_model["metrics"][key][k], ".4f")]
+                    + [_fmt(m["delta_per_class_points"][k], "+.2f") for m in converted])
     return rows
 
 
@@ -108,18 +132,34 @@ def _summary(report: dict) -> str:
 NOTE = ("Δ columns are percentage points against the float Keras model; `agree` is the share of images "
         "where the model's top-1 class equals the float model's; size× and lat× are relative to "
         "model_fp32.tflite; latency is batch 1 after warm-up.")
+SEGMENTATION_NOTE = ("Δ columns are percentage points against the float Keras model; mIoU averages the IoU of "
+                     "the classes present in the labels or the predictions, over labelled pixels (255 = void "
+                     "left out); `agree` is the share of labelled pixels where the model's class equals the "
+                     "float model's; size× and lat× are relative to model_fp32.tflite; latency is batch 1 "
+                     "after warm-up.")
+
+
+def _note(report: dict) -> str:
+    return SEGMENTATION_NOTE if _segmentation(report) else NOTE
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     report = evaluation.report
     plot_dir = out_dir / "plots"
-    paths = {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
+    if _segmentation(report):
+        ok = [m for m in report["models"] if m.get("status", "ok") == "ok"]
+        paths = {"IoU per class": plots.iou_bars({m["name"]: m["metrics"] for m in ok}, report["dataset"]["classes"],
+                                                 plot_dir / "iou.png")}
+    else:
+        paths = {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
     if any("latency_ms" in m for m in report["models"]):
         paths["latency"] = plots.latency(report, plot_dir / "latency.png")
     for m in report["models"]:
         if m.get("worst_disagreements"):
-            paths[f"worst disagreements: {m['name']}"] = plots.classification_gallery(
-                report, m, evaluation.images, plot_dir / f"gallery_{m['name']}.png")
+            out = plot_dir / f"gallery_{m['name']}.png"
+            paths[f"worst disagreements: {m['name']}"] = (
+                plots.segmentation_gallery(report, m, evaluation.images, evaluation.class_maps, out)
+                if _segmentation(report) else plots.classification_gallery(report, m, evaluation.images, out))
     return paths
 
 
@@ -128,7 +168,7 @@ def write_markdown(report: dict, plot_paths: dict[str, Path], path: Path) -> Pat
     lines = [f"# Parity report: {report['run']}", "", _summary(report), "", _markdown_table(table_rows(report)), "",
              f"Gate ({gate['metric']} drop at most {gate['max_drop_points']:g} points): "
              f"**{'PASSED' if gate['passed'] else 'FAILED'}**", *[f"- {f}" for f in gate["failures"]], "",
-             NOTE, "", "## Per class", "", _markdown_table(per_class_rows(report)), ""]
+             _note(report), "", "## Per class", "", _markdown_table(per_class_rows(report)), ""]
     for title, plot in plot_paths.items():
         lines += [f"## {title[0].upper()}{title[1:]}", "", f"![{title}]({plot.relative_to(path.parent)})", ""]
     return io.write_text(path, "\n".join(lines))
@@ -151,7 +191,7 @@ def write_html(report: dict, plot_paths: dict[str, Path], path: Path) -> Path:
              f"<p class='{verdict}'><b>Gate ({html.escape(gate['metric'])} drop at most "
              f"{gate['max_drop_points']:g} points): {verdict.upper()}</b></p>",
              "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"]) + "</ul>",
-             f"<p>{html.escape(NOTE)}</p><h2>Per class</h2>", _html_table(per_class_rows(report))]
+             f"<p>{html.escape(_note(report))}</p><h2>Per class</h2>", _html_table(per_class_rows(report))]
     for title, plot in plot_paths.items():
         data = base64.b64encode(plot.read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(title[0].upper() + title[1:])}</h2>"
@@ -179,6 +219,7 @@ def publish(evaluation: Evaluation, out_dir: Path) -> int:
     print(f"Wrote {paths['json']}, {paths['markdown']} and {paths['html']} ({len(paths) - 3} plots)")
     if not report["gate"]["passed"]:
         raise GateFailed("; ".join(report["gate"]["failures"]))
-    print(f"Parity gate passed: no converted model lost more than {report['gate']['max_drop_points']:g} "
-          "top-1 points")
+    gate = report["gate"]
+    print(f"Parity gate passed: no converted model lost more than {gate['max_drop_points']:g} "
+          f"{GATE_METRICS.get(gate['metric'], gate['metric'])} points")
     return 0

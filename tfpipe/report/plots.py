@@ -141,3 +141,40 @@ def iou_bars(metrics_by_model: dict[str, dict], classes: list[str], path: Path) 
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def colorize(class_map: np.ndarray) -> np.ndarray:
+    """uint8 RGB of a class map: tab20 colours by class id (background 0 black, void 255 white)."""
+    plt = _pyplot()
+    table = np.array([plt.get_cmap("tab20")(c % 20)[:3] for c in range(256)]) * 255
+    table[0], table[255] = 0, 255
+    return table.astype(np.uint8)[np.asarray(class_map)]
+
+
+def segmentation_gallery(report: dict, model: dict, images: dict[int, np.ndarray],
+                         maps: dict[str, dict[int, np.ndarray]], path: Path) -> Path:
+    """One row per image where `model`'s class map differs most from the float model's: the input,
+    the labels, the float map, the model's map, and in red the pixels where the two maps differ."""
+    plt = _pyplot()
+    worst = model["worst_disagreements"]
+    name = model["name"]
+    fig, axes = plt.subplots(len(worst), 5, figsize=(9.5, 2.0 * len(worst)), squeeze=False)
+    for row, w in zip(axes, worst, strict=True):
+        i = w["index"]
+        float_map, model_map = maps["float"][i], maps[name][i]
+        differs = (float_map != model_map) & (maps["truth"][i] != 255)
+        shown = images[i].copy()
+        shown[differs] = (255, 0, 0)
+        panels = [(images[i], f"#{i}"), (colorize(maps["truth"][i]), "labels"), (colorize(float_map), "float"),
+                  (colorize(model_map), name), (shown, f"differ: {100 * (1 - w['pixel_agreement']):.1f} %")]
+        for ax, (picture, title) in zip(row, panels, strict=True):
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_title(title, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    classes = report["dataset"]["classes"]
+    legend = [plt.Rectangle((0, 0), 1, 1, color=colorize(np.array([k]))[0] / 255) for k in range(len(classes))]
+    fig.legend(legend, classes, loc="lower center", ncol=min(6, len(classes)), fontsize=6)
+    fig.suptitle(f"{name}: images whose class map differs most from the float model's", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, path)

@@ -12,7 +12,7 @@ def run(args, cfg) -> int:
     from tfpipe.rundir import RunDir
     from tfpipe.train.trainer import train
 
-    splits = load_splits(cfg.data)  # bad data fails here, before the run directory is touched
+    splits = load_splits(cfg.data, cfg.task)  # bad data fails here, before the run directory is touched
     run_dir = RunDir.for_config(cfg, args.workdir)
     run_dir.write_config(cfg)
     train(cfg, run_dir, splits)

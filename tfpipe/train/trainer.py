@@ -12,13 +12,15 @@ from pathlib import Path
 
 from tfpipe import io, models
 from tfpipe.backend import keras, tf
-from tfpipe.config import Config, TrainConfig
+from tfpipe.config import Config
+from tfpipe.data.annotated import make_annotated_dataset
 from tfpipe.data.augment import build_augmenter
-from tfpipe.data.pipeline import Splits, load_splits, make_dataset
+from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
+from tfpipe.train.losses import IGNORE, SegmentationLoss
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -34,40 +36,62 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     return keras.optimizers.Adam(learning_rate, weight_decay=decay)
 
 
-def compile_for_training(model, cfg: TrainConfig, learning_rate, label_smoothing: float | None = None) -> None:
-    """Cross-entropy on `probabilities`; a model with auxiliary classifiers (GoogLeNet) adds theirs,
-    weighted by train.aux_loss_weight. Accuracy is the main output's."""
-    loss = keras.losses.CategoricalCrossentropy(
-        label_smoothing=cfg.label_smoothing if label_smoothing is None else label_smoothing)
-    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
+                         label_smoothing: float | None = None) -> None:
+    """The task's loss on `probabilities`: cross-entropy with label smoothing (classification) or
+    tfpipe's SegmentationLoss (void pixels left out, optional class weights and Dice). A model with
+    auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) adds theirs, weighted by
+    train.aux_loss_weight. The metric (accuracy, or mIoU over labelled pixels) is the main output's."""
+    t = cfg.train
+    if cfg.task == "segmentation":
+        if t.class_weights is not None and len(t.class_weights) != num_classes:
+            raise TfpipeError(f"train.class_weights: {len(t.class_weights)} weights for {num_classes} classes",
+                              "give one weight per class, background first")
+        loss = SegmentationLoss(num_classes, list(t.class_weights) if t.class_weights else None, t.dice_weight)
+        metric = keras.metrics.MeanIoU(num_classes, name="miou", ignore_class=IGNORE, sparse_y_pred=False)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(
+            label_smoothing=t.label_smoothing if label_smoothing is None else label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    optimizer = make_optimizer(t.optimizer, learning_rate, t.weight_decay)
     if len(model.outputs) == 1:
-        model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate, cfg.weight_decay), loss=loss,
-                      metrics=[accuracy])
+        model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
         return
     names = model.output_names
-    model.compile(optimizer=make_optimizer(cfg.optimizer, learning_rate, cfg.weight_decay),
-                  loss={n: loss for n in names},
-                  loss_weights={n: 1.0 if n == MAIN_OUTPUT else cfg.aux_loss_weight for n in names},
-                  metrics={MAIN_OUTPUT: [accuracy]})
+    model.compile(optimizer=optimizer, loss={n: loss for n in names},
+                  loss_weights={n: 1.0 if n == MAIN_OUTPUT else t.aux_loss_weight for n in names},
+                  metrics={MAIN_OUTPUT: [metric]})
+
+
+def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec
+                     ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """(training batches, augmented and shuffled; validation batches or None) for the task."""
+    if isinstance(splits, SceneSplits):
+        train_ds = make_annotated_dataset(splits.dataset, splits.train, spec, cfg.train.batch_size, splits.task,
+                                          training=True, augment=cfg.augment, seed=cfg.train.seed)
+        val_ds = make_annotated_dataset(splits.dataset, splits.test, spec, cfg.train.batch_size, splits.task)
+        return train_ds, val_ds
+    num_classes = len(splits.class_names)
+    train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
+                            augmenter=build_augmenter(cfg.augment, cfg.train.seed), seed=cfg.train.seed)
+    val_ds = make_dataset(splits.val, spec, cfg.train.batch_size, num_classes) if splits.val else None
+    return train_ds, val_ds
 
 
 def has_backup(checkpoints: Path) -> bool:
     return any(checkpoints.rglob("checkpoint"))
 
 
-def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate, out_dir: Path,
-        label_smoothing: float | None = None, initial_epoch: int = 0,
+def fit(model, cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, *, epochs: int, learning_rate,
+        out_dir: Path, label_smoothing: float | None = None, initial_epoch: int = 0,
         checkpoints: Path | None = None) -> keras.callbacks.History:
     """The one training loop, shared by float training, its frozen phase, QAT and the search.
 
     Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
     deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
-    num_classes = len(splits.class_names)
-    compile_for_training(model, cfg.train, learning_rate, label_smoothing)
-    train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
-                            augmenter=build_augmenter(cfg.augment, cfg.train.seed), seed=cfg.train.seed)
-    val_ds = (make_dataset(splits.val, spec, cfg.train.batch_size, num_classes) if splits.val else None)
-    if len(model.outputs) > 1:  # every classifier learns the same label
+    compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
+    train_ds, val_ds = training_batches(cfg, splits, spec)
+    if len(model.outputs) > 1:  # every output learns the same target
         names = model.output_names
         train_ds = train_ds.map(lambda x, y: (x, {n: y for n in names}))
         val_ds = val_ds.map(lambda x, y: (x, {n: y for n in names})) if val_ds is not None else None
@@ -93,13 +117,22 @@ def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int
     return history
 
 
-def validation_accuracy(history: keras.callbacks.History) -> float | None:
-    values = history.history.get("val_accuracy") or history.history.get(f"val_{MAIN_OUTPUT}_accuracy")
-    return float(values[-1]) if values else None
+def validation_score(history: keras.callbacks.History) -> tuple[str, float] | None:
+    """The main output's validation metric after the last epoch: ("top-1", accuracy) or ("mIoU", mIoU)."""
+    for key, label in (("accuracy", "top-1"), ("miou", "mIoU")):
+        values = history.history.get(f"val_{key}") or history.history.get(f"val_{MAIN_OUTPUT}_{key}")
+        if values:
+            return label, float(values[-1])
+    return None
 
 
-def steps_per_epoch(cfg: Config, splits: Splits) -> int:
-    return max(1, len(splits.train) // cfg.train.batch_size)
+def describe_validation(history: keras.callbacks.History) -> str:
+    score = validation_score(history)
+    return f", validation {score[0]} {score[1]:.4f}" if score else ""
+
+
+def steps_per_epoch(cfg: Config, splits: Splits | SceneSplits) -> int:
+    return max(1, splits.num_train // cfg.train.batch_size)
 
 
 def distribution(name: str):
@@ -123,13 +156,13 @@ def _is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+def train(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
     """Train the float model and save it to train/model.keras; returns that path.
 
     With train.pretrained and train.freeze_epochs, the transferred layers are frozen for the first
     epochs (saved to train/frozen_weights.h5 when that phase ends, so a kill after it does not
     repeat it), then all layers train at train.finetune_lr_factor x the rate."""
-    splits = splits or load_splits(cfg.data)
+    splits = splits or load_splits(cfg.data, cfg.task)
     spec = PreprocessSpec.from_config(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = distribution(cfg.train.strategy)
@@ -138,7 +171,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
         model = models.build(cfg.model, cfg.task, len(splits.class_names))
         transferred = load_pretrained(model, cfg.train.pretrained) if cfg.train.pretrained else []
         replicas = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
-        print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {len(splits.train):,} images, "
+        print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {splits.num_train:,} images, "
               f"{cfg.train.epochs} epochs of {steps} steps{replicas}", flush=True)
         if transferred:
             print(f"Transferred the weights of {len(transferred)} of {sum(1 for la in model.layers if la.weights)} "
@@ -169,9 +202,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
         model = keras.Model(model.input, model.get_layer(MAIN_OUTPUT).output, name=model.name)
     if _is_chief(strategy):
         io.write_with(run.float_model, lambda tmp: model.save(tmp))
-    val = validation_accuracy(history)
-    tail = f", validation top-1 {val:.4f}" if val is not None else ""
-    print(f"Saved the float model to {run.float_model}{tail}", flush=True)
+    print(f"Saved the float model to {run.float_model}{describe_validation(history)}", flush=True)
     return run.float_model
 
 
@@ -186,7 +217,7 @@ def load_float_model(run: RunDir):
     return keras.models.load_model(require_float_model(run), compile=False)
 
 
-def ensure_trained(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
+def ensure_trained(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
     """Reuse train/model.keras when present, otherwise train it (and say so)."""
     if run.float_model.is_file():
         print(f"Using the trained float model {run.float_model}", flush=True)

@@ -95,8 +95,12 @@ def transposed_conv(x, filters: int, kernel: int, stride: int, *, padding: str =
         shape = (kernel, kernel, filters, x.shape[-1])
         initial = keras.initializers.GlorotUniform()(shape).numpy()
     weights = subpixel_kernel(np.asarray(initial, np.float32), stride, padding)
-    conv = L.Conv2D(stride * stride * filters, weights.shape[0], padding="same", use_bias=use_bias,
-                    kernel_initializer=keras.initializers.Constant(weights), name=f"{name}_subpixel")(x)
+    layer = L.Conv2D(stride * stride * filters, weights.shape[0], padding="same", use_bias=use_bias,
+                     name=f"{name}_subpixel")
+    conv = layer(x)
+    # Set after building rather than through a Constant initializer, which would put the array into
+    # the layer's config (megabytes of JSON, and an .h5 config that QAT's loader cannot read back).
+    layer.set_weights([weights, *([np.zeros(layer.filters, np.float32)] if use_bias else [])])
     return DepthToSpace(stride, name=name)(conv) if stride > 1 else conv
 
 
