@@ -145,7 +145,7 @@ def test_the_zoo_table_has_a_segmentation_row_read_from_the_run(seg_run, tmp_pat
         "fcn8s backbone=resnet18"]
     models = {m["name"]: m for m in report["models"]}
     cells = next(row for row in rows if row.startswith("| unet_lite |")).split(" | ")
-    assert cells[1:3] == ["128x128", "1.95M"]  # the configured size, not the test's 64x64
+    assert cells[1:3] == ["96x96", "1.95M"]  # the configured size, not the test's 64x64
     fp32, int8 = models["fp32"], models["int8"]
     assert cells[5:11] == [f"{models['float']['metrics']['miou']:.4f}", f"{fp32['metrics']['miou']:.4f}",
                            f"{fp32['delta_points']['miou']:+.2f}", f"{int8['metrics']['miou']:.4f}",
