@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m tfpipe.run --config configs/quickstart.yaml
 
 test: $(STAMP) $(TFLITE_STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
 
 # Retrain every configs/zoo/*.yaml (about three hours on 2 cores; finished runs are kept) and rewrite docs/zoo.md from the runs.
 zoo: $(STAMP)

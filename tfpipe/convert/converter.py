@@ -19,6 +19,7 @@ from tfpipe.config import IO_DTYPES, QUANT_MODES, Config
 from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
+from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import QUANT_LABELS, RunDir
 from tfpipe.runtime import Worker
 
@@ -51,9 +52,9 @@ def with_class_map(model):
     fewer ties once int8 squeezes the probabilities into 256 steps."""
     from tfpipe.backend import keras
 
-    softmax = next((la for la in model.layers if la.name.removeprefix("quant_") == "probabilities"), None)
+    softmax = next((la for la in model.layers if la.name.removeprefix("quant_") == MAIN_OUTPUT), None)
     if softmax is None:
-        raise TfpipeError(f"convert.class_map: model {model.name} has no `probabilities` layer",
+        raise TfpipeError(f"convert.class_map: model {model.name} has no `{MAIN_OUTPUT}` layer",
                           "the class map needs a segmentation model from the zoo")
     logits = softmax.input
     class_map = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)

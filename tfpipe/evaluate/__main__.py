@@ -10,7 +10,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--models", nargs="+", type=Path, default=None, metavar="TFLITE",
                         help="evaluate these files instead of every .tflite in the run's export/")
     parser.add_argument("--max-drop", type=float, default=None,
-                        help="largest allowed top-1 drop in points (default: evaluate.max_drop, 0.5)")
+                        help="largest allowed drop in points of top-1 (classification) or mIoU (segmentation) "
+                             "(default: evaluate.max_drop)")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: evaluate.threads)")
     parser.add_argument("--runtime", choices=BACKENDS, default=None,
                         help="TFLite runtime (default: auto = ai-edge-litert, then tflite_runtime, then tf.lite)")
@@ -38,7 +39,7 @@ def run(args, cfg) -> int:
     if args.workers is not None and args.workers < 1:
         raise TfpipeError(f"--workers: {args.workers} is not accepted", "use 1 or more")
     if args.max_drop is not None and args.max_drop < 0:
-        raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use top-1 points >= 0, e.g. 0.5")
+        raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use points >= 0, e.g. 0.5")
     run_dir = RunDir.for_config(cfg, args.workdir)
     evaluation = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
                           python=args.runtime_python, reference_kernels=args.reference_kernels, models=args.models,
@@ -46,9 +47,9 @@ def run(args, cfg) -> int:
     return publish(evaluation, run_dir.eval)
 
 
-STAGE = Stage("evaluate", "Top-1/top-5, agreement, output error, size and latency of every .tflite against the "
-              "float model on the full test split; exits 1 when a model drops more than --max-drop or its "
-              "runtime worker crashes.",
+STAGE = Stage("evaluate", "Top-1/top-5 (classification) or mIoU (segmentation), agreement, output error, size and "
+              "latency of every .tflite against the float model on the full test (scenes: val) split; exits 1 "
+              "when a model drops more than --max-drop or its runtime worker crashes.",
               "python -m tfpipe.evaluate --config configs/quickstart.yaml --max-drop 0.5", add_arguments, run)
 
 if __name__ == "__main__":

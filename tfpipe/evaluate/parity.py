@@ -20,12 +20,12 @@ from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
 from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
 from tfpipe.evaluate.sharding import predict_sharded
+from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
 
 SCHEMA = "tfpipe-parity/1"
-MAIN_OUTPUT = "probabilities"  # the output every metric reads (the float model's only one)
 REFERENCE = "model_fp32.tflite"  # latency and size ratios are relative to this file when present
 
 

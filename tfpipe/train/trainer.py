@@ -18,13 +18,12 @@ from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
+from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
 from tfpipe.train.losses import IGNORE, SegmentationLoss
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
-
-MAIN_OUTPUT = "probabilities"  # the classifier's output; others (auxiliary classifiers) only serve training
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
