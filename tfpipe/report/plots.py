@@ -158,7 +158,8 @@ def segmentation_gallery(report: dict, model: dict, images: dict[int, np.ndarray
     plt = _pyplot()
     worst = model["worst_disagreements"]
     name = model["name"]
-    fig, axes = plt.subplots(len(worst), 5, figsize=(9.5, 2.0 * len(worst)), squeeze=False)
+    fig, axes = plt.subplots(len(worst), 5, figsize=(9.5, 2.1 * len(worst) + 0.8), squeeze=False,
+                             layout="constrained")
     for row, w in zip(axes, worst, strict=True):
         i = w["index"]
         float_map, model_map = maps["float"][i], maps[name][i]
@@ -174,7 +175,6 @@ def segmentation_gallery(report: dict, model: dict, images: dict[int, np.ndarray
             ax.set_yticks([])
     classes = report["dataset"]["classes"]
     legend = [plt.Rectangle((0, 0), 1, 1, color=colorize(np.array([k]))[0] / 255) for k in range(len(classes))]
-    fig.legend(legend, classes, loc="lower center", ncol=min(6, len(classes)), fontsize=6)
+    fig.legend(legend, classes, loc="outside lower center", ncol=min(6, len(classes)), fontsize=6)
     fig.suptitle(f"{name}: images whose class map differs most from the float model's", fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, path)
