@@ -86,10 +86,18 @@ def _parity(out: Path, empty: int) -> tuple[dict | None, str | None]:
     parity = out / "eval" / "parity.json"
     if not parity.is_file():
         return None, "not run yet" + " |" * (empty + 1)
-    rows = {m["name"]: m for m in json.loads(parity.read_text())["models"]}
+    report = json.loads(parity.read_text())
+    rows = {m["name"]: m for m in report["models"]}
     if rows.get("int8", {}).get("status") != "ok":
         return None, f"int8 failed: {rows.get('int8', {}).get('errors')}" + " |" * (empty + 1)
+    rows["gate"] = report["gate"]
     return rows, None
+
+
+def _delta(rows: dict, metric: str) -> str:
+    """int8's change in points, marked when the run's parity gate failed."""
+    delta = f"{rows['int8']['delta_points'][metric]:+.2f}"
+    return delta if rows["gate"]["passed"] else f"{delta} (gate {rows['gate']['max_drop_points']:g} failed)"
 
 
 def _row(path: Path, workdir: Path) -> str:
@@ -111,7 +119,7 @@ def _row(path: Path, workdir: Path) -> str:
         return f"| {label} | {sizes} | {budget} | {missing}"
     float_top1, fp32, int8 = rows["float"]["metrics"]["top1"], rows["fp32"], rows["int8"]
     return (f"| {label} | {sizes} | {budget} | {float_top1:.4f} | {fp32['metrics']['top1']:.4f} | "
-            f"{int8['metrics']['top1']:.4f} | {int8['delta_points']['top1']:+.2f} | "
+            f"{int8['metrics']['top1']:.4f} | {_delta(rows, 'top1')} | "
             f"{fp32['latency_ms']['median']:.2f} | {int8['latency_ms']['median']:.2f} | {_minutes(out)} |")
 
 
@@ -135,7 +143,7 @@ def _segmentation_row(path: Path, workdir: Path) -> str:
     fp32, int8 = rows["fp32"], rows["int8"]
     return (f"| {label} | {sizes} | {budget} | {rows['float']['metrics']['miou']:.4f} | "
             f"{fp32['metrics']['miou']:.4f} | {fp32['delta_points']['miou']:+.2f} | {int8['metrics']['miou']:.4f} | "
-            f"{int8['delta_points']['miou']:+.2f} | {int8['agreement_pixels']:.4f} | "
+            f"{_delta(rows, 'miou')} | {int8['agreement_pixels']:.4f} | "
             f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_minutes(out)} |")
 
 

@@ -36,3 +36,10 @@ def test_zoo_table_reads_every_figure_from_the_evaluator_report(tiny_run, tmp_pa
     assert measured[-1] == "10 |"
     assert sum("not run yet" in row for row in rows) == 11
     assert "docs" not in str(out) and "mobilenet_v2_075" in capsys.readouterr().out
+
+
+def test_a_failed_gate_is_marked_in_the_delta_cell():
+    zoo = load_script()
+    rows = {"int8": {"delta_points": {"top1": -0.66}}, "gate": {"passed": False, "max_drop_points": 0.5}}
+    assert zoo._delta(rows, "top1") == "-0.66 (gate 0.5 failed)"
+    assert zoo._delta({**rows, "gate": {"passed": True, "max_drop_points": 0.5}}, "top1") == "-0.66"
