@@ -42,10 +42,7 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
     auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) adds theirs, weighted by
     train.aux_loss_weight. The metric (accuracy, or mIoU over labelled pixels) is the main output's."""
     t = cfg.train
-    if cfg.task == "segmentation":
-        if t.class_weights is not None and len(t.class_weights) != num_classes:
-            raise TfpipeError(f"train.class_weights: {len(t.class_weights)} weights for {num_classes} classes",
-                              "give one weight per class, background first")
+    if cfg.task == "segmentation":  # class_weights' length is checked with the config
         loss = SegmentationLoss(num_classes, list(t.class_weights) if t.class_weights else None, t.dice_weight)
         metric = keras.metrics.MeanIoU(num_classes, name="miou", ignore_class=IGNORE, sparse_y_pred=False)
     else:
