@@ -9,6 +9,7 @@ STAGES = {
     "train": "tfpipe.train.__main__",
     "qat": "tfpipe.qat.__main__",
     "convert": "tfpipe.convert.__main__",
+    "check": "tfpipe.check",
     "evaluate": "tfpipe.evaluate.__main__",
     "run": "tfpipe.run",
     "search": "tfpipe.search",
@@ -23,6 +24,7 @@ stages:
   train      train the float model                    python -m tfpipe.train
   qat        quantization-aware fine-tuning           python -m tfpipe.qat
   convert    write TFLite models and the bundle        python -m tfpipe.convert --quantize int8
+  check      what runs on Edge TPU / GPU / NNAPI      python -m tfpipe.check MODEL.tflite
   evaluate   parity of every .tflite with the float    python -m tfpipe.evaluate
   run        train -> qat -> convert -> evaluate       python -m tfpipe.run
   search     learning-rate search, coarse then fine    python -m tfpipe.search --trials 8

@@ -25,6 +25,8 @@ TASKS = ("classification", "segmentation")
 DATASETS = ("fashion_mnist",)
 QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("uint8", "int8", "float")
+# What each deployment target runs; the first mode is the one `--target T` converts by default.
+TARGET_MODES = {"cpu": QUANT_MODES, "edgetpu": ("int8",), "gpu": ("fp16", "none"), "nnapi": ("int8", "fp16")}
 RESIZE_POLICIES = ("letterbox", "stretch")
 CHANNEL_ORDERS = ("rgb", "bgr")
 OPTIMIZERS = ("adam", "adamw", "sgd")

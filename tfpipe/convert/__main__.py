@@ -1,10 +1,13 @@
 """python -m tfpipe.convert: write TFLite models and the bundle for a run."""
 
 from tfpipe.cli import Stage, main
-from tfpipe.config import IO_DTYPES, QUANT_MODES
+from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--target", choices=TARGET_MODES, default="cpu",
+                        help="deployment preset: edgetpu = int8 with uint8 I/O; gpu = fp16 or none; nnapi = int8 "
+                             "or fp16; cpu (default) = any mode. A mode the target does not run is refused")
     parser.add_argument("--quantize", choices=QUANT_MODES, action="append", default=None,
                         help="mode(s) to export (repeatable; default: convert.quantize of the config)")
     parser.add_argument("--io-dtype", choices=IO_DTYPES, default=None,
@@ -14,11 +17,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
-    from tfpipe.convert.converter import export
+    from tfpipe.convert.converter import export, modes_for_target
     from tfpipe.rundir import RunDir
 
-    export(cfg, RunDir.for_config(cfg, args.workdir), args.quantize or cfg.convert.quantize, args.io_dtype,
-           from_qat=not args.ptq)
+    modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
+    export(cfg, RunDir.for_config(cfg, args.workdir), modes, args.io_dtype, from_qat=not args.ptq)
     return 0
 
 

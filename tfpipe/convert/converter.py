@@ -15,7 +15,7 @@ import numpy as np
 
 from tfpipe import io
 from tfpipe.backend import native_output_silenced, tf
-from tfpipe.config import IO_DTYPES, QUANT_MODES, Config
+from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES, Config
 from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
@@ -40,6 +40,27 @@ def check_request(quantize: str, io_dtype: str) -> None:
     if io_dtype != "float" and quantize != "int8":
         raise TfpipeError(f"--io-dtype {io_dtype} needs --quantize int8 (got {quantize})",
                           "integer input/output exists only for full-integer models; use --io-dtype float")
+
+
+def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
+                     configured: tuple[str, ...]) -> list[str]:
+    """The modes to convert for a deployment target: those asked for, each checked against what the
+    target runs, else the target's default (cpu: the config's convert.quantize)."""
+    if target not in TARGET_MODES:
+        raise TfpipeError(f"--target: {target!r} is not accepted", f"use one of: {', '.join(TARGET_MODES)}")
+    allowed = TARGET_MODES[target]
+    for mode in requested or ():
+        if mode not in allowed:
+            raise TfpipeError(f"--target {target} --quantize {mode}: the {target} target does not run {mode} models",
+                              f"use --quantize {' or '.join(allowed)} with --target {target}")
+    if requested:
+        return list(requested)
+    return list(configured) if target == "cpu" else [allowed[0]]
+
+
+def check_targets(quantize: str) -> list[str]:
+    """The accelerators a model of this mode is meant for, so convert checks it for each of them."""
+    return [t for t, modes in TARGET_MODES.items() if t != "cpu" and quantize in modes]
 
 
 CLASS_MAP = "class_map"
@@ -193,7 +214,18 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
             info = worker.info
     _update_bundle(cfg, run, bundle, splits.class_names, quantize, io_dtype, source, path, info)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
+    check_delegates(path, check_targets(quantize))
     return path
+
+
+def check_delegates(path: Path, targets: list[str]) -> None:
+    """The delegate checks for a fresh model: printed, and written as compat_<target>.json."""
+    from tfpipe import delegates
+
+    for target in targets:
+        report = delegates.check(path, target)
+        written = delegates.write(report, path)
+        print("\n".join(delegates.summary_lines(report)) + f"\n  ({written.name})", flush=True)
 
 
 def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,

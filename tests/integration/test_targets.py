@@ -1,0 +1,95 @@
+"""`convert --target`: the conversion matrix on the quickstart model, the checks convert runs by
+itself, byte-identical re-conversion, and the combinations a target refuses."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_fashion_mnist, run_cli, tiny_args
+from tfpipe.config import QUANT_MODES, TARGET_MODES
+from tfpipe.convert.converter import modes_for_target
+from tfpipe.data.pipeline import evaluation_arrays
+from tfpipe.data.preprocess import PreprocessSpec
+from tfpipe.errors import TfpipeError
+from tfpipe.rundir import RunDir
+from tfpipe.runtime import Worker
+
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
+
+MATRIX = [(target, mode) for target, modes in TARGET_MODES.items() for mode in modes]
+
+
+@pytest.fixture(scope="module")
+def ptq_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run plus int8 by post-training calibration (`--target nnapi --ptq`)."""
+    import shutil
+
+    cfg, run, *_ = tiny_run
+    workdir = tmp_path_factory.mktemp("ptq")
+    shutil.copytree(run.root, workdir / run.root.name)
+    assert run_cli("tfpipe.convert.__main__", ["--target", "nnapi", "--quantize", "int8", "--ptq",
+                                               *tiny_args(workdir)]) == 0
+    return RunDir.for_config(cfg, workdir)
+
+
+@pytest.mark.parametrize("target, mode", MATRIX + [("cpu", "int8 PTQ"), ("nnapi", "int8 PTQ")])
+def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run, target, mode):
+    """Each pair a target accepts, from the quickstart run's own models (int8: QAT, and PTQ),
+    run under ai-edge-litert on real test images: valid probabilities, and top-1 mostly agreeing
+    with the fp32 model (the tiny run is 2 short epochs, so QAT's fine-tune alone moves some;
+    a broken conversion agrees on about 1 image in 10)."""
+    _, run, splits, *_ = tiny_run
+    quantize = mode.split()[0]
+    assert modes_for_target(target, [quantize], ("none",)) == [quantize]
+    path = (ptq_run if mode.endswith("PTQ") else run).tflite(quantize)
+    inputs, _ = evaluation_arrays(splits, PreprocessSpec.from_config(tiny_run[0]))
+
+    def top1(model_path):
+        with Worker(model_path, threads=1) as worker:
+            probabilities = worker.predict({next(iter(worker.inputs)): inputs[:32]})["probabilities"]
+        assert probabilities.shape == (32, 10) and np.allclose(probabilities.sum(-1), 1, atol=0.02)
+        return np.argmax(probabilities, axis=-1)
+
+    agree = np.mean(top1(path) == top1(run.tflite("none")))
+    assert agree >= 0.75, f"{target}/{mode}: agrees with fp32 on {agree:.0%} of 32 test images"
+
+
+@pytest.mark.parametrize("target, mode", [(t, m) for t in TARGET_MODES for m in QUANT_MODES
+                                          if m not in TARGET_MODES[t]])
+def test_invalid_target_and_mode_pairs_are_refused(target, mode):
+    with pytest.raises(TfpipeError, match=f"the {target} target does not run {mode} models"):
+        modes_for_target(target, [mode], ("none",))
+
+
+def test_refused_on_the_command_line_before_anything_is_written(copy_run, capsys):
+    run = RunDir(copy_run / "tiny")
+    before = {p.name: p.read_bytes() for p in run.export.iterdir()}
+    assert run_cli("tfpipe.convert.__main__", ["--target", "edgetpu", "--quantize", "fp16",
+                                               *tiny_args(copy_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("tfpipe convert: error: --target edgetpu --quantize fp16: the edgetpu target does not run "
+                   "fp16 models (use --quantize int8 with --target edgetpu)")
+    assert {p.name: p.read_bytes() for p in run.export.iterdir()} == before
+
+
+def test_edgetpu_target_reconverts_byte_identically_and_checks_itself(tiny_run, copy_run, capsys):
+    """Same QAT checkpoint, same calibration data: the same bytes. Convert then runs the Edge TPU
+    check, which predicts every op of the quickstart's MobileNetV2 int8 model mapped."""
+    _, run, *_ = tiny_run
+    assert run_cli("tfpipe.convert.__main__", ["--target", "edgetpu", *tiny_args(copy_run)]) == 0
+    fresh = RunDir(copy_run / "tiny")
+    assert fresh.tflite("int8").read_bytes() == run.tflite("int8").read_bytes()
+    assert "Edge TPU (predicted): 67/67 ops mapped (100%), 100.0% of" in capsys.readouterr().out
+    compat = json.loads((fresh.export / "compat_edgetpu.json").read_text())
+    assert compat["first_unmapped"] is None and compat["macs"]["share"] == 1.0
+    assert compat["requirements"] == {"quantized": True, "static_shapes": True, "at_most_3_dims_above_1": True}
+
+
+def test_convert_writes_a_report_for_each_target_a_mode_is_meant_for(tiny_run):
+    _, run, *_ = tiny_run
+    written = sorted(p.name for p in run.export.glob("compat_*.json"))
+    assert written == ["compat_edgetpu.json", "compat_gpu_model_fp16.json", "compat_gpu_model_fp32.json",
+                       "compat_nnapi.json", "compat_nnapi_model_fp16.json"]
+    gpu = json.loads((run.export / "compat_gpu_model_fp32.json").read_text())
+    assert gpu["unsupported_ops"] == [] and gpu["target"] == "gpu"

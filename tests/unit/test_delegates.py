@@ -1,0 +1,200 @@
+"""Delegate checks on hand-built int8 graphs whose cut points are known, and the compiler-log path."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tfpipe import delegates
+from tfpipe.delegates import edgetpu
+from tfpipe.errors import TfpipeError
+from tfpipe.runtime.graph import read_graph
+
+
+def _convert(model, path, int8=True, fixed_batch=True):
+    from tfpipe.backend import tf
+
+    if fixed_batch:
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: model(x)).get_concrete_function(spec)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        shape = [1, *model.input_shape[1:]]
+        rng = np.random.default_rng(0)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([rng.random(shape, np.float32)] for _ in range(4))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """int8 models, each with one known reason for the Edge TPU compiler to cut the graph."""
+    from tfpipe.backend import keras
+
+    layers, out = keras.layers, tmp_path_factory.mktemp("graphs")
+
+    def conv(x, n=8, name=None):
+        return layers.Conv2D(n, 3, padding="same", activation="relu", name=name)(x)
+
+    built = {}
+    i = keras.Input((16, 16, 3))
+    x = layers.Permute((2, 1, 3), name="swap_hw")(conv(i, name="first"))
+    built["transpose"] = keras.Model(i, conv(x), name="transpose_mid")
+    i = keras.Input((16, 16, 8))
+    x = layers.Reshape((16, 16, 2, 4), name="groups5d")(conv(i))
+    x = layers.Reshape((16, 16, 8))(layers.Permute((1, 2, 4, 3), name="shuffle")(x))
+    built["reshape5d"] = keras.Model(i, conv(x), name="reshape5d")
+    i = keras.Input((128, 128, 3))
+    x = layers.UpSampling2D(2, interpolation="bilinear", name="up_big")(conv(i, 4))
+    built["resize_big"] = keras.Model(i, conv(x, 4), name="resize_big")
+    i = keras.Input((64, 64, 3))  # the same resize at a size reported to map
+    x = layers.UpSampling2D(2, interpolation="bilinear", name="up_small")(conv(i, 4))
+    built["resize_small"] = keras.Model(i, conv(x, 4), name="resize_small")
+    i = keras.Input((16, 16, 3))
+    x = layers.LeakyReLU(0.1, name="leaky")(conv(i))
+    built["leaky"] = keras.Model(i, conv(x), name="leaky")
+    paths = {name: _convert(model, out / f"{name}.tflite") for name, model in built.items()}
+    i = keras.Input((16, 16, 3))
+    paths["dynamic"] = _convert(keras.Model(i, conv(conv(i)), name="dyn"), out / "dynamic.tflite", fixed_batch=False)
+    i = keras.Input((16, 16, 3))
+    paths["float"] = _convert(keras.Model(i, conv(i), name="fp"), out / "float.tflite", int8=False)
+    return paths
+
+
+@pytest.mark.parametrize("name, index, kind, layer, reason", [
+    ("transpose", 2, "TRANSPOSE", "swap_hw", "transpose"),
+    ("reshape5d", 2, "RESHAPE", "groups5d", "only the 3 innermost dimensions may exceed 1"),
+    ("resize_big", 2, "RESIZE_BILINEAR", "up_big", "256x256 output"),
+    ("dynamic", 0, "QUANTIZE", None, "dynamic shape [-1, 16, 16, 3]"),
+    ("leaky", 2, "LEAKY_RELU", "leaky", "not in the Edge TPU's op table"),
+])
+def test_edge_tpu_checker_finds_the_known_cut_point(graphs, name, index, kind, layer, reason):
+    report = edgetpu.predict(read_graph(graphs[name]))
+    first = report["first_unmapped"]
+    assert (first["index"], first["op"]) == (index, kind)
+    assert reason in first["reason"]
+    assert first["rewrite"]
+    if layer:
+        assert first["keras_layers"][0] == layer
+    # the compiler partitions once: everything before the cut is mapped, nothing after it
+    assert [row["mapped"] for row in report["per_op"]] == [i < index for i in range(len(report["per_op"]))]
+    assert report["ops"]["mapped"] == index
+
+
+def test_a_resize_at_a_mappable_size_maps_and_mac_shares_add_up(graphs):
+    report = edgetpu.predict(read_graph(graphs["resize_small"]))
+    assert report["first_unmapped"] is None and report["ops"]["share"] == 1.0
+    # conv 64x64x3->4 then 128x128x4->4, both 3x3: MACs counted from the static shapes
+    assert report["macs"]["total"] == 64 * 64 * 4 * 27 + 128 * 128 * 4 * 36
+    cut = edgetpu.predict(read_graph(graphs["resize_big"]))
+    assert cut["macs"]["mapped"] == 128 * 128 * 4 * 27  # only the conv before the resize
+    assert cut["macs"]["share"] == pytest.approx(27 / (27 + 4 * 36))
+
+
+def test_a_float_model_is_refused_outright(graphs):
+    report = edgetpu.predict(read_graph(graphs["float"]))
+    assert not report["compilable"] and report["ops"]["mapped"] == 0
+    assert "not 8-bit quantized" in report["first_unmapped"]["reason"]
+
+
+def test_keras_layer_names_come_from_the_fused_tensor_name():
+    name = "m/quant_b_relu6/Relu6;m/quant_b_bn/FusedBatchNormV3;m/quant_b_conv/Conv2D1"
+    assert edgetpu.keras_layers(name) == ["b_conv", "b_bn", "b_relu6"]
+    assert edgetpu.keras_layers("m/quant_s/Reshape;m/quant_prev/MovingAvgQuantize/FakeQuantWithMinMaxVars") == ["s"]
+
+
+COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+Started a compilation timeout timer of 180 seconds.
+
+Model compiled successfully in 12 ms.
+
+Input model: {model}
+Number of Edge TPU subgraphs: 1
+Total number of operations: 5
+Operation log: x.log
+
+Number of operations that will run on Edge TPU: 2
+Number of operations that will run on CPU: 3
+
+Operator                       Count      Status
+
+CONV_2D                        1          Mapped to Edge TPU
+CONV_2D                        1          More than one subgraph is not supported
+QUANTIZE                       1          Mapped to Edge TPU
+QUANTIZE                       1          More than one subgraph is not supported
+TRANSPOSE                      1          {limitation}
+"""
+
+
+def test_compiler_log_is_parsed_and_compared_with_the_prediction(graphs, tmp_path, monkeypatch):
+    """A stand-in edgetpu_compiler printing the real tool's `-s` layout; the real one is not
+    installable here (no package registry carries it)."""
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "edgetpu_compiler"
+    log = COMPILER_LOG.format(model="transpose.tflite", limitation=edgetpu.LIMITATION)
+    copy = 'cp "$4" "$3/model_edgetpu.tflite"'  # called as: -s -o OUT MODEL
+    fake.write_text(f"#!/bin/sh\n{copy}\ncat <<'EOF'\n{log}EOF\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(graphs["transpose"].read_bytes())
+    report = delegates.check(model, "edgetpu")
+    compiler = report["compiler"]
+    assert compiler["version"] == "16.0.384591198"
+    assert (compiler["mapped"], compiler["cpu"], compiler["total"]) == (2, 3, 5)
+    assert compiler["operators"][-1] == {"op": "TRANSPOSE", "count": 1, "status": edgetpu.LIMITATION}
+    assert compiler["agrees"] is True
+    assert (tmp_path / "model_int8_edgetpu.tflite").is_file()
+    # the prediction's own table uses the compiler's words, so the two read side by side
+    predicted = {(r["op"], r["status"]): r["count"] for r in report["operators"]}
+    assert predicted[("TRANSPOSE", edgetpu.LIMITATION)] == 1
+    assert predicted[("CONV_2D", edgetpu.AFTER_CUT)] == 1
+
+
+def test_gpu_and_nnapi_predictions(graphs, tmp_path):
+    from tfpipe.backend import keras, tf
+
+    i = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(i)
+    odd = keras.layers.Lambda(lambda t: tf.math.floormod(tf.reverse(t, axis=[1]), 2.0))(x)
+    path = _convert(keras.Model(i, odd), tmp_path / "odd.tflite", int8=False)
+    gpu = delegates.check(path, "gpu")
+    assert gpu["unsupported_ops"] == ["FLOOR_MOD", "REVERSE_V2"]
+    assert "compatible" in gpu["analyzer"]
+    nnapi = delegates.check(path, "nnapi")
+    assert nnapi["unsupported_ops"] == ["FLOOR_MOD", "REVERSE_V2"] and nnapi["min_android_api"] == 27
+    int8 = delegates.check(graphs["resize_small"], "nnapi")
+    assert int8["signed_int8"] and int8["min_android_api"] == 30 and not int8["unsupported_ops"]
+    assert delegates.check(graphs["leaky"], "gpu")["unsupported_ops"] == []
+
+
+def test_check_cli_writes_reports_and_refuses_what_is_not_a_model(graphs, tmp_path, capsys):
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(graphs["leaky"].read_bytes())
+    assert run_cli("tfpipe.check", [str(model), "--target", "edgetpu"]) == 0
+    report = json.loads((tmp_path / "compat_edgetpu.json").read_text())
+    assert report["format"] == "tfpipe-compat/1" and report["first_unmapped"]["op"] == "LEAKY_RELU"
+    assert "graph cut at op 2 LEAKY_RELU (Keras layer leaky)" in capsys.readouterr().out
+    bad = tmp_path / "notes.tflite"
+    bad.write_text("not a model")
+    assert run_cli("tfpipe.check", [str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "notes.tflite: not a TFLite model" in err
+    assert run_cli("tfpipe.check", [str(tmp_path / "missing.tflite")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_a_truncated_model_is_bad_input(graphs, tmp_path):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(graphs["leaky"].read_bytes()[:200])
+    with pytest.raises(TfpipeError, match="cut.tflite: not a readable TFLite model"):
+        read_graph(cut)

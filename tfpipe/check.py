@@ -1,0 +1,69 @@
+"""python -m tfpipe.check: predict what of a model runs on the Edge TPU, the GPU delegate or NNAPI.
+
+    python -m tfpipe.check runs/quickstart/export/model_int8.tflite --target edgetpu
+    python -m tfpipe.check --config configs/segmentation/unet_lite.yaml     # lint before training
+
+Given .tflite files, each is checked and compat_<target>.json is written beside it. Given only a
+config, the float architecture is built untrained, converted to int8 with random calibration in a
+scratch directory and checked, so an op that falls off the accelerator shows up before training.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tfpipe.cli import Stage, main
+from tfpipe.delegates import TARGETS
+
+LINT_CALIBRATION = 8  # random images: enough for ranges that make every op quantized
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("models", nargs="*", type=Path, metavar="MODEL.tflite",
+                        help="models to check (default: lint the config's architecture)")
+    parser.add_argument("--target", choices=(*TARGETS, "all"), default="all",
+                        help="accelerator to check for (default: all three)")
+
+
+def lint(cfg) -> Path:
+    """The config's architecture, untrained, as an int8 .tflite in a scratch directory."""
+    import numpy as np
+
+    from tfpipe import models
+    from tfpipe.convert.converter import to_tflite
+    from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
+
+    # The head's width does not change which ops the graph has: no need to read the dataset here.
+    model = models.build(cfg.model, cfg.task, len(SEGMENTATION_CLASSES) if cfg.task == "segmentation" else 10)
+    h, w = cfg.model.input_size
+    rng = np.random.default_rng(cfg.train.seed)
+    calibration = rng.uniform(-1, 1, (LINT_CALIBRATION, h, w, cfg.model.channels)).astype(np.float32)
+    path = Path(tempfile.mkdtemp(prefix="tfpipe-lint-")) / "model_int8.tflite"
+    path.write_bytes(to_tflite(model, "int8", cfg.convert.io_dtype, calibration, class_map=cfg.convert.class_map))
+    print(f"Lint: {cfg.model.name} at {h}x{w}x{cfg.model.channels}, untrained, int8 with random calibration",
+          flush=True)
+    return path
+
+
+def run(args, cfg) -> int:
+    from tfpipe import delegates
+
+    targets = TARGETS if args.target == "all" else (args.target,)
+    paths = args.models or [lint(cfg)]
+    for path in paths:
+        for target in targets:
+            report = delegates.check(path, target)
+            print("\n".join(delegates.summary_lines(report)), flush=True)
+            if args.models:  # a lint's scratch model is not kept, so neither is its report
+                print(f"  wrote {delegates.write(report, Path(path))}", flush=True)
+    return 0
+
+
+STAGE = Stage("check", "Predict which ops of a .tflite run on the Edge TPU, GPU delegate and NNAPI (or lint a "
+              "config's architecture before training); writes compat_<target>.json beside each model.",
+              "python -m tfpipe.check runs/quickstart/export/model_int8.tflite --target edgetpu",
+              add_arguments, run)
+
+if __name__ == "__main__":
+    main(STAGE)

@@ -1,0 +1,162 @@
+"""A .tflite file read as a plain graph: tensors, ops in execution order, their options and MACs.
+
+The delegate checks need what the interpreter API does not expose: op versions, builtin options
+(strides, dilations, fused activations, resize modes), which tensors are constants and their
+values (axes, paddings). The flatbuffer schema ships with ai-edge-litert; no TensorFlow is
+imported, so the same reader runs next to a device runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe.errors import TfpipeError
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _enum_names(enum_class) -> dict[int, str]:
+    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
+
+
+_NUMPY = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT32": np.int32, "UINT8": np.uint8, "INT64": np.int64,
+          "INT16": np.int16, "INT8": np.int8, "BOOL": np.bool_, "UINT32": np.uint32, "FLOAT64": np.float64}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    signature: tuple[int, ...]  # -1 marks a dimension only known at run time
+    dtype: str  # TFLite's name: INT8, UINT8, INT32, FLOAT32, ...
+    value: np.ndarray | None = field(default=None, compare=False, repr=False)  # constants only
+    scale: tuple[float, ...] = ()
+
+    @property
+    def constant(self) -> bool:
+        return self.value is not None
+
+    @property
+    def dynamic(self) -> bool:
+        return -1 in self.signature
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.scale)
+
+
+@dataclass(frozen=True)
+class Op:
+    index: int  # position in execution order
+    kind: str  # BuiltinOperator name (CONV_2D, ...) or the custom op's code
+    version: int
+    inputs: tuple[int, ...]  # tensor indices; -1 is an omitted optional input
+    outputs: tuple[int, ...]
+    options: dict = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Graph:
+    tensors: tuple[Tensor, ...]
+    ops: tuple[Op, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+    def op_inputs(self, op: Op) -> list[Tensor]:
+        return [self.tensors[i] for i in op.inputs if i >= 0]
+
+    def op_outputs(self, op: Op) -> list[Tensor]:
+        return [self.tensors[i] for i in op.outputs if i >= 0]
+
+    def multiply_adds(self, op: Op) -> int:
+        """MACs of the op at its static shapes: convolutions and fully-connected layers only (the
+        rest is elementwise or data movement, negligible next to them)."""
+        if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+            return 0
+        if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, weights [O, kh, kw, I], input
+            weights, x = self.tensors[op.inputs[1]], self.tensors[op.inputs[2]]
+            return int(np.prod(x.shape)) * int(np.prod(weights.shape[:3]))
+        out, weights = self.tensors[op.outputs[0]], self.tensors[op.inputs[1]]
+        if op.kind == "CONV_2D":  # weights [O, kh, kw, I]
+            return int(np.prod(out.shape)) * int(np.prod(weights.shape[1:]))
+        if op.kind == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, C*multiplier]
+            return int(np.prod(out.shape)) * int(np.prod(weights.shape[1:3]))
+        return int(np.prod(out.shape)) * int(weights.shape[-1])  # FULLY_CONNECTED: weights [O, I]
+
+
+def _options(op) -> dict:
+    options = op.builtinOptions
+    if options is None:
+        return {}
+    return {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in vars(options).items()}
+
+
+def _value(tensor, buffers, dtype: str, data: bytes) -> np.ndarray | None:
+    buffer = buffers[tensor.buffer] if 0 < tensor.buffer < len(buffers) else None
+    if buffer is None:
+        return None
+    if buffer.data is not None and len(buffer.data):
+        raw = np.asarray(buffer.data, np.uint8).tobytes()
+    elif buffer.offset > 1 and buffer.size:  # large models keep buffers after the flatbuffer
+        raw = data[buffer.offset: buffer.offset + buffer.size]
+    else:
+        return None
+    if dtype not in _NUMPY:
+        return np.frombuffer(raw, np.uint8)
+    shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
+    return np.frombuffer(raw, _NUMPY[dtype]).reshape(shape)
+
+
+def read_graph(path: str | Path) -> Graph:
+    """The main subgraph of a .tflite file. A file that is not a TFLite flatbuffer is bad input."""
+    from tfpipe.runtime.client import check_tflite_file
+
+    path = check_tflite_file(path)
+    data = path.read_bytes()
+    schema = _schema()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        if not model.subgraphs:
+            raise ValueError("no subgraph")
+    except Exception as e:  # a truncated or corrupt flatbuffer fails anywhere inside the generated reader
+        raise TfpipeError(f"{path}: not a readable TFLite model ({type(e).__name__}: {e})",
+                          "convert the model again; the file is truncated or corrupt") from None
+    op_names, type_names = _enum_names(schema.BuiltinOperator), _enum_names(schema.TensorType)
+    subgraph = model.subgraphs[0]
+    buffers = model.buffers or []
+    tensors = []
+    for i, t in enumerate(subgraph.tensors):
+        dtype = type_names.get(t.type, str(t.type))
+        shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+        signature = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
+        scale = tuple(float(s) for s in t.quantization.scale) if t.quantization and t.quantization.scale is not None \
+            else ()
+        name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+        tensors.append(Tensor(i, name, shape, signature, dtype, _value(t, buffers, dtype, data), scale))
+    ops = []
+    for i, op in enumerate(subgraph.operators or []):
+        code = model.operatorCodes[op.opcodeIndex]
+        # builtinCode is the real field; files from old converters only fill the deprecated one
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        kind = op_names.get(builtin, str(builtin))
+        if kind == "CUSTOM":
+            kind = code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
+        ops.append(Op(i, kind, int(code.version), tuple(int(x) for x in op.inputs),
+                      tuple(int(x) for x in op.outputs), _options(op)))
+    return Graph(tuple(tensors), tuple(ops), tuple(int(x) for x in subgraph.inputs),
+                 tuple(int(x) for x in subgraph.outputs))
+
+
+def analyzer_report(path: str | Path) -> str:
+    """TFLite's model analyzer text for the file, with its GPU-delegate compatibility check on."""
+    from ai_edge_litert import _pywrap_analyzer_wrapper
+
+    return _pywrap_analyzer_wrapper.ModelAnalyzer(str(path), True, True)
