@@ -100,6 +100,23 @@ def _delta(rows: dict, metric: str) -> str:
     return delta if rows["gate"]["passed"] else f"{delta} (gate {rows['gate']['max_drop_points']:g} failed)"
 
 
+def _edge_tpu(out: Path) -> str:
+    """The Edge TPU checker's prediction for the run's int8 model: shares of ops and MACs mapped,
+    and the op (and Keras layer) where the compiler would cut the graph."""
+    from tfpipe.delegates.edgetpu import predict
+    from tfpipe.runtime.graph import read_graph
+
+    model = out / "export" / "model_int8.tflite"
+    if not model.is_file():
+        return "?"
+    report = predict(read_graph(model))
+    cell = f"{report['ops']['share']:.0%} ops, {report['macs']['share']:.1%} MACs"
+    first = report["first_unmapped"]
+    if first:
+        cell += f"; cut at {first['op']}" + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
+    return cell
+
+
 def _row(path: Path, workdir: Path) -> str:
     from tfpipe import models
     from tfpipe.config import ModelConfig, load_config
@@ -114,13 +131,14 @@ def _row(path: Path, workdir: Path) -> str:
     images = (cfg.data.train_limit or 60000) - cfg.data.val_samples
     budget = f"{cfg.train.epochs} x {images // 1000}k + QAT {cfg.qat.epochs}"
     out = workdir / cfg.name
-    rows, missing = _parity(out, 6)
+    rows, missing = _parity(out, 7)
     if missing:
         return f"| {label} | {sizes} | {budget} | {missing}"
     float_top1, fp32, int8 = rows["float"]["metrics"]["top1"], rows["fp32"], rows["int8"]
     return (f"| {label} | {sizes} | {budget} | {float_top1:.4f} | {fp32['metrics']['top1']:.4f} | "
             f"{int8['metrics']['top1']:.4f} | {_delta(rows, 'top1')} | "
-            f"{fp32['latency_ms']['median']:.2f} | {int8['latency_ms']['median']:.2f} | {_minutes(out)} |")
+            f"{fp32['latency_ms']['median']:.2f} | {int8['latency_ms']['median']:.2f} | {_edge_tpu(out)} | "
+            f"{_minutes(out)} |")
 
 
 def _segmentation_row(path: Path, workdir: Path) -> str:
@@ -137,14 +155,15 @@ def _segmentation_row(path: Path, workdir: Path) -> str:
     train = cfg.data.train_limit or cfg.data.scenes.train
     budget = f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs}"
     out = workdir / cfg.name
-    rows, missing = _parity(out, 8)
+    rows, missing = _parity(out, 9)
     if missing:
         return f"| {label} | {sizes} | {budget} | {missing}"
     fp32, int8 = rows["fp32"], rows["int8"]
     return (f"| {label} | {sizes} | {budget} | {rows['float']['metrics']['miou']:.4f} | "
             f"{fp32['metrics']['miou']:.4f} | {fp32['delta_points']['miou']:+.2f} | {int8['metrics']['miou']:.4f} | "
             f"{_delta(rows, 'miou')} | {int8['agreement_pixels']:.4f} | "
-            f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_minutes(out)} |")
+            f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_edge_tpu(out)} | "
+            f"{_minutes(out)} |")
 
 
 HEADER = """# The classification zoo on Fashion-MNIST
@@ -162,11 +181,14 @@ classes. Budget: training epochs x training images (5,000 are held out for valid
 QAT epochs; the slowest families train on a subset to fit the CPU. Minutes: wall time of the
 whole run (train, QAT, convert, evaluate); other work may have shared the CPU.
 
-Edge TPU compatibility: not listed yet; the static checker is issue 5's deliverable.
+Edge TPU: the static checker's prediction for the int8 model (`python -m tfpipe.check`; Coral's
+model requirements and op table, no compiler here): the share of ops and of multiply-adds the
+compiler would map, and the first op it cannot map, where it cuts the graph (everything after it
+runs on the CPU), with the Keras layer behind it.
 
 | model | params 224 | MACs 224 | params 32 | MACs 32 | budget | float | fp32 | int8 QAT | int8 - float (pts) \
-| fp32 ms | int8 ms | minutes |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| fp32 ms | int8 ms | Edge TPU (predicted) | minutes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 
 
@@ -181,12 +203,12 @@ evaluator from the int8 model's own uint8 `class_map` output (the in-graph argma
 and from the argmax of the probabilities for float and fp32. Δ columns are mIoU points against the
 float Keras model (issue 8's bounds: fp32 within 0.1, int8 within 1.0, goal 0.7); agree is the
 share of labelled pixels where the int8 map equals the float map. Latency: median of 200
-single-image runs at one thread. Configs: configs/segmentation/; params and multiply-adds at the
-configured input size with 11 classes.
+single-image runs at one thread. Edge TPU: the static checker's prediction, as above. Configs:
+configs/segmentation/; params and multiply-adds at the configured input size with 11 classes.
 
 | model | input | params | MACs | budget | float mIoU | fp32 mIoU | fp32 - float (pts) | int8 QAT mIoU \
-| int8 - float (pts) | agree | fp32 ms | int8 ms | minutes |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| int8 - float (pts) | agree | fp32 ms | int8 ms | Edge TPU (predicted) | minutes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 
 

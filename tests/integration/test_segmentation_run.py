@@ -136,6 +136,7 @@ def test_the_zoo_table_has_a_segmentation_row_read_from_the_run(seg_run, tmp_pat
     zoo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(zoo)
     shutil.copytree(run.eval, tmp_path / "runs" / "seg_unet_lite" / "eval")
+    shutil.copytree(run.export, tmp_path / "runs" / "seg_unet_lite" / "export")
     out = tmp_path / "zoo.md"
     assert zoo.main(["--workdir", str(tmp_path / "runs"), "table", "--out", str(out)]) == 0
     segmentation = out.read_text().split("# Semantic segmentation")[1]
@@ -150,5 +151,7 @@ def test_the_zoo_table_has_a_segmentation_row_read_from_the_run(seg_run, tmp_pat
     assert cells[5:11] == [f"{models['float']['metrics']['miou']:.4f}", f"{fp32['metrics']['miou']:.4f}",
                            f"{fp32['delta_points']['miou']:+.2f}", f"{int8['metrics']['miou']:.4f}",
                            f"{int8['delta_points']['miou']:+.2f}", f"{int8['agreement_pixels']:.4f}"]
+    # U-Net's sub-pixel upsampling (DEPTH_TO_SPACE) is not in the Edge TPU's op table
+    assert cells[-2].endswith("; cut at DEPTH_TO_SPACE (up3_upconv)")
     assert cells[-1] == "? |" and sum("not run yet" in row for row in rows) == 4
     assert all(row.count("|") == rows[1].count("|") for row in rows)
