@@ -185,10 +185,13 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
 
 
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
-            splits: Splits | SceneSplits | None = None, from_qat: bool = True) -> Path:
+            splits: Splits | SceneSplits | None = None, from_qat: bool = True, max_drop: float | None = None,
+            debug_quant: bool = False) -> Path:
     """Write export/model_<q>.tflite from the run's trained model and update the bundle.
 
-    int8 comes from the QAT model when `from_qat` and the run has one, else from calibration."""
+    int8 comes from the QAT model when `from_qat` and the run has one, else from calibration;
+    `max_drop` (points) makes it selective int8 (convert/selective.py), `debug_quant` writes the
+    per-layer quantization error table first."""
     from tfpipe.qat import load_qat_model
     from tfpipe.train.trainer import load_float_model
 
@@ -196,17 +199,23 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     check_request(quantize, io_dtype)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
     splits = splits or load_splits(cfg.data, cfg.task)
-    use_qat = from_qat and quantize == "int8" and run.qat_model.is_file()
+    selective = max_drop is not None and quantize == "int8"
+    use_qat = from_qat and not selective and quantize == "int8" and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
     source = "qat" if use_qat else ("ptq" if quantize in ("int8", "int16x8") else "float")
+    spec = PreprocessSpec.from_config(cfg)
     calibration = None
     if quantize in ("int8", "int16x8"):
-        calibration = calibration_inputs(splits, PreprocessSpec.from_config(cfg),
-                                         cfg.convert.calibration_samples, cfg.train.seed)
+        calibration = calibration_inputs(splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
+    if (selective or debug_quant) and quantize == "int8" and not use_qat:
+        data, source = _debugged_int8(cfg, run, model, splits, io_dtype, calibration, max_drop, debug_quant)
+    else:
+        data = None
     print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
           + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
              and source != "qat" else ""), flush=True)
-    data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map)
+    if data is None:
+        data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map)
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)
@@ -216,6 +225,38 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     check_delegates(path, check_targets(quantize))
     return path
+
+
+def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calibration: np.ndarray,
+                   max_drop: float | None, debug_quant: bool) -> tuple[bytes | None, str]:
+    """--debug-quant (per-layer error table and plot) and --max-drop (selective int8) on the
+    held-out split; returns the selective model's bytes (None without --max-drop) and its source."""
+    from tfpipe.convert import selective
+    from tfpipe.data.pipeline import held_out_arrays
+
+    if cfg.convert.class_map:
+        raise TfpipeError("--max-drop/--debug-quant with convert.class_map: the debugger's converter cannot name "
+                          "the class_map output", "convert without --set convert.class_map=true")
+    inputs, labels = held_out_arrays(splits, PreprocessSpec.from_config(cfg))
+    if debug_quant:
+        rows = selective.layer_errors(model, io_dtype, calibration, inputs)
+        written = selective.write_layer_errors(rows, run.export)
+        print(f"Quantization debugger: {len(rows)} quantized ops; worst median-channel SQNR "
+              f"{min(r['sqnr_db'] for r in rows):.1f} dB at {rows[int(np.argmin([r['sqnr_db'] for r in rows]))]['op']}"
+              f" ({', '.join(p.name for p in written)})", flush=True)
+    if max_drop is None:
+        return None, "ptq"
+    metric = "mIoU" if cfg.task == "segmentation" else "top-1"
+    float_score = selective.task_score(cfg.task, {MAIN_OUTPUT: model.predict(inputs, batch_size=64, verbose=0)},
+                                       labels)
+    data, report = selective.select(model, cfg.task, io_dtype, calibration, (inputs, labels), float_score, max_drop)
+    io.write_json(run.export / "selective_int8.json", report)
+    print("\n".join(selective.describe(report, metric)), flush=True)
+    if not report["met"]:
+        print(f"Post-training int8 misses --max-drop {max_drop:g}: quantization-aware training usually closes the "
+              f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
+              "then convert without --ptq", flush=True)
+    return data, "ptq-selective" if len(report["rounds"]) > 1 else "ptq"
 
 
 def check_delegates(path: Path, targets: list[str]) -> None:
@@ -229,7 +270,7 @@ def check_delegates(path: Path, targets: list[str]) -> None:
 
 
 def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
-           from_qat: bool = True) -> Splits | SceneSplits:
+           from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False) -> Splits | SceneSplits:
     """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
     input fails here, before the run directory is touched), train and run QAT when the run has no
     such model (saying so), then convert each mode. Returns the splits for evaluation."""
@@ -241,8 +282,8 @@ def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtyp
     splits = load_splits(cfg.data, cfg.task)
     run.write_config(cfg)
     ensure_trained(cfg, run, splits)
-    if "int8" in modes and from_qat:
+    if "int8" in modes and from_qat and max_drop is None:
         ensure_qat(cfg, run, splits)
     for mode in modes:
-        convert(cfg, run, mode, io_dtype, splits, from_qat=from_qat)
+        convert(cfg, run, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)
     return splits

@@ -17,6 +17,7 @@ from tfpipe.config import DataConfig
 from tfpipe.data import fashion_mnist
 from tfpipe.data.formats import Dataset
 from tfpipe.data.preprocess import PreprocessSpec, preprocess
+from tfpipe.errors import TfpipeError
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,19 @@ def calibration_inputs(splits: Splits | SceneSplits, spec: PreprocessSpec, count
     chosen = Split(splits.train.images[pick], splits.train.labels[pick])
     ds = make_dataset(chosen, spec, batch_size=64, num_classes=1, with_labels=False)
     return np.concatenate(list(ds.as_numpy_iterator()))
+
+
+def held_out_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed inputs and targets of the split that tunes conversion choices (--max-drop):
+    the validation tail of the training split, so the test split stays unseen. FashionScenes has
+    no third split: its val scenes serve, as they do for validation during training."""
+    if isinstance(splits, SceneSplits):
+        return evaluation_arrays(splits, spec)
+    if splits.val is None or not len(splits.val):
+        raise TfpipeError("data.val_samples is 0: selective quantization (--max-drop) needs a held-out split",
+                          "set data.val_samples, e.g. --set data.val_samples=5000")
+    inputs = make_dataset(splits.val, spec, 512, len(splits.class_names), with_labels=False)
+    return np.concatenate(list(inputs.as_numpy_iterator())), splits.val.labels
 
 
 def evaluation_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec, split: str | None = None

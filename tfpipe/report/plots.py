@@ -178,3 +178,20 @@ def segmentation_gallery(report: dict, model: dict, images: dict[int, np.ndarray
     fig.legend(legend, classes, loc="outside lower center", ncol=min(6, len(classes)), fontsize=6)
     fig.suptitle(f"{name}: images whose class map differs most from the float model's", fontsize=9)
     return _save(fig, path)
+
+
+def layer_errors(rows: list[dict], path: Path) -> Path:
+    """The quantization debugger's table: median-channel SQNR and RMSE/scale of every quantized op."""
+    plt = _pyplot()
+    labels = [f"{i} {r['op']} {(r['keras_layers'] or [''])[0]}" for i, r in enumerate(rows)]
+    sqnr = np.array([min(r["sqnr_db"], 80.0) for r in rows])  # always-zero channels read as +inf
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.28 * len(rows) + 1.5), sharey=True, layout="constrained")
+    y = np.arange(len(rows))
+    left.barh(y, sqnr, color=np.where(sqnr < 10, "tab:red", "tab:blue"))
+    left.set_xlabel("median-channel SQNR (dB); red below 10 dB")
+    left.set_yticks(y, labels, fontsize=7)
+    left.invert_yaxis()
+    right.barh(y, [r["rmse_over_scale"] for r in rows], color="tab:gray")
+    right.axvline(0.289, color="k", lw=0.8, ls="--")
+    right.set_xlabel("RMSE / scale (plain rounding: 0.29)")
+    return _save(fig, path)

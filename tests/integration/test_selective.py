@@ -1,0 +1,63 @@
+"""--max-drop and --debug-quant on the tiny quickstart run with an injected quantization-hostile
+layer: a constant channel of 10,000 that blows the activation range of an int8 tensor."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_fashion_mnist, run_cli, tiny_args
+from tfpipe.rundir import RunDir
+
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
+
+
+def inject_hostile_pair(run: RunDir) -> None:
+    """head_relu6 -> +1e4 on channel 0 -> -1e4 on channel 0 -> the classifier: the same function in
+    float, but int8's per-tensor scale for that tensor becomes ~40, so every ReLU6 value (0..6)
+    rounds to zero."""
+    from tfpipe.backend import keras
+    from tfpipe.train.trainer import load_float_model
+
+    model = load_float_model(run)
+    head = model.get_layer("head_relu6").output
+    channels = head.shape[-1]
+    up = keras.layers.DepthwiseConv2D(1, name="hostile_up")
+    down = keras.layers.DepthwiseConv2D(1, name="hostile_down")
+    x = down(up(head))
+    for name in ("pool", "logits", "probabilities"):
+        x = model.get_layer(name)(x)
+    bias = np.zeros(channels, np.float32)
+    bias[0] = 1e4
+    up.set_weights([np.ones((1, 1, channels, 1), np.float32), bias])
+    down.set_weights([np.ones((1, 1, channels, 1), np.float32), -bias])
+    hostile = keras.Model(model.input, x, name=model.name)
+    hostile.save(run.float_model)
+
+
+def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_run, capsys):
+    run = RunDir(copy_run / "tiny")
+    inject_hostile_pair(run)
+    argv = ["--quantize", "int8", "--max-drop", "1.0", "--debug-quant", *tiny_args(copy_run)]
+    assert run_cli("tfpipe.convert.__main__", argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((run.export / "selective_int8.json").read_text())
+    first, last = report["rounds"][0], report["rounds"][-1]
+    assert first["drop_points"] > 20, "the injected layer must break full int8"
+    assert report["met"] and last["drop_points"] <= 1.0
+    assert len(last["kept_float"]) <= 3
+    assert report["kept_float_layers"] == ["hostile_down", "hostile_up"]
+    assert report["held_out_samples"] == 512  # the validation tail, not the test split
+    bundle = json.loads(run.model_json.read_text())
+    assert bundle["models"]["int8"]["source"] == "ptq-selective"
+    assert "kept float: hostile_down, hostile_up" in printed
+    # the debugger's table ranks the hostile tensor worst, and the plot is written beside it
+    rows = (run.export / "quant_debug_int8.csv").read_text().splitlines()
+    worst = min(rows[1:], key=lambda line: float(line.split(",")[5]))
+    assert worst.split(",")[2] == "hostile_up"
+    assert (run.export / "quant_debug_int8.png").stat().st_size > 10_000
+
+
+def test_max_drop_is_refused_when_negative(copy_run, capsys):
+    assert run_cli("tfpipe.convert.__main__", ["--quantize", "int8", "--max-drop", "-1", *tiny_args(copy_run)]) == 2
+    assert "--max-drop: -1 is not accepted" in capsys.readouterr().err
