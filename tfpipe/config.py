@@ -179,7 +179,7 @@ class Config:
             raise TfpipeError(f"data.val_samples: {self.data.val_samples} leaves no training images out of "
                               f"data.train_limit={self.data.train_limit}", "make val_samples smaller")
         h, w = self.model.input_size
-        if h < 32 or w < 32:
+        if (h < 32 or w < 32) and self.model.name != "external":  # an imported model has its own size
             raise TfpipeError(f"model.input_size: {[h, w]} is too small", "every zoo model needs at least 32x32")
         one_of("model.channels", self.model.channels, (1, 3))
         one_of("preprocess.resize", self.preprocess.resize, RESIZE_POLICIES)

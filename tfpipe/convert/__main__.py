@@ -1,5 +1,7 @@
 """python -m tfpipe.convert: write TFLite models and the bundle for a run."""
 
+from pathlib import Path
+
 from tfpipe.cli import Stage, main
 from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES
 
@@ -18,6 +20,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--debug-quant", action="store_true",
                         help="run TensorFlow's QuantizationDebugger on held-out data first: per-layer RMSE/scale and "
                              "SQNR written to export/quant_debug_int8.csv and .png (post-training int8)")
+    parser.add_argument("--model", type=Path, default=None, metavar="PATH",
+                        help="convert this Keras model (.keras, .h5, SavedModel dir) instead of a tfpipe-trained one: "
+                             "it is imported as the float model of WORKDIR/<file stem> (needs --calibration-data)")
+    parser.add_argument("--calibration-data", type=Path, default=None, metavar="DIR_OR_CONFIG",
+                        help="with --model: a folder of images (preprocess from --set preprocess.*, default x/127.5-1 "
+                             "letterbox), or a tfpipe config whose dataset calibrates and later evaluates")
+    parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="with --model: the size to convert at, when the model's input has no fixed size")
     parser.add_argument("--ptq", action="store_true",
                         help="int8 by post-training calibration, without quantization-aware training")
 
@@ -25,13 +35,44 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from tfpipe.convert.converter import export, modes_for_target
     from tfpipe.convert.selective import check_max_drop
+    from tfpipe.errors import TfpipeError
     from tfpipe.rundir import RunDir
 
     check_max_drop(args.max_drop)
+    if args.model is not None:
+        return convert_external(args)
+    if args.calibration_data or args.input_size:
+        raise TfpipeError("--calibration-data and --input-size go with --model PATH",
+                          "add --model, or leave them out to convert the config's run")
     modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
     export(cfg, RunDir.for_config(cfg, args.workdir), modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
            debug_quant=args.debug_quant)
+    return 0
+
+
+def convert_external(args) -> int:
+    """--model PATH: import the Keras model into WORKDIR/<stem>, then convert each mode (int8 by calibration)."""
+    from tfpipe.cli import default_config
+    from tfpipe.convert.converter import convert, modes_for_target
+    from tfpipe.convert.external import import_model
+    from tfpipe.errors import TfpipeError
+
+    if args.calibration_data is None:
+        raise TfpipeError("--model needs --calibration-data DIR_OR_CONFIG",
+                          "give a folder of representative images, or a tfpipe config")
+    if args.config.resolve() != default_config().resolve():
+        raise TfpipeError("--model: pass the config as --calibration-data, not --config",
+                          "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+    modes = modes_for_target(args.target, args.quantize, ("none", "int8"))
+    cfg, run, images = import_model(args.model, args.calibration_data, args.workdir, args.overrides,
+                                    tuple(args.input_size) if args.input_size else None, default_config())
+    for mode in modes:  # an imported model has no QAT checkpoint: int8 is calibrated
+        convert(cfg, run, mode, args.io_dtype, from_qat=False, max_drop=args.max_drop, debug_quant=args.debug_quant,
+                images=images)
+    if images is None:
+        print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}",
+              flush=True)
     return 0
 
 

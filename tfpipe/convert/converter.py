@@ -186,19 +186,24 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
 
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
             splits: Splits | SceneSplits | None = None, from_qat: bool = True, max_drop: float | None = None,
-            debug_quant: bool = False) -> Path:
+            debug_quant: bool = False, images: tuple[np.ndarray, tuple[str, ...]] | None = None) -> Path:
     """Write export/model_<q>.tflite from the run's trained model and update the bundle.
 
     int8 comes from the QAT model when `from_qat` and the run has one, else from calibration;
     `max_drop` (points) makes it selective int8 (convert/selective.py), `debug_quant` writes the
-    per-layer quantization error table first."""
+    per-layer quantization error table first. `images` (preprocessed calibration inputs, class
+    names) replaces the config's dataset for an imported model calibrated on a plain folder."""
     from tfpipe.qat import load_qat_model
     from tfpipe.train.trainer import load_float_model
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
     check_request(quantize, io_dtype)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
-    splits = splits or load_splits(cfg.data, cfg.task)
+    if images is None:
+        splits = splits or load_splits(cfg.data, cfg.task)
+    elif max_drop is not None or debug_quant:
+        raise TfpipeError("--max-drop/--debug-quant need labelled held-out data",
+                          "give --calibration-data a config (its dataset's validation split is used)")
     selective = max_drop is not None and quantize == "int8"
     use_qat = from_qat and not selective and quantize == "int8" and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
@@ -206,13 +211,14 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     spec = PreprocessSpec.from_config(cfg)
     calibration = None
     if quantize in ("int8", "int16x8"):
-        calibration = calibration_inputs(splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
+        calibration = images[0] if images is not None else calibration_inputs(
+            splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
     if (selective or debug_quant) and quantize == "int8" and not use_qat:
         data, source = _debugged_int8(cfg, run, model, splits, io_dtype, calibration, max_drop, debug_quant)
     else:
         data = None
     print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
-          + (f" (calibrating on {len(calibration)} training images)" if calibration is not None
+          + (f" (calibrating on {len(calibration)} images)" if calibration is not None
              and source != "qat" else ""), flush=True)
     if data is None:
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map)
@@ -221,7 +227,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         tmp.write_bytes(data)
         with Worker(tmp, threads=1) as worker:
             info = worker.info
-    _update_bundle(cfg, run, bundle, splits.class_names, quantize, io_dtype, source, path, info)
+    class_names = images[1] if images is not None else splits.class_names
+    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     check_delegates(path, check_targets(quantize))
     return path

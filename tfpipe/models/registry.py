@@ -56,8 +56,16 @@ def get(name: str) -> Entry:
     return _REGISTRY[name]
 
 
-def check(cfg: ModelConfig, task: str) -> Entry:
+# model.name of a run whose float model was imported (`tfpipe convert --model PATH`), not built here.
+EXTERNAL = "external"
+
+
+def check(cfg: ModelConfig, task: str) -> Entry | None:
     """Validate model.name and model.args before anything is built or written."""
+    if cfg.name == EXTERNAL:
+        if cfg.args:
+            raise TfpipeError("model.args: an external model takes no options", "remove model.args")
+        return None
     entry = get(cfg.name)
     if entry.task != task:
         raise TfpipeError(f"model.name: {cfg.name} is a {entry.task} model, the config's task is {task}",
@@ -76,5 +84,8 @@ def check(cfg: ModelConfig, task: str) -> Entry:
 
 def build(cfg: ModelConfig, task: str, num_classes: int):
     entry = check(cfg, task)
+    if entry is None:
+        raise TfpipeError("model.name: external: this run's model was imported, it cannot be built or trained here",
+                          "import it again with python -m tfpipe.convert --model PATH")
     input_shape = (*cfg.input_size, cfg.channels)
     return entry.builder(input_shape=input_shape, num_classes=num_classes, **entry.fixed, **cfg.args)
