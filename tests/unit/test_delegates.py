@@ -198,3 +198,21 @@ def test_a_truncated_model_is_bad_input(graphs, tmp_path):
     cut.write_bytes(graphs["leaky"].read_bytes()[:200])
     with pytest.raises(TfpipeError, match="cut.tflite: not a readable TFLite model"):
         read_graph(cut)
+
+
+def test_boxes_and_scores_in_one_quantized_output_are_warned_about(tmp_path):
+    """YOLO-style [1, N, 4 + C]: pixel boxes (0..96) and sigmoid scores share one int8 scale."""
+    from tfpipe.backend import keras
+    from tfpipe.convert.converter import shared_detection_outputs
+
+    i = keras.Input((8, 8, 3))
+    x = keras.layers.Reshape((64, 3))(keras.layers.Conv2D(3, 1)(i))
+    boxes = keras.layers.Dense(4, activation="sigmoid")(x) * 96.0
+    scores = keras.layers.Dense(3, activation="sigmoid")(x)
+    joined = _convert(keras.Model(i, keras.layers.Concatenate()([boxes, scores])), tmp_path / "joined.tflite")
+    [warning] = shared_detection_outputs(joined)
+    assert "[1, 64, 7] looks like boxes and scores in one quantized tensor" in warning
+    steps = int(warning.split(" only ")[1].split()[0])
+    assert steps <= 3  # one scale over 0..96: a score in 0..1 gets about 2.7 steps
+    separate = _convert(keras.Model(i, [boxes, scores]), tmp_path / "separate.tflite")
+    assert shared_detection_outputs(separate) == []

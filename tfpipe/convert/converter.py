@@ -22,6 +22,7 @@ from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import QUANT_LABELS, RunDir
 from tfpipe.runtime import Worker
+from tfpipe.runtime.graph import read_graph
 
 _TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}
 
@@ -230,6 +231,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     class_names = images[1] if images is not None else splits.class_names
     _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
+    for warning in shared_detection_outputs(path):
+        print(f"WARNING: {warning}", flush=True)
     check_delegates(path, check_targets(quantize))
     return path
 
@@ -264,6 +267,22 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
               f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
               "then convert without --ptq", flush=True)
     return data, "ptq-selective" if len(report["rounds"]) > 1 else "ptq"
+
+
+def shared_detection_outputs(path: Path) -> list[str]:
+    """Warnings for integer outputs shaped [1, N, 4 + classes]: boxes and scores in one tensor share
+    one quantization scale, set by the pixel coordinates, so scores in 0..1 keep only a few steps:
+    the 'int8 detects nothing' collapse users report. Detectors should export them separately."""
+    graph = read_graph(path)
+    warnings = []
+    for index in graph.outputs:
+        t = graph.tensors[index]
+        if t.quantized and len(t.shape) == 3 and t.shape[-1] >= 5 and t.shape[1] >= 4:
+            steps = int(1 / t.scale[0]) if t.scale[0] else 0
+            warnings.append(f"output {t.name!r} {list(t.shape)} looks like boxes and scores in one quantized tensor: "
+                            f"its scale {t.scale[0]:.4g} leaves a score in 0..1 only {steps} steps; export boxes and "
+                            "scores as separate outputs")
+    return warnings
 
 
 def check_delegates(path: Path, targets: list[str]) -> None:
