@@ -61,3 +61,22 @@ def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_ru
 def test_max_drop_is_refused_when_negative(copy_run, capsys):
     assert run_cli("tfpipe.convert.__main__", ["--quantize", "int8", "--max-drop", "-1", *tiny_args(copy_run)]) == 2
     assert "--max-drop: -1 is not accepted" in capsys.readouterr().err
+
+
+def test_a_missed_budget_points_to_qat(copy_run, capsys, monkeypatch):
+    """When selective int8 still misses --max-drop, convert says so and gives the tfpipe.qat command."""
+    from tfpipe.convert import selective
+
+    existing = (copy_run / "tiny" / "export" / "model_int8.tflite").read_bytes()
+
+    def missed(model, task, io_dtype, calibration, held_out, float_score, max_drop):
+        rounds = [{"kept_float": [], "score": 0.5, "drop_points": 9.0, "latency_ms": 1.0, "size_bytes": 10}]
+        return existing, {"max_drop_points": max_drop, "held_out_samples": 512, "float_score": 0.59, "met": False,
+                     "rounds": rounds, "kept_float_layers": [], "latency_ratio_vs_full_int8": 1.0,
+                     "size_ratio_vs_full_int8": 1.0, "layer_errors": []}
+
+    monkeypatch.setattr(selective, "select", missed)
+    assert run_cli("tfpipe.convert.__main__", ["--quantize", "int8", "--max-drop", "0.5", *tiny_args(copy_run)]) == 0
+    printed = capsys.readouterr().out
+    assert "Post-training int8 misses --max-drop 0.5" in printed
+    assert f"python -m tfpipe.qat --config {copy_run / 'tiny' / 'config.yaml'} --workdir {copy_run}" in printed
