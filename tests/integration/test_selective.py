@@ -50,6 +50,9 @@ def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_ru
     assert report["held_out_samples"] == 512  # the validation tail, not the test split
     bundle = json.loads(run.model_json.read_text())
     assert bundle["models"]["int8"]["source"] == "ptq-selective"
+    # the float layers stay inside: the device still feeds uint8 and reads uint8, as model.json says
+    assert [t["dtype"] for t in (*bundle["models"]["int8"]["inputs"].values(),
+                                 *bundle["models"]["int8"]["outputs"].values())] == ["uint8", "uint8"]
     assert "kept float: hostile_down, hostile_up" in printed
     # the debugger's table ranks the hostile tensor worst, and the plot is written beside it
     rows = (run.export / "quant_debug_int8.csv").read_text().splitlines()
