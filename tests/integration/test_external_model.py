@@ -83,6 +83,8 @@ def test_bad_imports_are_one_line_errors(tmp_path, capsys):
         (["--calibration-data", str(empty)], "--calibration-data and --input-size go with --model PATH"),
         (["--model", str(tmp_path / "flexible.keras"), *calibration], "has no fixed height and width"),
         (["--model", str(H5), "--input-size", "32", "32", *calibration], "has a fixed input of 28x28"),
+        (["--from-qat", "--model", str(H5), *calibration], "--from-qat: --max-drop, --debug-quant and --model work"),
+        (["--from-qat", "--ptq"], "argument --ptq: not allowed with argument --from-qat"),
     ]
     for argv, message in cases:
         assert run_cli("tfpipe.convert.__main__", [*argv, "--workdir", str(tmp_path / "runs")]) == 2, message

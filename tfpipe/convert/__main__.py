@@ -28,7 +28,10 @@ def add_arguments(parser) -> None:
                              "letterbox), or a tfpipe config whose dataset calibrates and later evaluates")
     parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="with --model: the size to convert at, when the model's input has no fixed size")
-    parser.add_argument("--ptq", action="store_true",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--from-qat", action="store_true",
+                        help="int8 from the run's QAT checkpoint, running QAT first when there is none (the default)")
+    source.add_argument("--ptq", action="store_true",
                         help="int8 by post-training calibration, without quantization-aware training")
 
 
@@ -39,6 +42,9 @@ def run(args, cfg) -> int:
     from tfpipe.rundir import RunDir
 
     check_max_drop(args.max_drop)
+    if args.from_qat and (args.max_drop is not None or args.debug_quant or args.model is not None):
+        raise TfpipeError("--from-qat: --max-drop, --debug-quant and --model work on post-training int8",
+                          "leave --from-qat out")
     if args.model is not None:
         return convert_external(args)
     if args.calibration_data or args.input_size:
