@@ -190,6 +190,13 @@ def layer_errors(rows: list[dict], path: Path) -> Path:
     left.barh(y, sqnr, color=np.where(sqnr < 10, "tab:red", "tab:blue"))
     left.set_xlabel("median-channel SQNR (dB); red below 10 dB")
     left.set_yticks(y, labels, fontsize=7)
+    for tick, value in zip(left.get_yticklabels(), sqnr, strict=True):
+        if value < 10:  # a 0 dB bar has no length: name it in red instead
+            tick.set_color("tab:red")
+            tick.set_fontweight("bold")
+    for row, value in zip(y, sqnr, strict=True):
+        if value < 10:
+            left.text(max(value, 0) + 1, row, f"{value:.1f} dB", va="center", fontsize=7, color="tab:red")
     left.invert_yaxis()
     right.barh(y, [r["rmse_over_scale"] for r in rows], color="tab:gray")
     right.axvline(0.289, color="k", lw=0.8, ls="--")
