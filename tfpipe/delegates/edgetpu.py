@@ -177,6 +177,9 @@ REWRITES = {
     "ARG_MAX": "nothing to do if it is the last op: the CPU takes the argmax over the Edge TPU's output",
     "CAST": "nothing to do if it is the last op; otherwise keep the graph in 8-bit types",
     "DEQUANTIZE": "convert with integer input/output (--quantize int8 --io-dtype uint8) so no float tensor remains",
+    "EQUAL": "max-unpooling by comparison (EQUAL, SELECT) does not map: upsample with UpSampling2D + Conv2D or "
+             "Conv2DTranspose instead",
+    "SELECT_V2": "max-unpooling by comparison does not map: upsample with UpSampling2D + Conv2D or Conv2DTranspose",
     "GATHER": "replace the gather by a slice or a 1x1 convolution with a fixed selection matrix",
     "TFLite_Detection_PostProcess": "nothing to do: detection post-processing always runs on the CPU, after the "
                                      "Edge TPU graph",
@@ -206,12 +209,12 @@ def _tensor_problem(tensor: Tensor) -> tuple[str, str] | None:
 
 def op_verdict(graph: Graph, op: Op) -> tuple[str, str | None, str | None]:
     """(status in the compiler's words, reason, rewrite) for one op taken on its own."""
+    if op.kind not in SUPPORTED:
+        return NOT_SUPPORTED, f"{op.kind} is not in the Edge TPU's op table", REWRITES.get(op.kind)
     for tensor in graph.op_inputs(op) + graph.op_outputs(op):
         problem = _tensor_problem(tensor)
         if problem:
-            return LIMITATION if op.kind in SUPPORTED else NOT_SUPPORTED, *problem
-    if op.kind not in SUPPORTED:
-        return NOT_SUPPORTED, f"{op.kind} is not in the Edge TPU's op table", REWRITES.get(op.kind)
+            return LIMITATION, *problem
     rule = SUPPORTED[op.kind]
     limit = rule(graph, op) if rule else None
     if limit:
