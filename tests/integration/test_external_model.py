@@ -85,6 +85,7 @@ def test_bad_imports_are_one_line_errors(tmp_path, capsys):
         (["--model", str(H5), "--input-size", "32", "32", *calibration], "has a fixed input of 28x28"),
         (["--from-qat", "--model", str(H5), *calibration], "--from-qat: --max-drop, --debug-quant and --model work"),
         (["--from-qat", "--ptq"], "argument --ptq: not allowed with argument --from-qat"),
+        (["--model", str(H5), "--calibration-data", str(empty), "--max-drop", "1"], "a folder of images has none"),
     ]
     for argv, message in cases:
         assert run_cli("tfpipe.convert.__main__", [*argv, "--workdir", str(tmp_path / "runs")]) == 2, message

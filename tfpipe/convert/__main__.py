@@ -70,6 +70,9 @@ def convert_external(args) -> int:
     if args.config.resolve() != default_config().resolve():
         raise TfpipeError("--model: pass the config as --calibration-data, not --config",
                           "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+    if args.calibration_data.is_dir() and (args.max_drop is not None or args.debug_quant):
+        raise TfpipeError("--max-drop/--debug-quant need labelled held-out data, and a folder of images has none",
+                          "give --calibration-data a config (its dataset's validation split is used)")
     modes = modes_for_target(args.target, args.quantize, ("none", "int8"))
     cfg, run, images = import_model(args.model, args.calibration_data, args.workdir, args.overrides,
                                     tuple(args.input_size) if args.input_size else None, default_config())

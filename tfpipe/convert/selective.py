@@ -155,6 +155,8 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
     for suspect in ranking[:MAX_ROUNDS]:
         if _within(rounds[-1]["drop_points"], max_drop):
             break
+        if suspect["tensor"] in denylist:  # already float as a consumer of an earlier suspect
+            continue
         for name in [suspect["tensor"], *_consumers(graph, suspect["tensor"])]:
             if name not in denylist:
                 denylist.append(name)
