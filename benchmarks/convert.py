@@ -1,6 +1,6 @@
 """int8 against fp32 for every zoo classifier: latency ratio and size ratio, measured in one run.
 
-    python benchmarks/convert.py [--workdir /tmp/zoo/runs] [--runs 200] [--models resnet18 ...]
+    python benchmarks/convert.py [--workdir runs] [--runs 200] [--models resnet18 ...]
 
 For each configs/zoo/*.yaml it takes the zoo run's model_fp32/model_int8.tflite when
 `--workdir` holds them (the trained, QAT-converted files docs/zoo.md reports); otherwise it builds
