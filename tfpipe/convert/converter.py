@@ -251,9 +251,9 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
     if debug_quant:
         rows = selective.layer_errors(model, io_dtype, calibration, inputs)
         written = selective.write_layer_errors(rows, run.export)
-        print(f"Quantization debugger: {len(rows)} quantized ops; worst median-channel SQNR "
-              f"{min(r['sqnr_db'] for r in rows):.1f} dB at {rows[int(np.argmin([r['sqnr_db'] for r in rows]))]['op']}"
-              f" ({', '.join(p.name for p in written)})", flush=True)
+        worst = min(rows, key=lambda r: r["sqnr_db"])
+        print(f"Quantization debugger: {len(rows)} quantized ops; worst median-channel SQNR {worst['sqnr_db']:.1f} dB "
+              f"at {worst['op']} {' '.join(worst['keras_layers'])} ({', '.join(p.name for p in written)})", flush=True)
     if max_drop is None:
         return None, "ptq"
     metric = "mIoU" if cfg.task == "segmentation" else "top-1"
@@ -308,7 +308,7 @@ def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtyp
     splits = load_splits(cfg.data, cfg.task)
     run.write_config(cfg)
     ensure_trained(cfg, run, splits)
-    if "int8" in modes and from_qat and max_drop is None:
+    if "int8" in modes and from_qat:
         ensure_qat(cfg, run, splits)
     for mode in modes:
         convert(cfg, run, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)
