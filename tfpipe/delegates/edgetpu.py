@@ -239,25 +239,22 @@ def keras_layers(tensor_name: str) -> list[str]:
 
 def predict(graph: Graph) -> dict:
     """The static prediction for a whole graph."""
-    per_op, cut = [], None
+    per_op, first = [], None
     for op in graph.ops:
         status, reason, rewrite = op_verdict(graph, op)
-        if cut is None and status != MAPPED:
-            cut = op.index
+        if first is None and status != MAPPED:
             name = graph.tensors[op.outputs[0]].name if op.outputs else ""
             first = {"index": op.index, "op": op.kind, "status": status, "reason": reason,
                      "keras_layers": keras_layers(name), "tensor": name, "rewrite": rewrite}
-        mapped = cut is None
+        mapped = first is None  # one partition: nothing after the first unmapped op is mapped
         per_op.append({"index": op.index, "op": op.kind, "mapped": mapped,
-                       "status": MAPPED if mapped else (status if op.index == cut or status != MAPPED else AFTER_CUT),
+                       "status": MAPPED if mapped else (AFTER_CUT if status == MAPPED else status),
                        "reason": reason, "macs": graph.multiply_adds(op)})
     quantized = any(t.quantized and not t.constant for t in graph.tensors)
-    requirements = {
-        "quantized": quantized,
-        "static_shapes": not any(t.dynamic for t in graph.tensors),
-        "at_most_3_dims_above_1": not any(d > 1 for t in graph.tensors if not t.constant for d in t.shape[:-3]),
-    }
     if not quantized:  # the compiler refuses the file outright
+        first = {"index": 0, "op": graph.ops[0].kind if graph.ops else "", "status": NOT_SUPPORTED,
+                 "reason": "the model is not 8-bit quantized: the compiler rejects it", "keras_layers": [],
+                 "tensor": "", "rewrite": FLOAT_REWRITE}
         for row in per_op:
             row.update(mapped=False, status=NOT_SUPPORTED)
     mapped_ops = sum(row["mapped"] for row in per_op)
@@ -265,13 +262,14 @@ def predict(graph: Graph) -> dict:
     mapped_macs = sum(row["macs"] for row in per_op if row["mapped"])
     return {
         "compilable": quantized,
-        "requirements": requirements,
+        "requirements": {
+            "quantized": quantized,
+            "static_shapes": not any(t.dynamic for t in graph.tensors),
+            "at_most_3_dims_above_1": not any(d > 1 for t in graph.tensors if not t.constant for d in t.shape[:-3]),
+        },
         "ops": {"total": len(per_op), "mapped": mapped_ops, "share": mapped_ops / len(per_op) if per_op else 0.0},
         "macs": {"total": macs, "mapped": mapped_macs, "share": mapped_macs / macs if macs else 0.0},
-        "first_unmapped": (first if cut is not None else None) if quantized else {
-            "index": 0, "op": graph.ops[0].kind if graph.ops else "", "status": NOT_SUPPORTED,
-            "reason": "the model is not 8-bit quantized: the compiler rejects it", "keras_layers": [],
-            "tensor": "", "rewrite": FLOAT_REWRITE},
+        "first_unmapped": first,
         "operators": operator_table(per_op),
         "per_op": per_op,
     }
