@@ -72,14 +72,15 @@ def test_a_missed_budget_points_to_qat(copy_run, capsys, monkeypatch):
 
     existing = (copy_run / "tiny" / "export" / "model_int8.tflite").read_bytes()
 
-    def missed(model, task, io_dtype, calibration, held_out, float_score, max_drop):
+    def missed(model, task, io_dtype, calibration, held_out, float_score, max_drop, errors=None):
         rounds = [{"kept_float": [], "score": 0.5, "drop_points": 9.0, "latency_ms": 1.0, "size_bytes": 10}]
         return existing, {"max_drop_points": max_drop, "held_out_samples": 512, "float_score": 0.59, "met": False,
                      "rounds": rounds, "kept_float_layers": [], "latency_ratio_vs_full_int8": 1.0,
                      "size_ratio_vs_full_int8": 1.0, "layer_errors": []}
 
     monkeypatch.setattr(selective, "select", missed)
-    assert run_cli("tfpipe.convert.__main__", ["--quantize", "int8", "--max-drop", "0.5", *tiny_args(copy_run)]) == 0
+    argv = ["--quantize", "int8", "--max-drop", "0.5", *tiny_args(copy_run)]
+    assert run_cli("tfpipe.convert.__main__", argv) == 0
     printed = capsys.readouterr().out
     assert "Post-training int8 misses --max-drop 0.5" in printed
     assert f"python -m tfpipe.qat --config {copy_run / 'tiny' / 'config.yaml'} --workdir {copy_run}" in printed

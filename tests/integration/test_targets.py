@@ -33,25 +33,33 @@ def ptq_run(tiny_run, tmp_path_factory):
     return RunDir.for_config(cfg, workdir)
 
 
+def top1(model_path, inputs):
+    with Worker(model_path, threads=1) as worker:
+        probabilities = worker.predict({next(iter(worker.inputs)): inputs})["probabilities"]
+    assert probabilities.shape == (len(inputs), 10) and np.allclose(probabilities.sum(-1), 1, atol=0.02)
+    return np.argmax(probabilities, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def fp32_top1(tiny_run):
+    """32 preprocessed test images and the fp32 model's top-1 on them (computed once)."""
+    cfg, run, splits, *_ = tiny_run
+    inputs = evaluation_arrays(splits, PreprocessSpec.from_config(cfg))[0][:32]
+    return inputs, top1(run.tflite("none"), inputs)
+
+
 @pytest.mark.parametrize("target, mode", MATRIX + [("cpu", "int8 PTQ"), ("nnapi", "int8 PTQ")])
-def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run, target, mode):
+def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run, fp32_top1, target, mode):
     """Each pair a target accepts, from the quickstart run's own models (int8: QAT, and PTQ),
     run under ai-edge-litert on real test images: valid probabilities, and top-1 mostly agreeing
     with the fp32 model (the tiny run is 2 short epochs, so QAT's fine-tune alone moves some;
     a broken conversion agrees on about 1 image in 10)."""
-    _, run, splits, *_ = tiny_run
+    _, run, *_ = tiny_run
     quantize = mode.split()[0]
     assert modes_for_target(target, [quantize], ("none",)) == [quantize]
     path = (ptq_run if mode.endswith("PTQ") else run).tflite(quantize)
-    inputs, _ = evaluation_arrays(splits, PreprocessSpec.from_config(tiny_run[0]))
-
-    def top1(model_path):
-        with Worker(model_path, threads=1) as worker:
-            probabilities = worker.predict({next(iter(worker.inputs)): inputs[:32]})["probabilities"]
-        assert probabilities.shape == (32, 10) and np.allclose(probabilities.sum(-1), 1, atol=0.02)
-        return np.argmax(probabilities, axis=-1)
-
-    agree = np.mean(top1(path) == top1(run.tflite("none")))
+    inputs, reference = fp32_top1
+    agree = np.mean(top1(path, inputs) == reference)
     assert agree >= 0.75, f"{target}/{mode}: agrees with fp32 on {agree:.0%} of 32 test images"
 
 

@@ -248,6 +248,7 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
         raise TfpipeError("--max-drop/--debug-quant with convert.class_map: the debugger's converter cannot name "
                           "the class_map output", "convert without --set convert.class_map=true")
     inputs, labels = held_out_arrays(splits, PreprocessSpec.from_config(cfg))
+    rows = None
     if debug_quant:
         rows = selective.layer_errors(model, io_dtype, calibration, inputs)
         written = selective.write_layer_errors(rows, run.export)
@@ -259,7 +260,8 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
     metric = "mIoU" if cfg.task == "segmentation" else "top-1"
     float_score = selective.task_score(cfg.task, {MAIN_OUTPUT: model.predict(inputs, batch_size=64, verbose=0)},
                                        labels)
-    data, report = selective.select(model, cfg.task, io_dtype, calibration, (inputs, labels), float_score, max_drop)
+    data, report = selective.select(model, cfg.task, io_dtype, calibration, (inputs, labels), float_score, max_drop,
+                                    errors=rows)
     io.write_json(run.export / "selective_int8.json", report)
     print("\n".join(selective.describe(report, metric)), flush=True)
     if not report["met"]:

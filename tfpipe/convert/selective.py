@@ -138,9 +138,10 @@ def _consumers(graph, tensor_name: str) -> list[str]:
 
 
 def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: tuple[np.ndarray, np.ndarray],
-           float_score: float, max_drop: float) -> tuple[bytes, dict]:
+           float_score: float, max_drop: float, errors: list[dict] | None = None) -> tuple[bytes, dict]:
     """Full int8, then worst tensors kept float one at a time until the drop is at most `max_drop`
-    points. Returns the chosen model's bytes and the report (rounds, layers kept float, costs)."""
+    points. Returns the chosen model's bytes and the report (rounds, layers kept float, costs).
+    `errors` is `layer_errors`' table when the caller has it already (--debug-quant)."""
     inputs, labels = held_out
     converter = _converter(model, io_dtype, calibration)
     with native_output_silenced((1, 2)):
@@ -148,7 +149,8 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
     score, latency = _measure(full, task, inputs, labels)
     rounds = [{"kept_float": [], "score": score, "drop_points": 100 * (float_score - score),
                "latency_ms": latency, "size_bytes": len(full)}]
-    ranking = sorted(layer_errors(model, io_dtype, calibration, inputs), key=lambda r: r["sqnr_db"])
+    errors = errors if errors is not None else layer_errors(model, io_dtype, calibration, inputs)
+    ranking = sorted(errors, key=lambda r: r["sqnr_db"])
     graph = read_graph_bytes(full)
     denylist: list[str] = []
     data = full
