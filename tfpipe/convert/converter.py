@@ -24,7 +24,7 @@ from tfpipe.rundir import QUANT_LABELS, RunDir
 from tfpipe.runtime import Worker
 from tfpipe.runtime.graph import read_graph
 
-_TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}
+TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
 
 
 def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
@@ -119,8 +119,8 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
     if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = _TF_IO[io_dtype]
-        converter.inference_output_type = _TF_IO[io_dtype]
+        converter.inference_input_type = TF_IO[io_dtype]
+        converter.inference_output_type = TF_IO[io_dtype]
     if quantize == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]

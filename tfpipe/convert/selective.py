@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
+from tfpipe.convert.converter import TF_IO
 from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
@@ -61,8 +62,7 @@ def _converter(model, io_dtype: str, calibration: np.ndarray):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([calibration[i: i + 1]] for i in range(len(calibration)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    io_type = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[io_dtype]
-    converter.inference_input_type = converter.inference_output_type = io_type
+    converter.inference_input_type = converter.inference_output_type = TF_IO[io_dtype]
     return converter
 
 
@@ -127,8 +127,7 @@ def _with_io_type(data: bytes, io_dtype: str) -> bytes:
         return data
     from tensorflow.lite.python.util import modify_model_io_type  # the converter's own helper
 
-    io_type = {"uint8": tf.uint8, "int8": tf.int8}[io_dtype]
-    return modify_model_io_type(data, io_type, io_type)
+    return modify_model_io_type(data, TF_IO[io_dtype], TF_IO[io_dtype])
 
 
 def _consumers(graph, tensor_name: str) -> list[str]:
