@@ -63,8 +63,10 @@ def run(args, cfg) -> int:
         _line(package, _version(package))
     from tfpipe.backend import tf
 
-    keras_module = tf.keras.__name__
-    _line("Keras 2 active", f"{'yes' if keras_module.startswith('tf_keras') else 'NO'} (tf.keras is {keras_module})")
+    # The class, not tf.keras.__name__: importing keras-cv renames that module to "tensorflow.keras"
+    # while it still is tf_keras.
+    keras_module = tf.keras.Model.__module__.split(".")[0]
+    _line("Keras 2 active", f"{'yes' if keras_module == 'tf_keras' else 'NO'} (tf.keras.Model is from {keras_module})")
     for name, module in (("ai-edge-litert", "ai_edge_litert"), ("tflite-runtime", "tflite_runtime")):
         status = _runtime_loads(module) if _version(name) != "not installed" else "not installed"
         _line(f"runtime {name}", status)

@@ -129,6 +129,8 @@ def test_module_and_console_script_entry_points():
 
 @needs_fashion_mnist
 def test_doctor(capsys):
+    import keras_cv  # noqa: F401  (renames tf.keras's module to "tensorflow.keras"; still Keras 2)
+
     code, out, _ = run_stage("tfpipe.doctor", [], capsys)
     assert code == 0
     lines = {line[:31].strip(): line[31:] for line in out.splitlines()}

@@ -16,11 +16,12 @@ from tfpipe.runtime.graph import read_graph
 
 def _convert(model, path, int8=True, fixed_batch=True):
     from tfpipe.backend import tf
+    from tfpipe.convert.converter import variables_of
 
     if fixed_batch:
         spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
         fn = tf.function(lambda x: model(x)).get_concrete_function(spec)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], variables_of(model))
     else:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:

@@ -104,9 +104,18 @@ def serving_function(model, batch: int = 1, class_map: bool = False):
     return serve.get_concrete_function()
 
 
+def variables_of(model):
+    """The trackable the converter saves next to the serving function: only the model's variables.
+    Handing it the Keras model itself makes the converter write a Keras SavedModel, which traces
+    every layer's call: 5x slower, for byte-identical .tflite files (measured on the quickstart)."""
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    return holder
+
+
 def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, class_map=class_map)],
-                                                                model)
+                                                                variables_of(model))
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":

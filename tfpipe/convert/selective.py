@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
-from tfpipe.convert.converter import TF_IO
+from tfpipe.convert.converter import TF_IO, serving_function, variables_of
 from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
@@ -51,14 +51,10 @@ def _median_channel_sqnr(float_outputs, quant_outputs, scale: float, zero_point:
 
 
 def _converter(model, io_dtype: str, calibration: np.ndarray):
-    """A full-integer converter for the debugger. It needs the Keras-model path (its calibrate-only
-    conversion fails from concrete functions in TF 2.21), so the batch is fixed on a clone."""
-    from tfpipe.backend import keras
-
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input(batch_shape=(1, *model.input_shape[1:]),
-                                                                      name=model.input_names[0]))
-    fixed.set_weights(model.get_weights())
-    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    """A full-integer converter for the debugger: the same serving function and variables as
+    convert's own, so tensor names and statistics match the exported model. One per conversion: a
+    concrete-function converter that has converted once fails the second time (TF 2.21)."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model)], variables_of(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([calibration[i: i + 1]] for i in range(len(calibration)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -142,9 +138,8 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
     points. Returns the chosen model's bytes and the report (rounds, layers kept float, costs).
     `errors` is `layer_errors`' table when the caller has it already (--debug-quant)."""
     inputs, labels = held_out
-    converter = _converter(model, io_dtype, calibration)
     with native_output_silenced((1, 2)):
-        full = converter.convert()
+        full = _converter(model, io_dtype, calibration).convert()
     score, latency = _measure(full, task, inputs, labels)
     rounds = [{"kept_float": [], "score": score, "drop_points": 100 * (float_score - score),
                "latency_ms": latency, "size_bytes": len(full)}]
@@ -162,7 +157,8 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
             if name not in denylist:
                 denylist.append(name)
         with native_output_silenced((1, 2)):
-            data = _with_io_type(_debugger(converter, inputs, denylist).get_nondebug_quantized_model(), io_dtype)
+            debugger = _debugger(_converter(model, io_dtype, calibration), inputs, denylist)
+            data = _with_io_type(debugger.get_nondebug_quantized_model(), io_dtype)
         score, latency = _measure(data, task, inputs, labels)
         rounds.append({"kept_float": list(denylist), "suspect": suspect, "score": score,
                        "drop_points": 100 * (float_score - score), "latency_ms": latency, "size_bytes": len(data)})
