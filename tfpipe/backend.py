@@ -52,9 +52,16 @@ def _import_quietly():
 tf, keras = _import_quietly()
 
 
+def keras_package() -> str:
+    """The package tf.keras's Model comes from: "tf_keras" (Keras 2) or "keras" (Keras 3). The class,
+    not tf.keras.__name__: importing keras-cv renames that module to "tensorflow.keras" while it
+    still is tf_keras."""
+    return getattr(getattr(tf.keras, "Model", None), "__module__", "").split(".")[0]
+
+
 def _check_keras2() -> None:
-    module = getattr(tf.keras, "__name__", "")
-    if not module.startswith("tf_keras"):
+    module = keras_package()
+    if module != "tf_keras":
         raise TfpipeError(
             f"tf.keras resolves to {module or 'an unknown module'} (Keras 3), but tfpipe needs tf_keras "
             "(Keras 2) for quantization-aware training",

@@ -61,11 +61,9 @@ def run(args, cfg) -> int:
     _line("python", f"{sys.version.split()[0]} ({sys.executable})")
     for package in PACKAGES:
         _line(package, _version(package))
-    from tfpipe.backend import tf
+    from tfpipe.backend import keras_package
 
-    # The class, not tf.keras.__name__: importing keras-cv renames that module to "tensorflow.keras"
-    # while it still is tf_keras.
-    keras_module = tf.keras.Model.__module__.split(".")[0]
+    keras_module = keras_package()
     _line("Keras 2 active", f"{'yes' if keras_module == 'tf_keras' else 'NO'} (tf.keras.Model is from {keras_module})")
     for name, module in (("ai-edge-litert", "ai_edge_litert"), ("tflite-runtime", "tflite_runtime")):
         status = _runtime_loads(module) if _version(name) != "not installed" else "not installed"
