@@ -24,8 +24,10 @@ $(TFLITE_STAMP):
 demo: $(STAMP)
 	$(PY) -m tfpipe.run --config configs/quickstart.yaml
 
+# One worker per core (pytest-xdist; tests/conftest.py keeps each file, and the files sharing the
+# session's tiny run, on one worker).
 test: $(STAMP) $(TFLITE_STAMP)
-	$(PY) -m pytest -q -rs --durations=15
+	$(PY) -m pytest -q -rs --durations=15 -n auto
 
 # Retrain every configs/zoo/*.yaml (about three hours on 2 cores; finished runs are kept) and rewrite docs/zoo.md from the runs.
 zoo: $(STAMP)

@@ -88,3 +88,23 @@ def tiny_config():
         return load_config(QUICKSTART, [*TINY, *extra])
 
     return make
+
+
+def _reads_the_tiny_run(test_file: str) -> bool:
+    path = REPO / test_file
+    return path.is_file() and "tiny_run" in path.read_text()
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, unknown when it is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """How `make test` splits the suite over the cores (pytest-xdist): whole files to a worker, so
+    module-scoped fixtures are built once, and every file that reads the session's tiny run to the
+    same worker, so that run is trained once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = nodeid.split("::")[0]
+            return "tiny_run" if _reads_the_tiny_run(test_file) else test_file
+
+    return SharedRunScheduling(config, log)
