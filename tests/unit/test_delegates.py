@@ -207,13 +207,16 @@ def test_boxes_and_scores_in_one_quantized_output_are_warned_about(tmp_path):
     from tfpipe.convert.converter import shared_detection_outputs
 
     i = keras.Input((8, 8, 3))
-    x = keras.layers.Reshape((64, 3))(keras.layers.Conv2D(3, 1)(i))
-    boxes = keras.layers.Dense(4, activation="sigmoid")(x) * 96.0
+    x = keras.layers.Reshape((64, 3))(i)
+    # calibration inputs are in 0..1, so every box coordinate saturates at 6 x 16: the range is 0..96
+    # whatever the random weights (a sigmoid's range would depend on them)
+    saturated = keras.layers.Dense(4, kernel_initializer=keras.initializers.Constant(100.0))(x)
+    boxes = keras.layers.ReLU(6.0)(saturated) * 16.0
     scores = keras.layers.Dense(3, activation="sigmoid")(x)
     joined = _convert(keras.Model(i, keras.layers.Concatenate()([boxes, scores])), tmp_path / "joined.tflite")
     [warning] = shared_detection_outputs(joined)
     assert "[1, 64, 7] looks like boxes and scores in one quantized tensor" in warning
     steps = int(warning.split(" only ")[1].split()[0])
-    assert steps <= 3  # one scale over 0..96: a score in 0..1 gets about 2.7 steps
+    assert steps == 2  # one scale over 0..96 (96 / 255 per step): a score in 0..1 gets 2.7 steps
     separate = _convert(keras.Model(i, [boxes, scores]), tmp_path / "separate.tflite")
     assert shared_detection_outputs(separate) == []
