@@ -64,12 +64,14 @@ def corrupt(folder, name, data: bytes):
     return folder / name
 
 
+# mtime=0: gzip stamps the current second into its header, and pytest-xdist needs the same test ids
+# in every worker
 @pytest.mark.parametrize("payload, message", [
     (b"not gzip at all", "cannot read"),
-    (gzip.compress(b"\x00\x00\x0d\x03" + b"\x00" * 20), "bad magic number"),
-    (gzip.compress(idx_bytes(np.zeros((20, 28, 28)))[:-5]), "header promises"),
-    (gzip.compress(b""), "bad magic number empty"),
-])
+    (gzip.compress(b"\x00\x00\x0d\x03" + b"\x00" * 20, mtime=0), "bad magic number"),
+    (gzip.compress(idx_bytes(np.zeros((20, 28, 28)))[:-5], mtime=0), "header promises"),
+    (gzip.compress(b"", mtime=0), "bad magic number empty"),
+], ids=["not-gzip", "bad-magic", "truncated", "empty"])
 def test_corrupt_files_are_named(fake_fashion, payload, message):
     path = corrupt(fake_fashion, fashion_mnist.FILES["train_images"], payload)
     with pytest.raises(TfpipeError) as e:
