@@ -21,7 +21,7 @@ import yaml
 from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES, SceneSpec
 from tfpipe.errors import TfpipeError
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "detection", "segmentation")
 DATASETS = ("fashion_mnist",)
 QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("uint8", "int8", "float")
@@ -115,6 +115,21 @@ class ConvertConfig:
     calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
     io_dtype: str = "uint8"  # input/output type of int8 models
     class_map: bool = False  # segmentation: add an in-graph argmax output, `class_map` (uint8 [1, H, W])
+    # detection: tflite_op appends TFLite_Detection_PostProcess (finished boxes out); raw exports the
+    # box encodings and class scores for decoding and NMS on the host (tfpipe.runtime.detection)
+    postprocess: str = "tflite_op"
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Detectors: how anchors learn, and the decoding the evaluator and the device share (model.json)."""
+
+    match_iou: float = 0.5  # an anchor whose IoU with a ground truth reaches this is that object's
+    focal_alpha: float = 0.25  # focal loss: weight of the positive (object) term
+    focal_gamma: float = 2.0  # focal loss: how much well-classified anchors are discounted
+    score_threshold: float = 0.01  # detections below are dropped (low, so mAP sees the whole curve)
+    nms_iou: float = 0.5  # class-wise NMS: a box overlapping a better one by more is suppressed
+    max_detections: int = 100  # per image, after NMS
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     qat: QATConfig = field(default_factory=QATConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def validate(self) -> Config:
@@ -186,6 +202,17 @@ class Config:
         one_of("preprocess.channel_order", self.preprocess.channel_order, CHANNEL_ORDERS)
         if self.preprocess.scale == 0:
             raise TfpipeError("preprocess.scale: 0 would erase the image", "use e.g. 0.00784313725 (1/127.5)")
+        d = self.detection
+        for key in ("match_iou", "score_threshold", "nms_iou"):
+            if not 0 < getattr(d, key) < 1:
+                raise TfpipeError(f"detection.{key}: {getattr(d, key)} is not accepted", "use a number in (0, 1)")
+        if not 0 < d.focal_alpha < 1:
+            raise TfpipeError(f"detection.focal_alpha: {d.focal_alpha} is not accepted", "use a number in (0, 1)")
+        positive("detection.focal_gamma", d.focal_gamma, allow_zero=True)
+        positive("detection.max_detections", d.max_detections)
+        if self.task == "detection" and self.augment.multi_scale:
+            raise TfpipeError("augment.multi_scale: an SSD's anchors are laid out for one input size",
+                              "remove augment.multi_scale")
         jitter = self.augment.jitter_scale
         if jitter is not None and not 0 < jitter[0] <= jitter[1]:
             raise TfpipeError(f"augment.jitter_scale: {list(self.augment.jitter_scale)} is not accepted",
@@ -261,6 +288,7 @@ class Config:
             one_of("convert.quantize", mode, QUANT_MODES)
         positive("convert.calibration_samples", self.convert.calibration_samples)
         one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
+        one_of("convert.postprocess", self.convert.postprocess, ("tflite_op", "raw"))
         if self.convert.class_map and self.task != "segmentation":
             raise TfpipeError("convert.class_map: true needs task: segmentation",
                               "the argmax class map is a segmentation output; set it to false")

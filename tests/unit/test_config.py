@@ -99,3 +99,19 @@ def test_dump_round_trips(tmp_path):
     assert again == cfg
     assert to_dict(Config())["convert"]["quantize"] == ["none", "int8"]
     assert yaml.safe_load(dump(cfg))["model"]["input_size"] == [32, 32]
+
+
+DETECTOR = Path(__file__).resolve().parents[2] / "configs" / "detection" / "ssdlite_mnv2.yaml"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("detection.match_iou=1.5", "detection.match_iou: 1.5 is not accepted"),
+    ("detection.nms_iou=0", "detection.nms_iou: 0.0 is not accepted"),
+    ("detection.focal_alpha=1", "detection.focal_alpha: 1.0 is not accepted"),
+    ("detection.max_detections=0", "detection.max_detections: 0 is not accepted"),
+    ("convert.postprocess=nms", "convert.postprocess: 'nms' is not accepted"),
+    ("augment.multi_scale=[96, 128]", "augment.multi_scale: an SSD's anchors are laid out for one input size"),
+])
+def test_detector_settings_are_checked(override, message):
+    with pytest.raises(TfpipeError, match=message.replace("[", r"\[")):
+        load_config(DETECTOR, [override])

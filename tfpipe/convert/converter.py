@@ -16,12 +16,14 @@ import numpy as np
 from tfpipe import io
 from tfpipe.backend import native_output_silenced, tf
 from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES, Config
+from tfpipe.convert.postprocess import postprocess_last, with_postprocess
 from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import QUANT_LABELS, RunDir
 from tfpipe.runtime import Worker
+from tfpipe.runtime.detection import BOXES, SCALES, SCORES
 from tfpipe.runtime.graph import read_graph
 
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
@@ -89,19 +91,20 @@ def _output_names(model) -> list[str]:
     return [name.removeprefix("quant_") for name in model.output_names]
 
 
-def serving_function(model, batch: int = 1, class_map: bool = False):
+def serving_function(model, batch: int = 1, class_map: bool = False, postprocess=None):
     """A tf.function with a fixed batch and the model's output layer names as signature names
-    (plus `class_map` when asked)."""
+    (plus `class_map` when asked). `postprocess` (anchors, DetectionConfig) appends the detection
+    post-processing op instead: the outputs are then convert/postprocess.py's OUTPUTS."""
     spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
     model, names = with_class_map(model) if class_map else (model, _output_names(model))
 
-    @tf.function(input_signature=[spec])
-    def serve(x):
+    def raw(x):
         outputs = model(x, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(names, outputs, strict=True))
 
-    return serve.get_concrete_function()
+    body = raw if postprocess is None else with_postprocess(model, *postprocess, names)
+    return tf.function(body, input_signature=[spec]).get_concrete_function()
 
 
 def variables_of(model):
@@ -113,9 +116,13 @@ def variables_of(model):
     return holder
 
 
-def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model, class_map=class_map)],
-                                                                variables_of(model))
+def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False,
+              postprocess=None) -> bytes:
+    """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function."""
+    function = serving_function(model, class_map=class_map, postprocess=postprocess)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables_of(model))
+    if postprocess is not None:
+        converter.allow_custom_ops = True  # TFLite_Detection_PostProcess: in every TFLite runtime
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
@@ -129,12 +136,14 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
     if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = TF_IO[io_dtype]
-        converter.inference_output_type = TF_IO[io_dtype]
+        # the post-processing op computes in float and outputs float boxes, classes and scores
+        converter.inference_output_type = TF_IO[io_dtype] if postprocess is None else tf.float32
     if quantize == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     with native_output_silenced((1, 2)):
-        return converter.convert()
+        data = converter.convert()
+    return data if postprocess is None else postprocess_last(data)
 
 
 def _read_bundle(run: RunDir) -> dict:
@@ -160,7 +169,43 @@ def output_contract(cfg: Config) -> dict[str, str]:
         if cfg.convert.class_map:
             outputs[CLASS_MAP] = f"uint8 [1, {h}, {w}] the class index per pixel (argmax), never quantized"
         return outputs
+    if cfg.task == "detection" and cfg.convert.postprocess == "tflite_op":
+        m = cfg.detection.max_detections
+        return {"detection_boxes": f"float [1, {m}, 4] (ymin, xmin, ymax, xmax) normalised to the model input",
+                "detection_classes": f"float [1, {m}] class index into `classes`",
+                "detection_scores": f"float [1, {m}] score, highest first",
+                "num_detections": "float [1] how many of the rows are detections"}
+    if cfg.task == "detection":
+        return {BOXES: "float [1, N, 4] box encodings (ty, tx, th, tw) relative to `detection.anchors`; see "
+                       "`detection.box_coding`",
+                SCORES: "float [1, N, num_classes] a sigmoid score per anchor and class, in the order of `classes`"}
     return {"probabilities": "float [1, num_classes] softmax over `classes`, in their order"}
+
+
+def detection_postprocess(cfg: Config, num_classes: int):
+    """(anchors, detection settings) for serving_function when the detector exports the op, else None."""
+    if cfg.task != "detection" or cfg.convert.postprocess != "tflite_op":
+        return None
+    from tfpipe.models.registry import anchors
+
+    return anchors(cfg.model, num_classes), cfg.detection
+
+
+def detection_contract(cfg: Config, num_classes: int) -> dict:
+    """What a device needs to turn a detector's raw outputs into boxes, exactly as the evaluator does
+    (tfpipe.runtime.detection.detect)."""
+    from tfpipe.models.registry import anchors
+
+    d = cfg.detection
+    return {
+        "box_coding": {"encodings": "ty tx th tw", "anchors": "cy cx h w, normalised to the model input",
+                       "scales": list(SCALES), "decode": "cy = cy_a + ty / 10 * h_a; h = h_a * exp(th / 5) (x, w "
+                       "alike); corners clipped to 0..1, then class-wise NMS"},
+        "score_threshold": d.score_threshold,
+        "nms_iou": d.nms_iou,
+        "max_detections": d.max_detections,
+        "anchors": np.round(anchors(cfg.model, num_classes), 7).tolist(),
+    }
 
 
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
@@ -190,6 +235,8 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "outputs": output_contract(cfg),
         "models": dict(sorted(models.items())),
     }
+    if cfg.task == "detection":
+        bundle["detection"] = detection_contract(cfg, len(class_names))
     io.write_text(run.labels, "".join(f"{name}\n" for name in class_names))
     io.write_json(run.model_json, bundle)
 
@@ -231,7 +278,9 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
           + (f" (calibrating on {len(calibration)} images)" if calibration is not None
              and source != "qat" else ""), flush=True)
     if data is None:
-        data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map)
+        data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
+                         postprocess=detection_postprocess(cfg, len(images[1] if images is not None
+                                                                    else splits.class_names)))
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)
@@ -285,10 +334,13 @@ def shared_detection_outputs(path: Path) -> list[str]:
     one quantization scale, set by the pixel coordinates, so scores in 0..1 keep only a few steps:
     the 'int8 detects nothing' collapse users report. Detectors should export them separately."""
     graph = read_graph(path)
+    outputs = [graph.tensors[index] for index in graph.outputs]
+    # a detector whose boxes are an output of their own, [1, N, 4], keeps its scores apart already
+    box_outputs = {t.shape[1] for t in outputs if len(t.shape) == 3 and t.shape[-1] == 4}
     warnings = []
-    for index in graph.outputs:
-        t = graph.tensors[index]
-        if t.quantized and len(t.shape) == 3 and t.shape[-1] >= 5 and t.shape[1] >= 4:
+    for t in outputs:
+        if (t.quantized and len(t.shape) == 3 and t.shape[-1] >= 5 and t.shape[1] >= 4
+                and t.shape[1] not in box_outputs):
             steps = int(1 / t.scale[0]) if t.scale[0] else 0
             warnings.append(f"output {t.name!r} {list(t.shape)} looks like boxes and scores in one quantized tensor: "
                             f"its scale {t.scale[0]:.4g} leaves a score in 0..1 only {steps} steps; export boxes and "

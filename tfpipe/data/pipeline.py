@@ -144,15 +144,20 @@ def held_out_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec) -> tuple
 
 
 def evaluation_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec, split: str | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      ) -> tuple[np.ndarray, np.ndarray | list[tuple[np.ndarray, np.ndarray]]]:
     """The test split (or `split` of scenes), preprocessed, in its order, never augmented: model
-    inputs float32 [N, H, W, C] and targets (labels int32 [N], or class maps int32 [N, H, W] with
-    255 = void, at the model's input size)."""
+    inputs float32 [N, H, W, C] and targets: labels int32 [N]; class maps int32 [N, H, W] with
+    255 = void, at the model's input size; or, for detection, one (boxes float32 [K, 4] x1 y1 x2 y2
+    in pixels of the model input, classes int32 [K]) pair per image."""
     if isinstance(splits, SceneSplits):
         from tfpipe.data.annotated import make_annotated_dataset
 
         batches = list(make_annotated_dataset(splits.dataset, split or splits.test, spec, 64, splits.task)
                        .as_numpy_iterator())
-        return (np.concatenate([x for x, _ in batches]), np.concatenate([y[..., 0] for _, y in batches]))
+        inputs = np.concatenate([x for x, _ in batches])
+        if splits.task == "detection":
+            return inputs, [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int32))
+                            for _, y in batches for b, c in zip(y["boxes"], y["classes"], strict=True)]
+        return inputs, np.concatenate([y[..., 0] for _, y in batches])
     inputs = make_dataset(splits.test, spec, 512, len(splits.class_names), with_labels=False)
     return np.concatenate(list(inputs.as_numpy_iterator())), splits.test.labels

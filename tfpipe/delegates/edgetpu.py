@@ -270,9 +270,28 @@ def predict(graph: Graph) -> dict:
         "ops": {"total": len(per_op), "mapped": mapped_ops, "share": mapped_ops / len(per_op) if per_op else 0.0},
         "macs": {"total": macs, "mapped": mapped_macs, "share": mapped_macs / macs if macs else 0.0},
         "first_unmapped": first,
+        "before_postprocess": _before_postprocess(graph, per_op),
         "operators": operator_table(per_op),
         "per_op": per_op,
     }
+
+
+POSTPROCESS = "TFLite_Detection_PostProcess"
+
+
+def _before_postprocess(graph: Graph, per_op: list[dict]) -> dict | None:
+    """For a detector ending in TFLite_Detection_PostProcess, the ops before it and the DEQUANTIZEs
+    that only feed it: that tail runs on the CPU in every Edge TPU detector (the op is not in the
+    Edge TPU's table), so what counts is whether everything before it maps. None otherwise."""
+    if not graph.ops or graph.ops[-1].kind != POSTPROCESS:
+        return None
+    start = len(graph.ops) - 1
+    post_inputs = set(graph.ops[-1].inputs)
+    while start > 0 and graph.ops[start - 1].kind == "DEQUANTIZE" and set(graph.ops[start - 1].outputs) <= post_inputs:
+        start -= 1
+    mapped = sum(row["mapped"] for row in per_op[:start])
+    return {"total": start, "mapped": mapped, "share": mapped / start if start else 0.0,
+            "cpu_tail": [op.kind for op in graph.ops[start:]]}
 
 
 def operator_table(per_op: list[dict]) -> list[dict]:
@@ -335,7 +354,12 @@ def summary_lines(report: dict) -> list[str]:
     ops, macs, first = report["ops"], report["macs"], report["first_unmapped"]
     lines = [f"Edge TPU (predicted): {ops['mapped']}/{ops['total']} ops mapped ({ops['share']:.0%}), "
              f"{macs['share']:.1%} of {macs['total'] / 1e6:.1f}M MACs"]
-    if first:
+    before = report.get("before_postprocess")
+    if before:
+        lines.append(f"  before the post-processing op: {before['mapped']}/{before['total']} ops mapped "
+                     f"({before['share']:.0%}); {', '.join(before['cpu_tail'])} run on the CPU, as in every "
+                     "Edge TPU detector")
+    if first and not (before and first["index"] >= before["total"]):
         layer = f" (Keras layer {', '.join(first['keras_layers'])})" if first["keras_layers"] else ""
         lines.append(f"  graph cut at op {first['index']} {first['op']}{layer}: {first['reason']}")
         if first["rewrite"]:

@@ -8,6 +8,7 @@ the same metric code scores every model's outputs.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,14 @@ from tfpipe.data.pipeline import SceneSplits, Splits, evaluation_arrays, load_sp
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
+from tfpipe.evaluate.detection import COCO_STATS, ImageBoxes, coco_metrics, detection_agreement, predictions
 from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
+from tfpipe.runtime.detection import BOXES, SCORES
 
 SCHEMA = "tfpipe-parity/1"
 REFERENCE = "model_fp32.tflite"  # latency and size ratios are relative to this file when present
@@ -123,8 +126,42 @@ def _segmentation_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str
     }
 
 
+def _detection_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None,
+                      labels: list[ImageBoxes], gallery: int, *, detect, num_classes: int) -> dict:
+    """COCO mAP of one model's detections (decoded and NMS'd by `detect`, the same for every model);
+    against the float model: how many boxes find a partner, their IoU and score difference."""
+    found = detect(outputs)
+    coco = coco_metrics(labels, found, num_classes)
+    counts = np.bincount(np.concatenate([g.classes for g in labels]).astype(int), minlength=num_classes)
+    metrics = {"map": coco["AP"], "map50": coco["AP50"], "map75": coco["AP75"], "coco": {
+        k: coco[k] for k in COCO_STATS}, "per_class_ap": coco["per_class_AP"], "per_class_count": counts.tolist(),
+        "pr_curve_iou50": coco["pr_curve_iou50"], "detections": int(sum(len(f.boxes) for f in found))}
+    if float_outputs is None:
+        return {"metrics": metrics, "detections": found}
+    float_found = detect(float_outputs)
+    float_metrics = coco_metrics(labels, float_found, num_classes)
+    agreement = detection_agreement(float_found, found)
+    per_image = np.array(agreement.pop("per_image"))
+    return {
+        "metrics": metrics,
+        "detections": found,
+        "delta_points": {"map": 100 * (coco["AP"] - float_metrics["AP"]),
+                         "map50": 100 * (coco["AP50"] - float_metrics["AP50"])},
+        "delta_per_class_points": [None if m is None or f is None else 100 * (m - f) for m, f in
+                                   zip(coco["per_class_AP"], float_metrics["per_class_AP"], strict=True)],
+        "agreement_boxes": agreement["matched_share_reference"],
+        "box_agreement": agreement,
+        # raw outputs, when the model has them (a model ending in the post-processing op has not)
+        "outputs": {name: output_agreement(float_outputs[name], outputs[name]) for name in (SCORES, BOXES)
+                    if name in outputs},
+        "worst_disagreements": [{"index": int(i), "unmatched": float(per_image[i])}
+                                for i in np.argsort(-per_image, kind="stable")[:gallery]],
+    }
+
+
 # task -> (scores of one model, the gate's metric)
-TASKS = {"classification": (_classification_scores, "top1"), "segmentation": (_segmentation_scores, "miou")}
+TASKS = {"classification": (_classification_scores, "top1"), "segmentation": (_segmentation_scores, "miou"),
+         "detection": (_detection_scores, "map")}
 
 
 def _pixels(inputs: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -142,6 +179,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
 
     `python` runs the runtime workers under another interpreter (its own numpy and runtime);
     `workers` shards the test split over that many worker processes."""
+    from tfpipe.models import registry as model_registry
     from tfpipe.train.trainer import load_float_model
 
     ev = cfg.evaluate
@@ -165,11 +203,21 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     dataset_name = cfg.data.dataset if isinstance(splits, Splits) else cfg.data.builtin
     print(f"Evaluating on {len(inputs):,} {split_name} images ({dataset_name}), {workers} worker(s) x "
           f"{threads} thread(s)" + (f", delegate {delegate}" if delegate else ""), flush=True)
-    float_outputs = {MAIN_OUTPUT: float_model.predict(inputs, batch_size=64, verbose=0)}
+    predicted = float_model.predict(inputs, batch_size=64, verbose=0)
+    float_outputs = dict(zip(float_model.output_names, predicted if isinstance(predicted, list) else [predicted],
+                             strict=True))
+    if cfg.task == "detection":  # boxes in model-input pixels, decoded by the runtime's code for every model
+        targets = [ImageBoxes(b, c) for b, c in targets]
+        anchors = model_registry.anchors(cfg.model, len(splits.class_names))
+        d = cfg.detection
+        score = partial(score, num_classes=len(splits.class_names), detect=partial(
+            predictions, anchors=anchors, image_size=tuple(cfg.model.input_size), score_threshold=d.score_threshold,
+            iou_threshold=d.nms_iou, max_detections=d.max_detections))
     float_metrics = score(float_outputs, None, targets, ev.gallery)["metrics"]
     rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
              "metrics": float_metrics}]
     maps: dict[str, dict[int, np.ndarray]] = {}  # segmentation galleries: model name -> index -> class map
+    boxes: dict[str, dict[int, ImageBoxes]] = {}  # detection galleries: model name -> index -> detections
 
     for path in files:
         label = _model_label(path)
@@ -192,6 +240,9 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
         except WorkerCrashed as e:
             row.update(status="failed", errors=["the runtime worker died while timing invokes"], crash_logs=[str(e)])
             continue
+        if cfg.task == "detection":  # this model's boxes on the images its gallery shows
+            boxes[label] = {w["index"]: scored["detections"][w["index"]] for w in scored["worst_disagreements"]}
+        scored.pop("detections", None)
         row.update({"status": "ok", **scored, "latency_ms": latency})
         if cfg.task == "segmentation":  # this model's maps of the images its gallery shows
             predicted = class_maps(result.outputs)
@@ -229,6 +280,10 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     shown = sorted({w["index"] for r in rows for w in r.get("worst_disagreements", [])})
     if isinstance(splits, Splits):
         return Evaluation(report, {i: splits.test.images[i] for i in shown})
+    if cfg.task == "detection":
+        float_found = score.keywords["detect"](float_outputs)
+        boxes.update(truth={i: targets[i] for i in shown}, float={i: float_found[i] for i in shown})
+        return Evaluation(report, {i: _pixels(inputs[i], spec) for i in shown}, boxes=boxes)
     float_maps = class_maps(float_outputs)
     maps.update(truth={i: targets[i] for i in shown}, float={i: float_maps[i] for i in shown})
     return Evaluation(report, {i: _pixels(inputs[i], spec) for i in shown}, maps)

@@ -29,6 +29,7 @@ class Entry:
     task: str
     builder: Callable
     fixed: dict = field(default_factory=dict)
+    anchors: Callable | None = None  # detection: the model's anchors [N, 4] from the builder's arguments
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -38,10 +39,12 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, task: str, builder: Callable, **fixed) -> None:
+def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None, **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
-    _REGISTRY[name] = Entry(name, task, builder, fixed)
+    if (task == "detection") != (anchors is not None):
+        raise ValueError(f"model {name!r}: a detector, and only a detector, registers its anchors")
+    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors)
 
 
 def names(task: str | None = None) -> list[str]:
@@ -89,3 +92,10 @@ def build(cfg: ModelConfig, task: str, num_classes: int):
                           "import it again with python -m tfpipe.convert --model PATH")
     input_shape = (*cfg.input_size, cfg.channels)
     return entry.builder(input_shape=input_shape, num_classes=num_classes, **entry.fixed, **cfg.args)
+
+
+def anchors(cfg: ModelConfig, num_classes: int):
+    """A detector's anchors [N, 4] (cy, cx, h, w), normalised, in the order of its outputs."""
+    entry = check(cfg, "detection")
+    return entry.anchors(input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes, **entry.fixed,
+                         **cfg.args)

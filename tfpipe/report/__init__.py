@@ -44,9 +44,11 @@ class Evaluation:
     images: dict[int, np.ndarray] = field(default_factory=dict)  # the gallery's test images by index
     # segmentation galleries: "truth", "float" and each converted model's name -> index -> class map
     class_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    # detection galleries: "truth", "float" and each converted model's name -> index -> ImageBoxes
+    boxes: dict[str, dict] = field(default_factory=dict)
 
 
-GATE_METRICS = {"top1": "top-1", "miou": "mIoU"}
+GATE_METRICS = {"top1": "top-1", "miou": "mIoU", "map": "mAP"}
 
 
 def _fmt(value, spec: str) -> str:
@@ -61,6 +63,9 @@ def table_rows(report: dict) -> list[list[str]]:
     if _segmentation(report):
         metrics = [("mIoU", "miou"), ("pixel acc", "pixel_accuracy")]
         delta, agreement = ("ΔmIoU pts", "miou"), "agreement_pixels"
+    elif report["task"] == "detection":
+        metrics = [("mAP", "map"), ("mAP@.5", "map50")]
+        delta, agreement = ("ΔmAP pts", "map"), "agreement_boxes"
     else:
         metrics = [("top-1", "top1"), ("top-5", "top5")]
         delta, agreement = ("Δtop-1 pts", "top1"), "agreement_top1"
@@ -90,12 +95,14 @@ def per_class_rows(report: dict) -> list[list[str]]:
     model's change in points."""
     models = [m for m in report["models"] if m.get("status", "ok") == "ok"]
     float_model, converted = models[0], models[1:]
-    key, unit, metric = ("per_class_iou", "pixels", "IoU") if _segmentation(report) else \
-        ("per_class_top1", "images", "top-1")
+    key, unit, metric = {"segmentation": ("per_class_iou", "pixels", "IoU"),
+                         "detection": ("per_class_ap", "boxes", "AP")}.get(report["task"],
+                                                                          ("per_class_top1", "images", "top-1"))
     rows = [["class", unit, f"{float_model['name']} {metric}"] + [f"Δ{m['name']} pts" for m in converted]]
-    confusion = np.array(float_model["metrics"]["confusion"])
+    metrics = float_model["metrics"]
+    counts = metrics["per_class_count"] if "per_class_count" in metrics else np.sum(metrics["confusion"], axis=1)
     for k, name in enumerate(report["dataset"]["classes"]):
-        rows.append([name, f"{int(confusion[k].sum()):,}", _fmt(float_model["metrics"][key][k], ".4f")]
+        rows.append([name, f"{int(counts[k]):,}", _fmt(float_model["metrics"][key][k], ".4f")]
                     + [_fmt(m["delta_per_class_points"][k], "+.2f") for m in converted])
     return rows
 
@@ -139,17 +146,29 @@ SEGMENTATION_NOTE = ("Δ columns are percentage points against the float Keras m
                      "after warm-up.")
 
 
+DETECTION_NOTE = ("Δ columns are percentage points against the float Keras model; mAP is COCO's AP@[.5:.95] "
+                  "(pycocotools), mAP@.5 its AP at IoU 0.5; every model's raw outputs are decoded and NMS'd by "
+                  "the same code; `agree` is the share of the float model's boxes that the model reproduces "
+                  "(same class, IoU >= 0.5); size× and lat× are relative to model_fp32.tflite; latency is "
+                  "batch 1 after warm-up.")
+
+
 def _note(report: dict) -> str:
-    return SEGMENTATION_NOTE if _segmentation(report) else NOTE
+    return {"segmentation": SEGMENTATION_NOTE, "detection": DETECTION_NOTE}.get(report["task"], NOTE)
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     report = evaluation.report
     plot_dir = out_dir / "plots"
+    ok = [m for m in report["models"] if m.get("status", "ok") == "ok"]
     if _segmentation(report):
-        ok = [m for m in report["models"] if m.get("status", "ok") == "ok"]
         paths = {"IoU per class": plots.iou_bars({m["name"]: m["metrics"] for m in ok}, report["dataset"]["classes"],
                                                  plot_dir / "iou.png")}
+    elif report["task"] == "detection":
+        by_model = {m["name"]: m["metrics"] for m in ok}
+        paths = {"AP per class": plots.class_bars(by_model, report["dataset"]["classes"], "per_class_ap", "map", "AP",
+                                                  plot_dir / "ap.png"),
+                 "precision-recall": plots.pr_curves(by_model, report["dataset"]["classes"], plot_dir / "pr.png")}
     else:
         paths = {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
     if any("latency_ms" in m for m in report["models"]):
@@ -157,9 +176,13 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     for m in report["models"]:
         if m.get("worst_disagreements"):
             out = plot_dir / f"gallery_{m['name']}.png"
-            paths[f"worst disagreements: {m['name']}"] = (
-                plots.segmentation_gallery(report, m, evaluation.images, evaluation.class_maps, out)
-                if _segmentation(report) else plots.classification_gallery(report, m, evaluation.images, out))
+            if _segmentation(report):
+                picture = plots.segmentation_gallery(report, m, evaluation.images, evaluation.class_maps, out)
+            elif report["task"] == "detection":
+                picture = plots.detection_gallery(report, m, evaluation.images, evaluation.boxes, out)
+            else:
+                picture = plots.classification_gallery(report, m, evaluation.images, out)
+            paths[f"worst disagreements: {m['name']}"] = picture
     return paths
 
 

@@ -122,24 +122,62 @@ def pr_curves(metrics_by_model: dict[str, dict], classes: list[str], path: Path)
 
 def iou_bars(metrics_by_model: dict[str, dict], classes: list[str], path: Path) -> Path:
     """Per-class IoU of each model side by side (classes absent from labels and predictions left out)."""
+    return class_bars(metrics_by_model, classes, "per_class_iou", "miou", "IoU", path)
+
+
+def class_bars(metrics_by_model: dict[str, dict], classes: list[str], key: str, summary: str, label: str,
+               path: Path) -> Path:
+    """A per-class metric (`key`: a list with None where the class is absent) of each model side by
+    side, the legend giving each model's mean (`summary`)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(classes) * max(1, len(metrics_by_model)) / 2), 3.8))
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(metrics_by_model))
     for i, (name, metrics) in enumerate(metrics_by_model.items()):
-        values = [np.nan if v is None else v for v in metrics["per_class_iou"]]
+        values = [np.nan if v is None else v for v in metrics[key]]
         ax.bar(x + (i - (len(metrics_by_model) - 1) / 2) * width, values, width,
-               label=f"{name} (mIoU {metrics['miou']:.4f})")
+               label=f"{name} (m{label} {metrics[summary]:.4f})")
     for k in range(len(classes)):
-        if all(m["per_class_iou"][k] is None for m in metrics_by_model.values()):
+        if all(m[key][k] is None for m in metrics_by_model.values()):
             ax.text(k, 0.02, "absent", ha="center", fontsize=7, color="gray")
     ax.set_xticks(x, classes, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 1.25)  # headroom for the legend
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("IoU")
-    ax.set_title("IoU per class")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} per class")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def detection_gallery(report: dict, model: dict, images: dict[int, np.ndarray], boxes: dict[str, dict],
+                      path: Path, min_score: float = 0.3) -> Path:
+    """One row per image where `model`'s detections differ most from the float model's: the ground
+    truth, the float model's and the model's boxes (score >= `min_score`) with class and score."""
+    plt = _pyplot()
+    worst = model["worst_disagreements"]
+    name, classes = model["name"], report["dataset"]["classes"]
+    fig, axes = plt.subplots(len(worst), 3, figsize=(7.5, 2.5 * len(worst) + 0.6), squeeze=False,
+                             layout="constrained")
+    for row, w in zip(axes, worst, strict=True):
+        i = w["index"]
+        for ax, (source, title) in zip(row, (("truth", f"#{i} ground truth"), ("float", "float"),
+                                             (name, f"{name}: {100 * w['unmatched']:.0f} % unmatched")), strict=True):
+            ax.imshow(images[i], interpolation="nearest")
+            found = boxes[source][i]
+            keep = np.ones(len(found.boxes), bool) if found.scores is None else found.scores >= min_score
+            for k in np.flatnonzero(keep):
+                x1, y1, x2, y2 = found.boxes[k]
+                colour = plt.get_cmap("tab10")(int(found.classes[k]) % 10)
+                ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=colour, linewidth=1.2))
+                text = classes[int(found.classes[k])] + ("" if found.scores is None else f" {found.scores[k]:.2f}")
+                ax.text(x1, y1, text, fontsize=5, color="white", va="bottom",
+                        bbox={"facecolor": colour, "pad": 0.5, "linewidth": 0})
+            ax.set_title(title, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{name}: images whose detections differ most from the float model's (boxes scoring >= "
+                 f"{min_score:g})", fontsize=8)
     return _save(fig, path)
 
 

@@ -18,10 +18,11 @@ from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
+from tfpipe.models.detection.boxes import BOXES, SCORES, training_targets
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
-from tfpipe.train.losses import IGNORE, SegmentationLoss
+from tfpipe.train.losses import IGNORE, BoxLoss, FocalLoss, SegmentationLoss
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -35,6 +36,11 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     return keras.optimizers.Adam(learning_rate, weight_decay=decay)
 
 
+def output_names(model) -> list[str]:
+    """The model's output names as built (a QAT copy's are tfmot's quant_<name>)."""
+    return [name.removeprefix("quant_") for name in model.output_names]
+
+
 def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                          label_smoothing: float | None = None) -> None:
     """The task's loss on `probabilities`: cross-entropy with label smoothing (classification) or
@@ -42,6 +48,12 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
     auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) adds theirs, weighted by
     train.aux_loss_weight. The metric (accuracy, or mIoU over labelled pixels) is the main output's."""
     t = cfg.train
+    if cfg.task == "detection":  # localisation (smooth L1 on positives) + confidence (focal)
+        d = cfg.detection
+        losses = {BOXES: BoxLoss(), SCORES: FocalLoss(d.focal_alpha, d.focal_gamma)}
+        model.compile(optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
+                      loss=[losses[name] for name in output_names(model)])
+        return
     if cfg.task == "segmentation":  # class_weights' length is checked with the config
         loss = SegmentationLoss(num_classes, list(t.class_weights) if t.class_weights else None, t.dice_weight)
         metric = keras.metrics.MeanIoU(num_classes, name="miou", ignore_class=IGNORE, sparse_y_pred=False)
@@ -66,6 +78,14 @@ def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: Preprocess
         train_ds = make_annotated_dataset(splits.dataset, splits.train, spec, cfg.train.batch_size, splits.task,
                                           training=True, augment=cfg.augment, seed=cfg.train.seed)
         val_ds = make_annotated_dataset(splits.dataset, splits.test, spec, cfg.train.batch_size, splits.task)
+        if splits.task == "detection":  # ground-truth boxes -> per-anchor targets of this model
+            anchors = models.registry.anchors(cfg.model, len(splits.class_names))
+
+            def to_targets(x, y):
+                return x, training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou)
+
+            train_ds = train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
+            val_ds = val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
         return train_ds, val_ds
     num_classes = len(splits.class_names)
     train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
@@ -87,7 +107,11 @@ def fit(model, cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, 
     deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
     compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
     train_ds, val_ds = training_batches(cfg, splits, spec)
-    if len(model.outputs) > 1:  # every output learns the same target
+    if cfg.task == "detection":  # targets in the order of the outputs (tfmot renames them quant_*)
+        names = output_names(model)
+        train_ds = train_ds.map(lambda x, y: (x, tuple(y[n] for n in names)))
+        val_ds = val_ds.map(lambda x, y: (x, tuple(y[n] for n in names)))
+    elif len(model.outputs) > 1:  # auxiliary outputs learn the main target
         names = model.output_names
         train_ds = train_ds.map(lambda x, y: (x, {n: y for n in names}))
         val_ds = val_ds.map(lambda x, y: (x, {n: y for n in names})) if val_ds is not None else None
@@ -194,7 +218,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) 
             schedule = make_schedule(cfg.train, steps)
         history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
                       initial_epoch=frozen_epochs)
-    if len(model.outputs) > 1:  # auxiliary classifiers only serve training
+    if len(model.outputs) > 1 and cfg.task != "detection":  # auxiliary classifiers only serve training
         model = keras.Model(model.input, model.get_layer(MAIN_OUTPUT).output, name=model.name)
     if _is_chief(strategy):
         io.write_with(run.float_model, lambda tmp: model.save(tmp))

@@ -1,0 +1,100 @@
+"""A detector end to end on FashionScenes: train, QAT, convert with the post-processing op and
+raw, evaluate by COCO mAP; the op and tfpipe's own decoding agree box for box."""
+
+import json
+import shutil
+from contextlib import redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_fashion_mnist, run_cli
+
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "detection" / "ssdlite_mnv2.yaml"
+TINY = ("data.train_limit=256", "data.test_limit=48", "train.epochs=2", "train.batch_size=32",
+        "train.learning_rate=0.01", "convert.calibration_samples=16", "evaluate.latency_runs=5",
+        "evaluate.latency_warmup=1", "evaluate.workers=1", "name=det")
+
+
+def args(workdir, *extra):
+    out = ["--config", str(CONFIG), "--workdir", str(workdir), *extra]
+    for assignment in TINY:
+        out += ["--set", assignment]
+    return out
+
+
+@pytest.fixture(scope="module")
+def det_run(tmp_path_factory):
+    from tfpipe.rundir import RunDir
+
+    workdir = tmp_path_factory.mktemp("det")
+    printed = StringIO()
+    with redirect_stdout(printed):
+        assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", "--quantize", "int8", *args(workdir)]) == 0
+        assert run_cli("tfpipe.evaluate.__main__", [*args(workdir), "--max-drop", "100"]) == 0
+    return RunDir(workdir / "det"), printed.getvalue()
+
+
+def test_every_model_is_scored_by_coco_map_and_fp32_matches_float(det_run):
+    run, out = det_run
+    report = json.loads((run.eval / "parity.json").read_text())
+    assert report["task"] == "detection" and report["gate"]["metric"] == "map"
+    assert report["dataset"]["samples"] == 48
+    rows = {m["name"]: m for m in report["models"]}
+    assert set(rows) == {"float", "fp32", "int8"} and all(m["status"] == "ok" for m in rows.values())
+    for m in rows.values():
+        assert {"map", "map50", "per_class_ap", "coco"} <= set(m["metrics"])
+    assert abs(rows["fp32"]["delta_points"]["map"]) <= 0.1 and rows["fp32"]["agreement_boxes"] >= 0.99
+    assert "mAP@.5" in (run.eval / "report.md").read_text() and (run.eval / "plots" / "ap.png").is_file()
+
+
+def test_the_bundle_carries_the_anchors_and_the_op_outputs_and_the_edge_tpu_maps_everything_before_it(det_run):
+    run, out = det_run
+    bundle = json.loads(run.model_json.read_text())
+    assert bundle["task"] == "detection" and len(bundle["detection"]["anchors"]) == 340
+    assert set(bundle["outputs"]) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    assert "TFLite_Detection_PostProcess" in bundle["models"]["int8"]["ops"]
+    compat = json.loads((run.export / "compat_edgetpu.json").read_text())
+    assert compat["before_postprocess"]["share"] == 1.0
+    assert compat["before_postprocess"]["cpu_tail"] == ["DEQUANTIZE", "DEQUANTIZE", "TFLite_Detection_PostProcess"]
+    assert "before the post-processing op: 104/104 ops mapped (100%)" in out
+
+
+def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path):
+    """The same fp32 model exported raw and with the op: tfpipe.runtime.detection's decoding and
+    class-wise NMS reproduce TFLite_Detection_PostProcess's boxes, classes and scores."""
+    from tfpipe.config import load_config
+    from tfpipe.data.pipeline import evaluation_arrays, load_splits
+    from tfpipe.data.preprocess import PreprocessSpec
+    from tfpipe.models.registry import anchors
+    from tfpipe.rundir import RunDir
+    from tfpipe.runtime import Worker
+    from tfpipe.runtime.detection import detect, finished
+
+    run, _ = det_run
+    shutil.copytree(run.root, tmp_path / "det")
+    assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", *args(tmp_path),
+                                               "--set", "convert.postprocess=raw"]) == 0
+    raw_model = RunDir(tmp_path / "det").tflite("none")
+    cfg = load_config(CONFIG, list(TINY))
+    inputs = evaluation_arrays(load_splits(cfg.data, cfg.task), PreprocessSpec.from_config(cfg))[0][:8]
+    with Worker(raw_model, threads=1) as worker:
+        raw = worker.predict({"images": inputs})
+    with Worker(run.tflite("none"), threads=1) as worker:
+        op = worker.predict({"images": inputs})
+    grid = anchors(cfg.model, 10)
+    d, size = cfg.detection, tuple(cfg.model.input_size)
+    compared = 0
+    for i in range(len(inputs)):
+        boxes, classes, scores = detect(raw["box_encodings"][i], raw["class_scores"][i], grid, size,
+                                        d.score_threshold, d.nms_iou, d.max_detections)
+        op_boxes, op_classes, op_scores = finished({k: v[i] for k, v in op.items()}, size)
+        assert len(boxes) == len(op_boxes)
+        np.testing.assert_allclose(scores, op_scores, atol=1e-5)
+        np.testing.assert_array_equal(classes, op_classes)
+        np.testing.assert_allclose(boxes, op_boxes, atol=1e-3)
+        compared += len(boxes)
+    assert compared > 0

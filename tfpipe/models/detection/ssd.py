@@ -1,0 +1,96 @@
+"""SSD (Liu et al., ECCV 2016) as SSDLite on MobileNetV2 (Sandler et al., CVPR 2018, section 6.3).
+
+Feature maps: MobileNetV2's expansion output of its first stride-32 block (stride 16, as in the
+paper's SSDLite) and its 1280-wide last convolution (stride 32), then `extra_levels` more, each
+a 1x1 convolution to half its channels, a 3x3 depthwise convolution of stride 2 and a 1x1
+convolution (SSDLite's depthwise extras). Every level has two heads, SSDLite's separable
+prediction layers (3x3 depthwise + BN + ReLU6, then a 1x1 convolution): anchors x 4 box
+encodings and anchors x classes scores.
+
+Outputs, flattened level by level in the anchors' order (models/detection/anchors.py):
+`box_encodings` [B, N, 4] (ty, tx, th, tw) and `class_scores` [B, N, classes], a sigmoid per
+class (background is every score low), trained with the focal loss (train/losses.py). Sigmoid,
+not SSD's softmax over background + classes: the Edge TPU maps LOGISTIC at any size, while its
+SOFTMAX takes one 1-D input of at most 16,000 elements, which would leave the scores on the CPU.
+Two outputs, not one: int8 gives every tensor one scale, and box offsets and probabilities in one
+tensor would share it (peers lose mAP exactly so).
+
+Anchors: SSD's scales (section 2.2) from `smallest` to `largest` over the levels, two square
+sizes per level and the ratios 2 and 1/2: 2 + 3 - 1 = 4 per cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfpipe.backend import keras
+from tfpipe.models.blocks import conv_bn
+from tfpipe.models.classification.mobilenet import mobilenet_v2
+from tfpipe.models.detection import anchors as A
+from tfpipe.models.detection.boxes import BOXES, SCORES
+from tfpipe.models.registry import register
+
+L = keras.layers
+RATIOS = (1.0, 2.0, 0.5)
+# RetinaNet's prior (section 4.1): class scores start at 0.01, so the many background anchors do not
+# swamp the first steps of the focal loss.
+PRIOR_BIAS = float(-np.log((1 - 0.01) / 0.01))
+
+
+def feature_sizes(input_shape, extra_levels: int = 2) -> list[tuple[int, int]]:
+    """Each level's feature-map size: 'same' padding gives ceil(side / stride) at strides 16, 32, 64..."""
+    return [(math.ceil(input_shape[0] / s), math.ceil(input_shape[1] / s))
+            for s in (16 * 2 ** k for k in range(2 + extra_levels))]
+
+
+def ssd_anchors(input_shape, num_classes: int = 0, width: float = 1.0, extra_levels: int = 2,
+                smallest: float = 0.15, largest: float = 0.95, **_) -> np.ndarray:
+    """The model's anchors [N, 4] (cy, cx, h, w), for the same arguments as the builder."""
+    sizes = feature_sizes(input_shape, extra_levels)
+    return A.pyramid(sizes, A.ssd_sizes(len(sizes), smallest, largest), RATIOS, tuple(input_shape[:2]))
+
+
+def _separable_head(x, outputs: int, name: str, bias: float = 0.0):
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_dwbn")(x)
+    x = L.ReLU(6.0, name=f"{name}_dwrelu6")(x)
+    return L.Conv2D(outputs, 1, bias_initializer=keras.initializers.Constant(bias), name=f"{name}_conv")(x)
+
+
+def ssdlite_mobilenet_v2(input_shape, num_classes: int, width: float = 1.0, extra_levels: int = 2,
+                         extra_filters: int = 256, smallest: float = 0.15, largest: float = 0.95):
+    if smallest <= 0 or largest <= smallest:
+        raise ValueError("anchor sizes need 0 < smallest < largest")
+    backbone = mobilenet_v2(input_shape, 1, width=width)
+    features = [backbone.get_layer("block13_expand_relu6").output, backbone.get_layer("head_relu6").output]
+    x = features[-1]
+    for k in range(extra_levels):
+        filters = max(16, extra_filters // 2 ** (k // 2))
+        x = conv_bn(x, filters // 2, 1, name=f"extra{k}_reduce")
+        x = L.DepthwiseConv2D(3, 2, padding="same", use_bias=False, name=f"extra{k}_dwconv")(x)
+        x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"extra{k}_dwbn")(x)
+        x = L.ReLU(6.0, name=f"extra{k}_dwrelu6")(x)
+        x = conv_bn(x, filters, 1, name=f"extra{k}_expand")
+        features.append(x)
+    expected = feature_sizes(input_shape, extra_levels)
+    got = [tuple(f.shape[1:3]) for f in features]
+    if got != expected:  # the anchors are laid out on `expected`
+        raise ValueError(f"feature maps {got} differ from the anchor grid {expected}")
+    per_cell = len(A.per_location((smallest, largest), RATIOS))
+    boxes, scores = [], []
+    for level, f in enumerate(features):
+        cells = f.shape[1] * f.shape[2] * per_cell
+        b = _separable_head(f, per_cell * 4, name=f"boxes{level}")
+        boxes.append(L.Reshape((cells, 4), name=f"boxes{level}_flat")(b))
+        s = _separable_head(f, per_cell * num_classes, name=f"classes{level}", bias=PRIOR_BIAS)
+        scores.append(L.Reshape((cells, num_classes), name=f"classes{level}_flat")(s))
+    box_encodings = L.Concatenate(axis=1, name=BOXES)(boxes)
+    logits = L.Concatenate(axis=1, name="class_logits")(scores)
+    class_scores = L.Activation("sigmoid", name=SCORES)(logits)
+    return keras.Model(backbone.input, [box_encodings, class_scores], name=f"ssdlite_mobilenet_v2_{width:g}")
+
+
+register("ssdlite_mobilenet_v2", "detection", ssdlite_mobilenet_v2, anchors=ssd_anchors)
+register("ssdlite_mnv2", "detection", ssdlite_mobilenet_v2, anchors=ssd_anchors, width=0.5)
