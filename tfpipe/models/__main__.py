@@ -21,6 +21,9 @@ def add_arguments(parser) -> None:
 # Segmentation models are listed at a VOC-like setting (21 classes) and a size every head accepts:
 # divisible by 32 (FCN, SegNet), and stride-16 features divisible by PSPNet's 6 bins.
 SEGMENTATION_LISTING = ((480, 480), 21)
+# Detectors at COCO's 80 classes and 320x320, the MobileNetV2 paper's SSDLite setting.
+DETECTION_LISTING = ((320, 320), 80)
+LISTING = {"segmentation": SEGMENTATION_LISTING, "detection": DETECTION_LISTING}
 
 
 def _size(name: str, input_size=(224, 224), channels: int = 3, classes: int = 1000):
@@ -38,12 +41,11 @@ def run(args, cfg) -> int:
 
     if args.command == "list":
         print(f"{'model':<26} {'task':<15} {'params':>9} {'mult-adds':>10}   classification at 224x224x3 with "
-              f"1,000 classes; segmentation at {SEGMENTATION_LISTING[0][0]}x{SEGMENTATION_LISTING[0][1]}x3 "
-              f"with {SEGMENTATION_LISTING[1]} classes")
+              "1,000 classes; " + "; ".join(f"{task} at {size[0]}x{size[1]}x3 with {classes} classes"
+                                            for task, (size, classes) in LISTING.items()))
         for name in models.registry.names():
             task = models.registry.get(name).task
-            model = _size(name, *((SEGMENTATION_LISTING[0], 3, SEGMENTATION_LISTING[1]) if task == "segmentation"
-                                  else ()))
+            model = _size(name, *((LISTING[task][0], 3, LISTING[task][1]) if task in LISTING else ()))
             print(f"{name:<26} {task:<15} {model.count_params() / 1e6:>8.2f}M "
                   f"{multiply_adds(model) / 1e9:>9.3f}G")
         return 0
