@@ -3,7 +3,8 @@
     python scripts/zoo.py run [NAME ...]   # train -> QAT -> convert -> evaluate, cheapest first;
                                            # a run whose eval/parity.json exists is kept
     python scripts/zoo.py table            # docs/zoo.md from configs/zoo/*.yaml,
-                                           # configs/segmentation/*.yaml and their runs
+                                           # configs/segmentation/*.yaml,
+                                           # configs/detection/*.yaml and their runs
 
 `make zoo` does both. Every figure in the table is read from the run's own files (parity.json from
 the evaluator, the config that was trained); nothing is typed in by hand. A family without a
@@ -22,11 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "zoo"
 SEGMENTATION = ROOT / "configs" / "segmentation"
+DETECTION = ROOT / "configs" / "detection"
 # Cheapest first (seconds per training step measured at batch 128, 32x32x1, on a 2-core CPU), so
 # an interrupted `run` leaves the most rows filled.
 ORDER = ["mobilenet_v1_050", "shufflenet_v1_g3", "shufflenet_v2_10", "mobilenet_v2_075", "alexnet", "googlenet",
          "resnet18", "se_resnet18", "darknet19", "darknet53", "vgg16_bn", "resnext50_32x4d"]
 SEGMENTATION_ORDER = ["segnet_lite", "unet_lite", "deeplab_v3_plus", "pspnet", "fcn8s"]
+DETECTION_ORDER = ["ssdlite_mnv2"]
 
 
 def _ordered(folder: Path, order: list[str]) -> list[Path]:
@@ -38,8 +41,9 @@ def _ordered(folder: Path, order: list[str]) -> list[Path]:
 
 
 def configs() -> list[Path]:
-    """Classification configs, then segmentation ones, each cheapest first."""
-    return _ordered(CONFIGS, ORDER) + _ordered(SEGMENTATION, SEGMENTATION_ORDER)
+    """Classification configs, then segmentation ones, then detection ones, each cheapest first."""
+    return (_ordered(CONFIGS, ORDER) + _ordered(SEGMENTATION, SEGMENTATION_ORDER)
+            + _ordered(DETECTION, DETECTION_ORDER))
 
 
 def run_dir(path: Path, workdir: Path) -> Path:
@@ -52,7 +56,7 @@ def run(names: list[str], workdir: Path) -> int:
     chosen = [p for p in configs() if not names or p.stem in names]
     unknown = set(names) - {p.stem for p in chosen}
     if unknown:
-        print(f"scripts/zoo.py: unknown config {sorted(unknown)} (known: {', '.join(ORDER + SEGMENTATION_ORDER)})",
+        print(f"scripts/zoo.py: unknown config {sorted(unknown)} (known: {', '.join(ORDER + SEGMENTATION_ORDER + DETECTION_ORDER)})",
               file=sys.stderr)
         return 2
     failed = []
@@ -111,8 +115,10 @@ def _edge_tpu(out: Path) -> str:
         return "?"
     report = predict(read_graph(model))
     cell = f"{report['ops']['share']:.0%} ops, {report['macs']['share']:.1%} MACs"
-    first = report["first_unmapped"]
-    if first:
+    first, before = report["first_unmapped"], report["before_postprocess"]
+    if before:  # a detector: its post-processing op runs on the CPU on every Edge TPU
+        cell += f"; {before['share']:.0%} of the {before['total']} ops before the post-processing op"
+    if first and not (before and first["index"] >= before["total"]):
         cell += f"; cut at {first['op']}" + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
     return cell
 
@@ -166,6 +172,30 @@ def _segmentation_row(path: Path, workdir: Path) -> str:
             f"{_minutes(out)} |")
 
 
+def _detection_row(path: Path, workdir: Path) -> str:
+    from tfpipe import models
+    from tfpipe.config import load_config
+    from tfpipe.models.summary import multiply_adds
+
+    cfg = load_config(path)
+    here = models.build(cfg.model, "detection", 10)
+    h, w = cfg.model.input_size
+    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items())
+    sizes = f"{h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G"
+    train = cfg.data.train_limit or cfg.data.scenes.train
+    budget = f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs}"
+    out = workdir / cfg.name
+    rows, missing = _parity(out, 11)
+    if missing:
+        return f"| {label} | {sizes} | {budget} | {missing}"
+    float_metrics, fp32, int8 = rows["float"]["metrics"], rows["fp32"], rows["int8"]
+    return (f"| {label} | {sizes} | {budget} | {float_metrics['map']:.4f} | {float_metrics['map50']:.4f} | "
+            f"{fp32['metrics']['map']:.4f} | {fp32['delta_points']['map']:+.2f} | {int8['metrics']['map']:.4f} | "
+            f"{int8['metrics']['map50']:.4f} | {_delta(rows, 'map')} | {int8['agreement_boxes']:.4f} | "
+            f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_edge_tpu(out)} | "
+            f"{_minutes(out)} |")
+
+
 HEADER = """# The classification zoo on Fashion-MNIST
 
 Made by `python scripts/zoo.py table` from the runs of `python scripts/zoo.py run` (`make zoo`);
@@ -212,6 +242,24 @@ configs/segmentation/; params and multiply-adds at the configured input size wit
 """
 
 
+DETECTION_HEADER = """
+# Object detection on FashionScenes
+
+The same 500 val scenes, 10 classes (the garments), boxes at the model's input size. mAP is COCO's
+AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: float and fp32 decode
+and NMS their raw outputs with tfpipe.runtime.detection, the .tflite files end in
+TFLite_Detection_PostProcess (configs: `convert.postprocess: tflite_op`) and are scored from its
+detections. Δ columns are mAP points against the float Keras model (issue 7's bounds: fp32 within
+0.1, int8 within 1.0, goal 0.5); agree is the share of the float model's boxes the int8 model
+reproduces (same class, IoU >= 0.5). Edge TPU: as above, plus the share of the ops before the
+post-processing op, which runs on the CPU on every Edge TPU. Configs: configs/detection/.
+
+| model | input | params | MACs | budget | float mAP | float mAP@.5 | fp32 mAP | fp32 - float (pts) \
+| int8 QAT mAP | int8 mAP@.5 | int8 - float (pts) | agree | fp32 ms | int8 ms | Edge TPU (predicted) | minutes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+"""
+
+
 def table(workdir: Path, out: Path) -> int:
     import platform
 
@@ -219,8 +267,9 @@ def table(workdir: Path, out: Path) -> int:
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
     rows = [_row(path, workdir) for path in _ordered(CONFIGS, ORDER)]
     segmentation = [_segmentation_row(path, workdir) for path in _ordered(SEGMENTATION, SEGMENTATION_ORDER)]
+    detection = [_detection_row(path, workdir) for path in _ordered(DETECTION, DETECTION_ORDER)]
     out.write_text(HEADER.format(cpu=cpu) + "\n".join(rows) + "\n" + SEGMENTATION_HEADER + "\n".join(segmentation)
-                   + "\n")
+                   + "\n" + DETECTION_HEADER + "\n".join(detection) + "\n")
     print(out.read_text())
     return 0
 
