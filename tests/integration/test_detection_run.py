@@ -56,13 +56,14 @@ def test_every_model_is_scored_by_coco_map_and_fp32_matches_float(det_run):
 def test_the_bundle_carries_the_anchors_and_the_op_outputs_and_the_edge_tpu_maps_everything_before_it(det_run):
     run, out = det_run
     bundle = json.loads(run.model_json.read_text())
-    assert bundle["task"] == "detection" and len(bundle["detection"]["anchors"]) == 340
+    assert bundle["task"] == "detection" and len(bundle["detection"]["anchors"]) == 1364  # strides 8..128
     assert set(bundle["outputs"]) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
     assert "TFLite_Detection_PostProcess" in bundle["models"]["int8"]["ops"]
     compat = json.loads((run.export / "compat_edgetpu.json").read_text())
     assert compat["before_postprocess"]["share"] == 1.0
     assert compat["before_postprocess"]["cpu_tail"] == ["DEQUANTIZE", "DEQUANTIZE", "TFLite_Detection_PostProcess"]
-    assert "before the post-processing op: 104/104 ops mapped (100%)" in out
+    total = compat["before_postprocess"]["total"]
+    assert f"before the post-processing op: {total}/{total} ops mapped (100%)" in out
 
 
 def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path):
@@ -114,7 +115,8 @@ def test_the_zoo_table_has_a_detection_row_read_from_the_run(det_run, tmp_path):
     out = tmp_path / "zoo.md"
     assert zoo.main(["--workdir", str(tmp_path / "runs"), "table", "--out", str(out)]) == 0
     detection = out.read_text().split("# Object detection")[1]
-    [row] = [line for line in detection.splitlines() if line.startswith("| ssdlite_mnv2 |")]
+    label = "| ssdlite_mnv2 first_stride=8 smallest=0.1 |"
+    [row] = [line for line in detection.splitlines() if line.startswith(label)]
     cells = row.split(" | ")
     models = {m["name"]: m for m in json.loads((run.eval / "parity.json").read_text())["models"]}
     fp32, int8 = models["fp32"], models["int8"]
@@ -123,4 +125,5 @@ def test_the_zoo_table_has_a_detection_row_read_from_the_run(det_run, tmp_path):
                            f"{fp32['metrics']['map']:.4f}", f"{fp32['delta_points']['map']:+.2f}",
                            f"{int8['metrics']['map']:.4f}", f"{int8['metrics']['map50']:.4f}",
                            f"{int8['delta_points']['map']:+.2f}", f"{int8['agreement_boxes']:.4f}"]
-    assert "; 100% of the 104 ops before the post-processing op" in cells[-2]
+    compat = json.loads((run.export / "compat_edgetpu.json").read_text())
+    assert f"; 100% of the {compat['before_postprocess']['total']} ops before the post-processing op" in cells[-2]

@@ -8,11 +8,12 @@ from tfpipe.config import ModelConfig
 from tfpipe.models import registry
 
 
-@pytest.mark.parametrize("size", [(64, 64), (96, 96), (100, 100), (96, 128)])
-def test_ssdlite_outputs_one_row_per_anchor(size):
+@pytest.mark.parametrize("size, args", [((64, 64), {}), ((96, 96), {}), ((100, 100), {}), ((96, 128), {}),
+                                        ((100, 100), {"first_stride": 8, "extra_levels": 1})])
+def test_ssdlite_outputs_one_row_per_anchor(size, args):
     entry = registry.get("ssdlite_mnv2")
-    model = entry.builder(input_shape=(*size, 3), num_classes=10, **entry.fixed)
-    anchors = registry.anchors(ModelConfig("ssdlite_mnv2", size, 3), 10)
+    model = entry.builder(input_shape=(*size, 3), num_classes=10, **entry.fixed, **args)
+    anchors = registry.anchors(ModelConfig("ssdlite_mnv2", size, 3, args), 10)
     boxes, scores = model.outputs
     assert model.output_names == ["box_encodings", "class_scores"]
     assert boxes.shape[1:] == (len(anchors), 4) and scores.shape[1:] == (len(anchors), 10)

