@@ -56,8 +56,8 @@ def run(names: list[str], workdir: Path) -> int:
     chosen = [p for p in configs() if not names or p.stem in names]
     unknown = set(names) - {p.stem for p in chosen}
     if unknown:
-        print(f"scripts/zoo.py: unknown config {sorted(unknown)} (known: {', '.join(ORDER + SEGMENTATION_ORDER + DETECTION_ORDER)})",
-              file=sys.stderr)
+        known = ", ".join(ORDER + SEGMENTATION_ORDER + DETECTION_ORDER)
+        print(f"scripts/zoo.py: unknown config {sorted(unknown)} (known: {known})", file=sys.stderr)
         return 2
     failed = []
     for path in chosen:
