@@ -147,25 +147,31 @@ def _row(path: Path, workdir: Path) -> str:
             f"{_minutes(out)} |")
 
 
-def _segmentation_row(path: Path, workdir: Path) -> str:
+def _scene_row_start(path: Path, task: str, num_classes: int) -> tuple[str, Path]:
+    """The first cells of a FashionScenes row (model, input, params, MACs, budget) and its run folder."""
     from tfpipe import models
     from tfpipe.config import load_config
-    from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
     from tfpipe.models.summary import multiply_adds
 
     cfg = load_config(path)
-    here = models.build(cfg.model, "segmentation", len(SEGMENTATION_CLASSES))
+    here = models.build(cfg.model, task, num_classes)
     h, w = cfg.model.input_size
     label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items())
-    sizes = f"{h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G"
     train = cfg.data.train_limit or cfg.data.scenes.train
-    budget = f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs}"
-    out = workdir / cfg.name
+    return (f"| {label} | {h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G | "
+            f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs} |"), Path(cfg.name)
+
+
+def _segmentation_row(path: Path, workdir: Path) -> str:
+    from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
+
+    start, name = _scene_row_start(path, "segmentation", len(SEGMENTATION_CLASSES))
+    out = workdir / name
     rows, missing = _parity(out, 9)
     if missing:
-        return f"| {label} | {sizes} | {budget} | {missing}"
+        return f"{start} {missing}"
     fp32, int8 = rows["fp32"], rows["int8"]
-    return (f"| {label} | {sizes} | {budget} | {rows['float']['metrics']['miou']:.4f} | "
+    return (f"{start} {rows['float']['metrics']['miou']:.4f} | "
             f"{fp32['metrics']['miou']:.4f} | {fp32['delta_points']['miou']:+.2f} | {int8['metrics']['miou']:.4f} | "
             f"{_delta(rows, 'miou')} | {int8['agreement_pixels']:.4f} | "
             f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_edge_tpu(out)} | "
@@ -173,23 +179,13 @@ def _segmentation_row(path: Path, workdir: Path) -> str:
 
 
 def _detection_row(path: Path, workdir: Path) -> str:
-    from tfpipe import models
-    from tfpipe.config import load_config
-    from tfpipe.models.summary import multiply_adds
-
-    cfg = load_config(path)
-    here = models.build(cfg.model, "detection", 10)
-    h, w = cfg.model.input_size
-    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items())
-    sizes = f"{h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G"
-    train = cfg.data.train_limit or cfg.data.scenes.train
-    budget = f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs}"
-    out = workdir / cfg.name
+    start, name = _scene_row_start(path, "detection", 10)
+    out = workdir / name
     rows, missing = _parity(out, 11)
     if missing:
-        return f"| {label} | {sizes} | {budget} | {missing}"
+        return f"{start} {missing}"
     float_metrics, fp32, int8 = rows["float"]["metrics"], rows["fp32"], rows["int8"]
-    return (f"| {label} | {sizes} | {budget} | {float_metrics['map']:.4f} | {float_metrics['map50']:.4f} | "
+    return (f"{start} {float_metrics['map']:.4f} | {float_metrics['map50']:.4f} | "
             f"{fp32['metrics']['map']:.4f} | {fp32['delta_points']['map']:+.2f} | {int8['metrics']['map']:.4f} | "
             f"{int8['metrics']['map50']:.4f} | {_delta(rows, 'map')} | {int8['agreement_boxes']:.4f} | "
             f"{fp32['latency_ms']['median']:.1f} | {int8['latency_ms']['median']:.1f} | {_edge_tpu(out)} | "
@@ -246,10 +242,10 @@ DETECTION_HEADER = """
 # Object detection on FashionScenes
 
 The same 500 val scenes, 10 classes (the garments), boxes at the model's input size. mAP is COCO's
-AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: float and fp32 decode
-and NMS their raw outputs with tfpipe.runtime.detection, the .tflite files end in
-TFLite_Detection_PostProcess (configs: `convert.postprocess: tflite_op`) and are scored from its
-detections. Δ columns are mAP points against the float Keras model (issue 7's bounds: fp32 within
+AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: the float Keras
+model's raw outputs are decoded and NMS'd by tfpipe.runtime.detection, the .tflite files end in
+TFLite_Detection_PostProcess (`convert.postprocess: tflite_op`) and are scored from its
+detections (a test shows the two give the same boxes). Δ columns are mAP points against the float Keras model (issue 7's bounds: fp32 within
 0.1, int8 within 1.0, goal 0.5); agree is the share of the float model's boxes the int8 model
 reproduces (same class, IoU >= 0.5). Edge TPU: as above, plus the share of the ops before the
 post-processing op, which runs on the CPU on every Edge TPU. Configs: configs/detection/.
