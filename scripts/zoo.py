@@ -245,10 +245,11 @@ The same 500 val scenes, 10 classes (the garments), boxes at the model's input s
 AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: the float Keras
 model's raw outputs are decoded and NMS'd by tfpipe.runtime.detection, the .tflite files end in
 TFLite_Detection_PostProcess (`convert.postprocess: tflite_op`) and are scored from its
-detections (a test shows the two give the same boxes). Δ columns are mAP points against the float Keras model (issue 7's bounds: fp32 within
-0.1, int8 within 1.0, goal 0.5); agree is the share of the float model's boxes the int8 model
-reproduces (same class, IoU >= 0.5). Edge TPU: as above, plus the share of the ops before the
-post-processing op, which runs on the CPU on every Edge TPU. Configs: configs/detection/.
+detections (a test shows the two give the same boxes). Δ columns are mAP points against the float
+Keras model (issue 7's bounds: fp32 within 0.1, int8 within 1.0, goal 0.5); agree is the share of
+the float model's boxes the int8 model reproduces (same class, IoU >= 0.5). Edge TPU: as above,
+plus the share of the ops before the post-processing op, which runs on the CPU on every Edge TPU.
+Configs: configs/detection/.
 
 | model | input | params | MACs | budget | float mAP | float mAP@.5 | fp32 mAP | fp32 - float (pts) \
 | int8 QAT mAP | int8 mAP@.5 | int8 - float (pts) | agree | fp32 ms | int8 ms | Edge TPU (predicted) | minutes |
