@@ -139,7 +139,7 @@ def test_the_zoo_table_has_a_segmentation_row_read_from_the_run(seg_run, tmp_pat
     shutil.copytree(run.export, tmp_path / "runs" / "seg_unet_lite" / "export")
     out = tmp_path / "zoo.md"
     assert zoo.main(["--workdir", str(tmp_path / "runs"), "table", "--out", str(out)]) == 0
-    segmentation = out.read_text().split("# Semantic segmentation")[1]
+    segmentation = out.read_text().split("# Semantic segmentation")[1].split("# Object detection")[0]
     rows = [line for line in segmentation.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[0][2:] for row in rows] == [
         "segnet_lite", "unet_lite", "deeplab_v3_plus_mnv2_os16 width=0.5", "pspnet backbone=resnet18 aux_loss=True",
