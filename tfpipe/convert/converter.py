@@ -200,7 +200,8 @@ def detection_contract(cfg: Config, num_classes: int) -> dict:
     return {
         "box_coding": {"encodings": "ty tx th tw", "anchors": "cy cx h w, normalised to the model input",
                        "scales": list(SCALES), "decode": "cy = cy_a + ty / 10 * h_a; h = h_a * exp(th / 5) (x, w "
-                       "alike); corners clipped to 0..1, then class-wise NMS"},
+                       "alike); class-wise NMS on those corners, then the kept boxes clipped to 0..1 (as "
+                       "TFLite_Detection_PostProcess)"},
         "score_threshold": d.score_threshold,
         "nms_iou": d.nms_iou,
         "max_detections": d.max_detections,
