@@ -96,3 +96,14 @@ def test_training_targets_encode_each_image_on_the_anchors():
     np.testing.assert_allclose(encoded[0, 0, 4], 5.0)
     np.testing.assert_allclose(decode(encoded[0, :1, :4], anchors[:1]), [[0.0, 0.0, 0.5, 0.5]], atol=1e-6)
     assert not encoded[1].any()
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"first_stride": 4}, "model.args: ssdlite_mnv2: first_stride must be 8 or 16, got 4"),
+    ({"smallest": 0.9, "largest": 0.5}, "model.args: ssdlite_mnv2: anchor sizes need 0 < smallest < largest"),
+])
+def test_anchor_settings_are_refused_by_the_config_check_before_anything_is_built(args, message):
+    from tfpipe.errors import TfpipeError
+
+    with pytest.raises(TfpipeError, match=message):
+        registry.check(ModelConfig("ssdlite_mnv2", (128, 128), 3, args), "detection")

@@ -25,6 +25,7 @@ from tfpipe.rundir import QUANT_LABELS, RunDir
 from tfpipe.runtime import Worker
 from tfpipe.runtime.detection import BOXES, SCALES, SCORES
 from tfpipe.runtime.graph import read_graph
+from tfpipe.train.trainer import output_names
 
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
 
@@ -83,12 +84,7 @@ def with_class_map(model):
     logits = softmax.input
     class_map = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)
     outputs = model.outputs if len(model.outputs) > 1 else [model.output]
-    return keras.Model(model.input, [*outputs, class_map], name=model.name), [*_output_names(model), CLASS_MAP]
-
-
-def _output_names(model) -> list[str]:
-    # tfmot renames wrapped layers "quant_<name>"; the device contract keeps the float names.
-    return [name.removeprefix("quant_") for name in model.output_names]
+    return keras.Model(model.input, [*outputs, class_map], name=model.name), [*output_names(model), CLASS_MAP]
 
 
 def serving_function(model, batch: int = 1, class_map: bool = False, postprocess=None):
@@ -96,7 +92,7 @@ def serving_function(model, batch: int = 1, class_map: bool = False, postprocess
     (plus `class_map` when asked). `postprocess` (anchors, DetectionConfig) appends the detection
     post-processing op instead: the outputs are then convert/postprocess.py's OUTPUTS."""
     spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
-    model, names = with_class_map(model) if class_map else (model, _output_names(model))
+    model, names = with_class_map(model) if class_map else (model, output_names(model))
 
     def raw(x):
         outputs = model(x, training=False)

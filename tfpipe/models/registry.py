@@ -82,7 +82,19 @@ def check(cfg: ModelConfig, task: str) -> Entry | None:
             close = difflib.get_close_matches(key, options, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"{cfg.name} accepts: {', '.join(options)}"
             raise TfpipeError(f"model.args: unknown option {key!r} for {cfg.name}", hint)
+    if entry.anchors is not None:  # a detector's anchor settings are checked before anything is built
+        _calling(cfg, entry.anchors, input_shape=(*cfg.input_size, cfg.channels), num_classes=0)
     return entry
+
+
+def _calling(cfg: ModelConfig, function: Callable, **kwargs):
+    """`function` with the variant's and the config's arguments; a value a family refuses (its
+    ValueError) becomes a one-line error on model.args."""
+    entry = get(cfg.name)
+    try:
+        return function(**kwargs, **entry.fixed, **cfg.args)
+    except ValueError as e:
+        raise TfpipeError(f"model.args: {cfg.name}: {e}", f"{cfg.name} accepts: {', '.join(entry.options())}") from None
 
 
 def build(cfg: ModelConfig, task: str, num_classes: int):
@@ -90,12 +102,10 @@ def build(cfg: ModelConfig, task: str, num_classes: int):
     if entry is None:
         raise TfpipeError("model.name: external: this run's model was imported, it cannot be built or trained here",
                           "import it again with python -m tfpipe.convert --model PATH")
-    input_shape = (*cfg.input_size, cfg.channels)
-    return entry.builder(input_shape=input_shape, num_classes=num_classes, **entry.fixed, **cfg.args)
+    return _calling(cfg, entry.builder, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
 
 
 def anchors(cfg: ModelConfig, num_classes: int):
     """A detector's anchors [N, 4] (cy, cx, h, w), normalised, in the order of its outputs."""
     entry = check(cfg, "detection")
-    return entry.anchors(input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes, **entry.fixed,
-                         **cfg.args)
+    return _calling(cfg, entry.anchors, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)

@@ -147,8 +147,9 @@ SEGMENTATION_NOTE = ("Δ columns are percentage points against the float Keras m
 
 
 DETECTION_NOTE = ("Δ columns are percentage points against the float Keras model; mAP is COCO's AP@[.5:.95] "
-                  "(pycocotools), mAP@.5 its AP at IoU 0.5; every model's raw outputs are decoded and NMS'd by "
-                  "the same code; `agree` is the share of the float model's boxes that the model reproduces "
+                  "(pycocotools), mAP@.5 its AP at IoU 0.5; raw outputs (the float model's, a raw .tflite's) are "
+                  "decoded and NMS'd by one code, a .tflite ending in TFLite_Detection_PostProcess is scored "
+                  "from its own detections; `agree` is the share of the float model's boxes that the model reproduces "
                   "(same class, IoU >= 0.5); size× and lat× are relative to model_fp32.tflite; latency is "
                   "batch 1 after warm-up.")
 

@@ -37,7 +37,8 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
 
 
 def output_names(model) -> list[str]:
-    """The model's output names as built (a QAT copy's are tfmot's quant_<name>)."""
+    """The model's output names as built: tfmot renames a QAT copy's to quant_<name>; training
+    targets and the device contract use the float names."""
     return [name.removeprefix("quant_") for name in model.output_names]
 
 
@@ -71,9 +72,11 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                   metrics={MAIN_OUTPUT: [metric]})
 
 
-def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec
+def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, model
                      ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """(training batches, augmented and shuffled; validation batches or None) for the task."""
+    """(training batches, augmented and shuffled; validation batches or None) for the task, with
+    targets as `model` takes them: a detector's per-anchor targets in the order of its outputs, and
+    for auxiliary outputs a copy of the main target each."""
     if isinstance(splits, SceneSplits):
         train_ds = make_annotated_dataset(splits.dataset, splits.train, spec, cfg.train.batch_size, splits.task,
                                           training=True, augment=cfg.augment, seed=cfg.train.seed)
@@ -81,17 +84,28 @@ def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: Preprocess
         if splits.task == "detection":  # ground-truth boxes -> per-anchor targets of this model
             anchors = models.registry.anchors(cfg.model, len(splits.class_names))
 
-            def to_targets(x, y):
-                return x, training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou)
+            names = output_names(model)
 
-            train_ds = train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
-            val_ds = val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
-        return train_ds, val_ds
+            def to_targets(x, y):
+                targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou)
+                return x, tuple(targets[n] for n in names)
+
+            return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),
+                    val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE))
+        return _per_output(model, train_ds), _per_output(model, val_ds)
     num_classes = len(splits.class_names)
     train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
                             augmenter=build_augmenter(cfg.augment, cfg.train.seed), seed=cfg.train.seed)
     val_ds = make_dataset(splits.val, spec, cfg.train.batch_size, num_classes) if splits.val else None
-    return train_ds, val_ds
+    return _per_output(model, train_ds), _per_output(model, val_ds)
+
+
+def _per_output(model, ds: tf.data.Dataset | None) -> tf.data.Dataset | None:
+    """Auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) learn the main target."""
+    if ds is None or len(model.outputs) == 1:
+        return ds
+    names = model.output_names
+    return ds.map(lambda x, y: (x, {n: y for n in names}))
 
 
 def has_backup(checkpoints: Path) -> bool:
@@ -106,15 +120,7 @@ def fit(model, cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, 
     Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
     deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
     compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
-    train_ds, val_ds = training_batches(cfg, splits, spec)
-    if cfg.task == "detection":  # targets in the order of the outputs (tfmot renames them quant_*)
-        names = output_names(model)
-        train_ds = train_ds.map(lambda x, y: (x, tuple(y[n] for n in names)))
-        val_ds = val_ds.map(lambda x, y: (x, tuple(y[n] for n in names)))
-    elif len(model.outputs) > 1:  # auxiliary outputs learn the main target
-        names = model.output_names
-        train_ds = train_ds.map(lambda x, y: (x, {n: y for n in names}))
-        val_ds = val_ds.map(lambda x, y: (x, {n: y for n in names})) if val_ds is not None else None
+    train_ds, val_ds = training_batches(cfg, splits, spec, model)
     checkpoints = checkpoints or out_dir / "checkpoints"
     history_csv = out_dir / "history.csv"
     if initial_epoch == 0 and not has_backup(checkpoints) and history_csv.exists():

@@ -58,8 +58,16 @@ def feature_sizes(input_shape, extra_levels: int = 2, first_stride: int = 16) ->
 def ssd_anchors(input_shape, num_classes: int = 0, width: float = 1.0, extra_levels: int = 2,
                 smallest: float = 0.15, largest: float = 0.95, first_stride: int = 16, **_) -> np.ndarray:
     """The model's anchors [N, 4] (cy, cx, h, w), for the same arguments as the builder."""
+    _check(smallest, largest, first_stride)
     sizes = feature_sizes(input_shape, extra_levels, first_stride)
     return A.pyramid(sizes, A.ssd_sizes(len(sizes), smallest, largest), RATIOS, tuple(input_shape[:2]))
+
+
+def _check(smallest: float, largest: float, first_stride: int) -> None:
+    if not 0 < smallest < largest:
+        raise ValueError(f"anchor sizes need 0 < smallest < largest, got smallest={smallest}, largest={largest}")
+    if first_stride not in (8, 16):
+        raise ValueError(f"first_stride must be 8 or 16, got {first_stride}")
 
 
 def _separable_head(x, outputs: int, name: str, bias: float = 0.0):
@@ -72,10 +80,7 @@ def _separable_head(x, outputs: int, name: str, bias: float = 0.0):
 def ssdlite_mobilenet_v2(input_shape, num_classes: int, width: float = 1.0, extra_levels: int = 2,
                          extra_filters: int = 256, smallest: float = 0.15, largest: float = 0.95,
                          first_stride: int = 16):
-    if smallest <= 0 or largest <= smallest:
-        raise ValueError("anchor sizes need 0 < smallest < largest")
-    if first_stride not in (8, 16):
-        raise ValueError("first_stride must be 8 or 16")
+    _check(smallest, largest, first_stride)
     backbone = mobilenet_v2(input_shape, 1, width=width)
     features = [backbone.get_layer(TAPS[s]).output for s in TAPS if s >= first_stride]
     x = features[-1]
