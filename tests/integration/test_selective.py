@@ -36,15 +36,18 @@ def inject_hostile_pair(run: RunDir) -> None:
 
 
 def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_run, capsys):
+    """The budget is 3 points: the injected pair costs ~50, while the tiny model's ordinary PTQ
+    drop on 512 images (one image is 0.2 points) was 1.17 points in the CI of 0453e0c and under 1
+    before; a 1-point budget made the test chase that into block15 and logits."""
     run = RunDir(copy_run / "tiny")
     inject_hostile_pair(run)
-    argv = ["--quantize", "int8", "--max-drop", "1.0", "--debug-quant", *tiny_args(copy_run)]
+    argv = ["--quantize", "int8", "--max-drop", "3.0", "--debug-quant", *tiny_args(copy_run)]
     assert run_cli("tfpipe.convert.__main__", argv) == 0
     printed = capsys.readouterr().out
     report = json.loads((run.export / "selective_int8.json").read_text())
     first, last = report["rounds"][0], report["rounds"][-1]
     assert first["drop_points"] > 20, "the injected layer must break full int8"
-    assert report["met"] and last["drop_points"] <= 1.0
+    assert report["met"] and last["drop_points"] <= 3.0
     assert len(last["kept_float"]) <= 3
     assert report["kept_float_layers"] == ["hostile_down", "hostile_up"]
     assert report["held_out_samples"] == 512  # the validation tail, not the test split
