@@ -124,9 +124,11 @@ class ConvertConfig:
 class DetectionConfig:
     """Detectors: how anchors learn, and the decoding the evaluator and the device share (model.json)."""
 
-    match_iou: float = 0.5  # an anchor whose IoU with a ground truth reaches this is that object's
-    focal_alpha: float = 0.25  # focal loss: weight of the positive (object) term
-    focal_gamma: float = 2.0  # focal loss: how much well-classified anchors are discounted
+    match_iou: float = 0.5  # SSD: an anchor at this IoU with a ground truth is its; YOLO: not background
+    focal_alpha: float = 0.25  # focal loss (SSD): weight of the positive (object) term
+    focal_gamma: float = 2.0  # focal loss (SSD): how much well-classified anchors are discounted
+    lambda_coord: float = 5.0  # YOLO: weight of the coordinate term
+    lambda_noobj: float = 0.5  # YOLO: weight of the no-object confidence term
     score_threshold: float = 0.01  # detections below are dropped (low, so mAP sees the whole curve)
     nms_iou: float = 0.5  # class-wise NMS: a box overlapping a better one by more is suppressed
     max_detections: int = 100  # per image, after NMS
@@ -209,6 +211,8 @@ class Config:
         if not 0 < d.focal_alpha < 1:
             raise TfpipeError(f"detection.focal_alpha: {d.focal_alpha} is not accepted", "use a number in (0, 1)")
         positive("detection.focal_gamma", d.focal_gamma, allow_zero=True)
+        positive("detection.lambda_coord", d.lambda_coord)
+        positive("detection.lambda_noobj", d.lambda_noobj)
         positive("detection.max_detections", d.max_detections)
         if self.task == "detection" and self.augment.multi_scale:
             raise TfpipeError("augment.multi_scale: an SSD's anchors are laid out for one input size",

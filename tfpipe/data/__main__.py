@@ -2,9 +2,12 @@
 
     convert --from voc --to coco SRC DST   a dataset's annotations in another format
     inspect --config X                     class counts, image sizes, box sizes and a PNG grid of samples
+    anchors --config X [--write]           YOLO priors by k-means (1 - IoU) over the training boxes
 """
 
 from pathlib import Path
+
+import numpy as np
 
 from tfpipe.cli import Stage, main
 
@@ -29,6 +32,14 @@ def add_arguments(parser) -> None:
     inspect.add_argument("--workdir", type=Path, default=Path("runs"), help="parent of run directories")
     inspect.add_argument("--split", default=None, help="split to draw (default: val, else the first)")
     inspect.add_argument("--count", type=int, default=16, help="samples in the grid (default 16)")
+    anchors = commands.add_parser("anchors", help="YOLO priors by k-means over a config's training boxes")
+    anchors.add_argument("--config", type=Path, default=None, help=f"experiment YAML (default: {DEFAULT_CONFIG})")
+    anchors.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config field (repeatable)")
+    anchors.add_argument("--count", type=int, default=None,
+                         help="number of priors (default: as many as the config's model takes)")
+    anchors.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    anchors.add_argument("--write", action="store_true", help="write them to model.args.priors in the config file")
 
 
 def run(args, cfg) -> int:
@@ -42,15 +53,41 @@ def run(args, cfg) -> int:
             print(f"... and {len(dataset.skipped) - 5:,} more, all in {args.dst / 'skipped_samples.txt'}")
         print(f"Wrote {args.kind_to} annotations for {dataset.summary()} to {args.dst}")
         return 0
+    from tfpipe import io
     from tfpipe.cli import default_config
     from tfpipe.config import load_config
     from tfpipe.data.inspect import inspect
     from tfpipe.errors import TfpipeError
     from tfpipe.rundir import RunDir
 
+    path = args.config or default_config()
+    if args.command == "anchors":
+        from tfpipe.data.priors import compute, format_priors, write_priors
+
+        cfg = load_config(path, args.overrides)
+        priors, fit, boxes = compute(cfg, args.count, args.seed)
+        h, w = cfg.model.input_size
+        print(f"{len(priors)} priors (width, height) as fractions of the {w}x{h} input, by k-means with 1 - IoU "
+              f"over {boxes:,} training boxes; mean best IoU {fit:.4f}")
+        for pw, ph in priors:
+            print(f"  {pw:.4f} x {ph:.4f}   ({pw * w:.1f} x {ph * h:.1f} px)")
+        print(f"priors: {format_priors(priors)}")
+        if args.write:
+            original = path.read_text()
+            write_priors(path, priors)
+            try:
+                written = load_config(path, args.overrides).model.args.get("priors")
+            except TfpipeError:
+                written = None
+            if written is None or not np.allclose(written, np.round(priors, 4)):
+                io.write_text(path, original)  # the file as it was
+                raise TfpipeError(f"{path}: model.args.priors did not read back as written; the file is unchanged",
+                                  "paste the printed priors: line into model.args by hand")
+            print(f"Wrote them to {path} (model.args.priors)")
+        return 0
     if args.count < 1:
         raise TfpipeError(f"--count: {args.count} is not accepted", "use 1 or more")
-    cfg = load_config(args.config or default_config(), args.overrides)
+    cfg = load_config(path, args.overrides)
     inspect(cfg, RunDir.for_config(cfg, args.workdir).root / "data", args.split, args.count)
     return 0
 

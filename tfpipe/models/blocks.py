@@ -79,6 +79,29 @@ class ChannelSplit(L.Layer):
         return {**super().get_config(), "parts": self.parts}
 
 
+@keras.utils.register_keras_serializable(package="tfpipe")
+class SpaceToDepth(L.Layer):
+    """Each `block` x `block` patch of pixels to channels (TFLite SPACE_TO_DEPTH): YOLOv2's
+    passthrough "reorg". QAT passes it through (tfpipe.qat): it only moves quantized values."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = block
+
+    def call(self, inputs):
+        from tfpipe.backend import tf
+
+        return tf.nn.space_to_depth(inputs, self.block)
+
+    def compute_output_shape(self, input_shape):
+        b = self.block
+        n, h, w, c = input_shape
+        return (n, None if h is None else h // b, None if w is None else w // b, c * b * b)
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
 def channel_shuffle(x, groups: int, name: str):
     """ShuffleNet's channel shuffle as reshape -> transpose -> reshape (builtin RESHAPE, TRANSPOSE)."""
     h, w, c = x.shape[1:]

@@ -30,6 +30,7 @@ class Entry:
     builder: Callable
     fixed: dict = field(default_factory=dict)
     anchors: Callable | None = None  # detection: the model's anchors [N, 4] from the builder's arguments
+    cells: Callable | None = None  # YOLO: each anchor's grid cell (h, w) [N, 2]; it assigns by cell
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -39,12 +40,13 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None, **fixed) -> None:
+def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None,
+             cells: Callable | None = None, **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
-    if (task == "detection") != (anchors is not None):
+    if (task == "detection") != (anchors is not None) or (cells is not None and anchors is None):
         raise ValueError(f"model {name!r}: a detector, and only a detector, registers its anchors")
-    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors)
+    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells)
 
 
 def names(task: str | None = None) -> list[str]:
@@ -109,3 +111,12 @@ def anchors(cfg: ModelConfig, num_classes: int):
     """A detector's anchors [N, 4] (cy, cx, h, w), normalised, in the order of its outputs."""
     entry = check(cfg, "detection")
     return _calling(cfg, entry.anchors, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
+
+
+def cells(cfg: ModelConfig, num_classes: int):
+    """A YOLO detector's grid cell (h, w) per anchor [N, 2], normalised; None for a detector that
+    matches by IoU (SSD)."""
+    entry = check(cfg, "detection")
+    if entry.cells is None:
+        return None
+    return _calling(cfg, entry.cells, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)

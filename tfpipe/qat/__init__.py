@@ -22,11 +22,11 @@ from tfpipe.rundir import RunDir
 # Multiply (the gate of Squeeze-and-Excitation) is quantized at its output: TFLite runs an int8 MUL.
 # ChannelSplit (ShuffleNet v2) is left alone: its outputs are its already quantized input's values.
 # Resizing (bilinear, segmentation heads) is quantized at its output, as tfmot does UpSampling2D.
-# MaxUnpooling2D (SegNet) and DepthToSpace (sub-pixel transposed convolutions) are left alone:
-# they output their quantized input's values (or zero).
+# MaxUnpooling2D (SegNet), DepthToSpace (sub-pixel transposed convolutions) and SpaceToDepth
+# (YOLOv2's passthrough) are left alone: they output their quantized input's values (or zero).
 CONFIGS = {"Multiply": "Default8BitOutputQuantizeConfig", "ChannelSplit": "NoOpQuantizeConfig",
            "Resizing": "Default8BitOutputQuantizeConfig", "MaxUnpooling2D": "NoOpQuantizeConfig",
-           "DepthToSpace": "NoOpQuantizeConfig"}
+           "DepthToSpace": "NoOpQuantizeConfig", "SpaceToDepth": "NoOpQuantizeConfig"}
 
 
 def apply_qat(model):
@@ -53,12 +53,13 @@ def apply_qat(model):
 
 def _custom_objects() -> dict:
     """What tfmot's (legacy-format) deserialisation must be told: the configs and tfpipe's layers."""
-    from tfpipe.models.blocks import ChannelSplit
+    from tfpipe.models.blocks import ChannelSplit, SpaceToDepth
     from tfpipe.models.segmentation.common import DepthToSpace
     from tfpipe.models.segmentation.segnet import MaxUnpooling2D
 
     configs = {name: getattr(tfmot_quantize_configs(), name) for name in CONFIGS.values()}
-    return {"ChannelSplit": ChannelSplit, "MaxUnpooling2D": MaxUnpooling2D, "DepthToSpace": DepthToSpace, **configs}
+    return {"ChannelSplit": ChannelSplit, "MaxUnpooling2D": MaxUnpooling2D, "DepthToSpace": DepthToSpace,
+            "SpaceToDepth": SpaceToDepth, **configs}
 
 
 def save_h5(model, path: Path) -> None:

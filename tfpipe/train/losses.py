@@ -89,3 +89,62 @@ class FocalLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+def _bce(p, target):
+    p = tf.clip_by_value(p, 1e-7, 1 - 1e-7)
+    return -(target * tf.math.log(p) + (1 - target) * tf.math.log(1 - p))
+
+
+class YoloBoxLoss(keras.losses.Loss):
+    """YOLO's coordinate term: lambda_coord x the squared error of the responsible anchors' centre
+    offsets (in grid cells, YOLOv2's sigmoid(t_yx)) and log sizes (t_hw), each weighted by
+    2 - w * h (YOLOv3: small boxes count more), summed per image. The model outputs SSD encodings
+    (models/detection/yolo.py); per anchor, prior / (10 * cell) and 1 / 5 turn their differences
+    back into YOLO's units. y_true [B, N, 5] as BoxLoss's."""
+
+    def __init__(self, anchors, cells, lambda_coord: float = 5.0, name: str = "yolo_box_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        anchors = tf.constant(anchors, tf.float32)
+        self.prior_hw = anchors[:, 2:]
+        self.units = tf.concat([anchors[:, 2:] / (10.0 * tf.constant(cells, tf.float32)),
+                                tf.fill([anchors.shape[0], 2], 1 / 5.0)], axis=-1)
+        self.lambda_coord = lambda_coord
+
+    def call(self, y_true, y_pred):
+        positive = tf.cast(y_true[..., 4] > 0, y_pred.dtype)
+        size = self.prior_hw * tf.exp(y_true[..., 2:4] / 5.0)  # the ground truth's (h, w), normalised
+        weight = 2.0 - size[..., 0] * size[..., 1]
+        error = tf.reduce_sum(((y_true[..., :4] - y_pred) * self.units) ** 2, axis=-1)
+        return self.lambda_coord * tf.reduce_sum(error * weight * positive, axis=-1)
+
+
+class ObjectnessLoss(keras.losses.Loss):
+    """YOLO's confidence term: binary cross-entropy of the objectness, towards 1 at the responsible
+    anchors and towards 0, weighted by lambda_noobj, at background anchors; anchors marked ignored
+    (class id -1) add nothing. Summed per image. y_true [B, N] class ids, y_pred [B, N, 1]."""
+
+    def __init__(self, lambda_noobj: float = 0.5, name: str = "objectness_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.lambda_noobj = lambda_noobj
+
+    def call(self, y_true, y_pred):
+        p = tf.reshape(y_pred, tf.shape(y_pred)[:2])
+        labels = tf.cast(tf.reshape(y_true, tf.shape(p)), tf.int32)
+        positive, background = tf.cast(labels > 0, p.dtype), tf.cast(labels == 0, p.dtype)
+        return tf.reduce_sum(positive * _bce(p, 1.0) + self.lambda_noobj * background * _bce(p, 0.0), axis=-1)
+
+
+class YoloClassLoss(keras.losses.Loss):
+    """YOLOv3's classification term: binary cross-entropy of every class probability at the
+    responsible anchors (independent logistic classifiers), summed per image. y_true [B, N] class
+    ids (c + 1), y_pred [B, N, classes]."""
+
+    def __init__(self, name: str = "yolo_class_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
+        target = tf.one_hot(labels - 1, tf.shape(y_pred)[-1], dtype=y_pred.dtype)
+        positive = tf.cast(labels > 0, y_pred.dtype)
+        return tf.reduce_sum(tf.reduce_sum(_bce(y_pred, target), axis=-1) * positive, axis=-1)

@@ -18,11 +18,11 @@ from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
-from tfpipe.models.detection.boxes import BOXES, SCORES, training_targets
+from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES, training_targets
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
-from tfpipe.train.losses import IGNORE, BoxLoss, FocalLoss, SegmentationLoss
+from tfpipe.train.losses import IGNORE, BoxLoss, FocalLoss, ObjectnessLoss, SegmentationLoss, YoloBoxLoss, YoloClassLoss
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -49,9 +49,15 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
     auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) adds theirs, weighted by
     train.aux_loss_weight. The metric (accuracy, or mIoU over labelled pixels) is the main output's."""
     t = cfg.train
-    if cfg.task == "detection":  # localisation (smooth L1 on positives) + confidence (focal)
+    if cfg.task == "detection":
         d = cfg.detection
-        losses = {BOXES: BoxLoss(), SCORES: FocalLoss(d.focal_alpha, d.focal_gamma)}
+        cells = models.registry.cells(cfg.model, num_classes)
+        if cells is None:  # SSD: localisation (smooth L1 on positives) + confidence (focal)
+            losses = {BOXES: BoxLoss(), SCORES: FocalLoss(d.focal_alpha, d.focal_gamma)}
+        else:  # YOLO: coordinates, objectness with lambda_noobj, classification (its training_view)
+            anchors = models.registry.anchors(cfg.model, num_classes)
+            losses = {BOXES: YoloBoxLoss(anchors, cells, d.lambda_coord), OBJECTNESS: ObjectnessLoss(d.lambda_noobj),
+                      CLASS_PROBABILITIES: YoloClassLoss()}
         model.compile(optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
                       loss=[losses[name] for name in output_names(model)])
         return
@@ -72,6 +78,19 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                   metrics={MAIN_OUTPUT: [metric]})
 
 
+def training_view(model):
+    """The model as training sees it. A YOLO detector (models/detection/yolo.py) exports
+    `box_encodings` and `class_scores`, the product of the objectness and the class probabilities
+    its loss trains: those two layers (tfmot's `quant_` copies in a QAT model) become the outputs
+    in place of the product. The view shares every weight with `model`."""
+    layers = {layer.name.removeprefix("quant_"): layer for layer in model.layers}
+    if OBJECTNESS not in layers or SCORES not in output_names(model):
+        return model
+    outputs = [model.outputs[output_names(model).index(BOXES)], layers[OBJECTNESS].output,
+               layers[CLASS_PROBABILITIES].output]
+    return keras.Model(model.input, outputs, name=model.name)
+
+
 def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, model
                      ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """(training batches, augmented and shuffled; validation batches or None) for the task, with
@@ -83,11 +102,11 @@ def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: Preprocess
         val_ds = make_annotated_dataset(splits.dataset, splits.test, spec, cfg.train.batch_size, splits.task)
         if splits.task == "detection":  # ground-truth boxes -> per-anchor targets of this model
             anchors = models.registry.anchors(cfg.model, len(splits.class_names))
-
+            cells = models.registry.cells(cfg.model, len(splits.class_names))
             names = output_names(model)
 
             def to_targets(x, y):
-                targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou)
+                targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou, cells)
                 return x, tuple(targets[n] for n in names)
 
             return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),
@@ -119,6 +138,7 @@ def fit(model, cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, 
 
     Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
     deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
+    model = training_view(model)
     compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
     train_ds, val_ds = training_batches(cfg, splits, spec, model)
     checkpoints = checkpoints or out_dir / "checkpoints"

@@ -1,0 +1,294 @@
+"""YOLOv2 (YOLO9000, Redmon & Farhadi, CVPR 2017) and YOLOv3 (Redmon & Farhadi, 2018), as the
+lectures teach them, with outputs that feed the same post-processing as SSD.
+
+Every level is a grid; each cell predicts, for each of its priors (k-means shapes, see
+models/detection/anchors.py and `python -m tfpipe.data anchors`), t = (ty, tx, th, tw), an
+objectness logit and class logits. YOLO decodes a box as
+    centre = (cell + sigmoid(t_yx)) / grid,   size = prior * exp(t_hw).
+Re-expressed relative to an anchor at the cell centre with the prior's size, that is SSD's
+centre-size encoding (tfpipe.runtime.detection) with
+    e_yx = (sigmoid(t_yx) - 0.5) * 10 * cell / prior,   e_hw = 5 * t_hw,
+so `box_encodings` [B, N, 4] are computed in the graph (the sigmoid, then a fixed 1x1 depthwise
+scale and shift per channel) and TFLite_Detection_PostProcess decodes YOLO boxes unchanged. The
+5 of e_hw is absorbed by the size convolution, which learns e_hw directly.
+
+Scores: YOLOv3's logistic objectness and per-class probabilities (`objectness` [B, N, 1] and
+`class_probabilities` [B, N, classes], the outputs its loss trains); the exported score of a class
+is their product, `class_scores`, YOLO's class-specific confidence. The trainer adds the two
+training outputs back to the model it fits (train/trainer.py `training_view`); the saved model
+outputs `box_encodings` and `class_scores` only, as SSD's does.
+
+- YOLOv2: one output grid, 5 priors, and the passthrough layer: the features of the grid twice
+  as fine, reduced by a 1x1 convolution and reorganised by space-to-depth into the output grid
+  (the paper's 26x26x512 -> 13x13x2048), concatenated before the last 3x3 convolution. Backbone:
+  Darknet-19 (the zoo's) or a tiny one (YOLOv2-tiny's conv/max-pool stack).
+- YOLOv3: three grids (strides 8, 16, 32) with 3 priors each, smallest on the finest; from the
+  coarsest, each level's features are reduced, upsampled x2 (nearest) and concatenated with the
+  next finer backbone level (FPN-like). Backbone: Darknet-53 or MobileNetV2 (the zoo's). The tiny
+  variant: YOLOv3-tiny's conv/max-pool stack and two grids (strides 16 and 32).
+
+The MobileNetV2 variant keeps ReLU6 everywhere (the Edge TPU has no LEAKY_RELU); Darknet's keep
+LeakyReLU(0.1), as the papers do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfpipe.backend import keras
+from tfpipe.models.blocks import SpaceToDepth, conv_bn
+from tfpipe.models.classification.darknet import darknet19, darknet53
+from tfpipe.models.classification.mobilenet import mobilenet_v2
+from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES
+from tfpipe.models.registry import register
+from tfpipe.runtime.detection import SCALES
+
+L = keras.layers
+# RetinaNet's prior (section 4.1): objectness starts at 0.01, so the many empty cells do not swamp
+# the first steps.
+PRIOR_BIAS = float(-np.log((1 - 0.01) / 0.01))
+
+# Default priors (width, height) as fractions of the input: YOLOv2's VOC priors (13x13 grid units)
+# and YOLOv3's COCO priors (pixels of 416). A config gets its dataset's own from
+# `python -m tfpipe.data anchors --config X --write`.
+V2_PRIORS = tuple((w / 13, h / 13) for w, h in ((1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11),
+                                                  (16.62, 10.52)))
+V3_PRIORS = tuple((w / 416, h / 416) for w, h in ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119),
+                                                    (116, 90), (156, 198), (373, 326)))
+V3_TINY_PRIORS = tuple((w / 416, h / 416) for w, h in ((10, 14), (23, 27), (37, 58), (81, 82), (135, 169),
+                                                         (344, 319)))
+
+# Backbone taps per stride: MobileNetV2's expansion output of the block that next halves the
+# resolution (SSDLite's choice) and its last convolution; Darknet-53's last residual of a stage.
+MOBILENET_TAPS = {8: "block6_expand_relu6", 16: "block13_expand_relu6", 32: "head_relu6"}
+DARKNET53_TAPS = {8: "stage3_7_add", 16: "stage4_7_add", 32: "stage5_3_add"}
+TINY_FILTERS = (16, 32, 64, 128, 256, 512)  # YOLO-tiny's 3x3 convolutions, each followed by a max-pool
+
+
+def _priors(priors, count: int | None = None) -> np.ndarray:
+    try:
+        p = np.asarray(priors, np.float64)
+    except (TypeError, ValueError):
+        p = np.zeros((0, 0))
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
+        raise ValueError(f"priors must be a list of [width, height] pairs, got {priors}")
+    if not ((p > 0) & (p <= 2)).all():
+        raise ValueError("prior widths and heights are fractions of the input: each in (0, 2]")
+    if count is not None and len(p) % count:
+        raise ValueError(f"{len(p)} priors do not split evenly over {count} output grids")
+    return p[np.argsort(p[:, 0] * p[:, 1], kind="stable")]
+
+
+def _grids(input_shape, strides) -> list[tuple[int, int]]:
+    return [(math.ceil(input_shape[0] / s), math.ceil(input_shape[1] / s)) for s in strides]
+
+
+def layout(input_shape, strides, priors) -> tuple[np.ndarray, np.ndarray]:
+    """Anchors [N, 4] (cy, cx, h, w) at the cell centres with the priors' sizes, and each anchor's
+    cell size [N, 2] (h, w); level by level (finest first), row-major cells, then the level's priors
+    (smallest first), the order of the outputs. The priors split evenly over the levels by area."""
+    priors = _priors(priors, len(strides))
+    per_level = len(priors) // len(strides)
+    anchors, cells = [], []
+    for level, (gh, gw) in enumerate(_grids(input_shape, strides)):
+        p = priors[level * per_level:(level + 1) * per_level]
+        cy, cx = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")
+        centre = np.repeat(np.stack([cy.ravel(), cx.ravel()], -1), per_level, axis=0)
+        size = np.tile(p[:, ::-1], (gh * gw, 1))  # (w, h) -> (h, w)
+        anchors.append(np.concatenate([centre, size], -1))
+        cells.append(np.tile([1 / gh, 1 / gw], (gh * gw * per_level, 1)))
+    return np.concatenate(anchors).astype(np.float32), np.concatenate(cells).astype(np.float32)
+
+
+def _head(x, level: int, grid: tuple[int, int], priors: np.ndarray, num_classes: int):
+    """One grid's predictions, flattened to [cells * priors, ...]: SSD-encoded boxes, objectness
+    and class probabilities."""
+    count, cells = len(priors), grid[0] * grid[1] * len(priors)
+    yx = L.Conv2D(2 * count, 1, name=f"yolo{level}_yx")(x)
+    yx = L.Activation("sigmoid", name=f"yolo{level}_yx_sigmoid")(yx)
+    # (sigmoid - 0.5) * 10 * cell / prior per channel (prior k: channels 2k = y, 2k + 1 = x): fixed
+    factor = np.array([[SCALES[0] / (grid[0] * h), SCALES[1] / (grid[1] * w)] for w, h in priors],
+                      np.float32).reshape(-1)
+    shift = L.DepthwiseConv2D(1, name=f"yolo{level}_yx_encode", trainable=False,
+                              depthwise_initializer=keras.initializers.Constant(factor.reshape(1, 1, -1, 1)),
+                              bias_initializer=keras.initializers.Constant(-0.5 * factor))
+    yx = shift(yx)
+    hw = L.Conv2D(2 * count, 1, name=f"yolo{level}_hw")(x)
+    boxes = L.Concatenate(name=f"yolo{level}_boxes")([L.Reshape((cells, 2), name=f"yolo{level}_yx_flat")(yx),
+                                                      L.Reshape((cells, 2), name=f"yolo{level}_hw_flat")(hw)])
+    objectness = L.Conv2D(count, 1, bias_initializer=keras.initializers.Constant(PRIOR_BIAS),
+                          name=f"yolo{level}_objectness")(x)
+    objectness = L.Reshape((cells, 1), name=f"yolo{level}_objectness_flat")(objectness)
+    classes = L.Conv2D(count * num_classes, 1, name=f"yolo{level}_classes")(x)
+    classes = L.Reshape((cells, num_classes), name=f"yolo{level}_classes_flat")(classes)
+    return boxes, objectness, classes
+
+
+def _outputs(inputs, features, grids, priors, num_classes: int, name: str):
+    per_level = len(priors) // len(features)
+    parts = [_head(f, level, grid, priors[level * per_level:(level + 1) * per_level], num_classes)
+             for level, (f, grid) in enumerate(zip(features, grids, strict=True))]
+    got = [tuple(f.shape[1:3]) for f in features]
+    if got != list(grids):  # the anchors are laid out on `grids`
+        raise ValueError(f"feature maps {got} differ from the anchor grid {grids}")
+
+    def joined(index: int, layer_name: str):
+        tensors = [p[index] for p in parts]
+        return L.Concatenate(axis=1, name=layer_name)(tensors) if len(tensors) > 1 else \
+            L.Activation("linear", name=layer_name)(tensors[0])
+
+    boxes = joined(0, BOXES)
+    objectness = L.Activation("sigmoid", name=OBJECTNESS)(joined(1, "objectness_logits"))
+    probabilities = L.Activation("sigmoid", name=CLASS_PROBABILITIES)(joined(2, "class_logits"))
+    # YOLO's class-specific confidence. The objectness is repeated to the classes' width first: an
+    # elementwise MUL of equal shapes is what every delegate maps.
+    repeated = L.Concatenate(name="objectness_per_class")([objectness] * num_classes) if num_classes > 1 \
+        else objectness
+    scores = L.Multiply(name=SCORES)([repeated, probabilities])
+    return keras.Model(inputs, [boxes, scores], name=name)
+
+
+def _tiny_backbone(inputs, act: str, out_stride: int) -> dict:
+    """YOLO-tiny's stack: 3x3 convolutions of 16..512 filters, each followed by a 2x2 max-pool (of
+    stride 2 until `out_stride` is reached, then of stride 1), then a 3x3 convolution of 1024.
+    Returns the last features at each stride, {1: ..., 2: ..., ..., out_stride: the last conv}."""
+    x, taps, stride = inputs, {}, 1
+    for i, filters in enumerate(TINY_FILTERS):
+        x = conv_bn(x, filters, 3, act=act, name=f"tiny{i}")
+        taps[stride] = x
+        step = 2 if stride < out_stride else 1
+        x = L.MaxPooling2D(2, step, padding="same", name=f"tiny{i}_pool")(x)
+        stride *= step
+    taps[stride] = conv_bn(x, 1024, 3, act=act, name="tiny_last")
+    return taps
+
+
+def yolo_v2(input_shape, num_classes: int, priors=V2_PRIORS, backbone: str = "darknet19", stride: int = 32,
+            filters: int = 1024, passthrough_filters: int = 64):
+    """YOLOv2 at output stride 32 (the paper's) or 16 (for small inputs: 128 / 32 is a 4x4 grid)."""
+    priors = _priors(priors, 1)
+    if stride not in (16, 32):
+        raise ValueError(f"stride must be 16 or 32, got {stride}")
+    if backbone == "darknet19":
+        base = darknet19(input_shape, 1)
+        act, inputs = "leaky", base.input
+        fine = base.get_layer(base.stage_ends[stride // 2]).output
+        x = base.get_layer(base.stage_ends[stride]).output
+    elif backbone == "tiny":
+        inputs, act = keras.Input(input_shape, name="images"), "leaky"
+        taps = _tiny_backbone(inputs, act, stride)
+        fine, x = taps[stride // 2], taps[stride]
+    else:
+        raise ValueError(f"backbone must be darknet19 or tiny, got {backbone!r}")
+    x = conv_bn(x, filters, 3, act=act, name="v2_conv1")
+    x = conv_bn(x, filters, 3, act=act, name="v2_conv2")
+    p = conv_bn(fine, passthrough_filters, 1, act=act, name="passthrough_reduce")
+    p = SpaceToDepth(2, name="passthrough")(p)
+    x = L.Concatenate(name="passthrough_concat")([p, x])
+    x = conv_bn(x, filters, 3, act=act, name="v2_conv3")
+    grids = _grids(input_shape, [stride])
+    return _outputs(inputs, [x], grids, priors, num_classes, name=f"yolo_v2_{backbone}")
+
+
+def yolo_v3(input_shape, num_classes: int, priors=V3_PRIORS, backbone: str = "mobilenet_v2", width: float = 1.0,
+            filters: int = 512):
+    """YOLOv3 on three grids (strides 8, 16, 32). `filters` is the coarsest level's width (the
+    paper's 512; each finer level halves it); the MobileNetV2 variant uses 1x1 + depthwise 3x3
+    blocks in place of plain 3x3 convolutions, as YOLOv3-MobileNet ports do."""
+    if backbone == "mobilenet_v2":
+        base, taps, act = mobilenet_v2(input_shape, 1, width=width), MOBILENET_TAPS, "relu6"
+    elif backbone == "darknet53":
+        if width != 1.0:
+            raise ValueError("width applies to the mobilenet_v2 backbone only")
+        base, taps, act = darknet53(input_shape, 1), DARKNET53_TAPS, "leaky"
+    else:
+        raise ValueError(f"backbone must be mobilenet_v2 or darknet53, got {backbone!r}")
+    strides = (8, 16, 32)
+    priors = _priors(priors, len(strides))
+    features = {s: base.get_layer(taps[s]).output for s in strides}
+    separable = backbone == "mobilenet_v2"
+    outputs, x = {}, None
+    for k, s in enumerate(reversed(strides)):
+        f = filters // 2 ** k
+        y = features[s]
+        if x is not None:
+            x = conv_bn(x, f, 1, act=act, name=f"up{s}_reduce")
+            x = L.UpSampling2D(2, name=f"up{s}")(x)
+            y = L.Concatenate(name=f"up{s}_concat")([x, y])
+        x = _conv_set(y, f, act, separable, name=f"neck{s}")
+        outputs[s] = _conv3(x, 2 * f, act, separable, name=f"neck{s}_out")
+    grids = _grids(input_shape, strides)
+    return _outputs(base.input, [outputs[s] for s in strides], grids, priors, num_classes,
+                    name=f"yolo_v3_{backbone}")
+
+
+def yolo_v3_tiny(input_shape, num_classes: int, priors=V3_TINY_PRIORS, act: str = "leaky"):
+    """YOLOv3-tiny: the tiny stack, a 3x3 convolution of 512 at stride 32 after a 1x1 of 256, and
+    at stride 16 that 1x1 reduced to 128, upsampled and concatenated with the stride-16 features."""
+    inputs = keras.Input(input_shape, name="images")
+    taps = _tiny_backbone(inputs, act, 32)
+    x = conv_bn(taps[32], 256, 1, act=act, name="neck32_reduce")
+    coarse = conv_bn(x, 512, 3, act=act, name="neck32_out")
+    x = conv_bn(x, 128, 1, act=act, name="up16_reduce")
+    x = L.Concatenate(name="up16_concat")([L.UpSampling2D(2, name="up16")(x), taps[16]])
+    fine = conv_bn(x, 256, 3, act=act, name="neck16_out")
+    priors = _priors(priors, 2)
+    return _outputs(inputs, [fine, coarse], _grids(input_shape, (16, 32)), priors, num_classes, name="yolo_v3_tiny")
+
+
+def _conv3(x, filters: int, act: str, separable: bool, name: str):
+    if not separable:
+        return conv_bn(x, filters, 3, act=act, name=name)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.9, name=f"{name}_dwbn")(x)
+    x = L.ReLU(6.0, name=f"{name}_dwrelu6")(x)
+    return conv_bn(x, filters, 1, act=act, name=name)
+
+
+def _conv_set(x, filters: int, act: str, separable: bool, name: str):
+    """YOLOv3's five convolutions: 1x1, 3x3 (x2 filters), 1x1, 3x3, 1x1."""
+    x = conv_bn(x, filters, 1, act=act, name=f"{name}_a")
+    x = _conv3(x, 2 * filters, act, separable, name=f"{name}_b")
+    x = conv_bn(x, filters, 1, act=act, name=f"{name}_c")
+    x = _conv3(x, 2 * filters, act, separable, name=f"{name}_d")
+    return conv_bn(x, filters, 1, act=act, name=f"{name}_e")
+
+
+# -- anchors and cell sizes, for the same arguments as each builder --------------------------------
+
+def _v2_layout(input_shape, num_classes: int = 0, priors=V2_PRIORS, stride: int = 32, **_):
+    if stride not in (16, 32):
+        raise ValueError(f"stride must be 16 or 32, got {stride}")
+    return layout(input_shape, (stride,), priors)
+
+
+def _v3_layout(input_shape, num_classes: int = 0, priors=V3_PRIORS, **_):
+    return layout(input_shape, (8, 16, 32), priors)
+
+
+def _v3_tiny_layout(input_shape, num_classes: int = 0, priors=V3_TINY_PRIORS, **_):
+    return layout(input_shape, (16, 32), priors)
+
+
+def _anchors(layout_fn):
+    def anchors(input_shape, num_classes: int = 0, **args):
+        return layout_fn(input_shape, num_classes, **args)[0]
+    return anchors
+
+
+def _cells(layout_fn):
+    def cells(input_shape, num_classes: int = 0, **args):
+        return layout_fn(input_shape, num_classes, **args)[1]
+    return cells
+
+
+for _name, _builder, _layout, _fixed in (
+        ("yolo_v2", yolo_v2, _v2_layout, {}),
+        ("yolov2_tiny", yolo_v2, _v2_layout, {"backbone": "tiny"}),
+        ("yolo_v3", yolo_v3, _v3_layout, {}),
+        ("yolov3_mnv2", yolo_v3, _v3_layout, {"backbone": "mobilenet_v2"}),
+        ("yolov3_darknet53", yolo_v3, _v3_layout, {"backbone": "darknet53"}),
+        ("yolov3_tiny", yolo_v3_tiny, _v3_tiny_layout, {})):
+    register(_name, "detection", _builder, anchors=_anchors(_layout), cells=_cells(_layout), **_fixed)
