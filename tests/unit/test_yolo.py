@@ -174,3 +174,26 @@ def test_model_input_sizes_follow_the_resize_policy():
     record = SimpleNamespace(boxes=np.array([[0, 0, 100, 50]]), width=200, height=100)
     np.testing.assert_allclose(model_input_sizes([record], (128, 128), "letterbox"), [[0.5, 0.25]])
     np.testing.assert_allclose(model_input_sizes([record], (128, 128), "stretch"), [[0.5, 0.5]])
+
+
+def test_yolov3_mobilenet_qat_int8_is_integer_only_and_maps_whole_on_the_edge_tpu(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfpipe.convert.converter import to_tflite
+    from tfpipe.delegates import edgetpu
+    from tfpipe.qat import apply_qat
+    from tfpipe.runtime.graph import read_graph
+
+    cfg = ModelConfig("yolov3_mnv2", (64, 64), 3, {"width": 0.35, "filters": 32})
+    qat = apply_qat(registry.build(cfg, "detection", 3))
+    x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
+    path = tmp_path / "yolo_int8.tflite"
+    path.write_bytes(to_tflite(qat, "int8", "uint8", x))
+    interpreter = Interpreter(model_path=str(path))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not {"DEQUANTIZE", "CUSTOM", "LEAKY_RELU"} & ops and {"LOGISTIC", "MUL", "RESIZE_NEAREST_NEIGHBOR"} <= ops
+    out = interpreter.get_signature_runner()(images=np.zeros((1, 64, 64, 3), np.uint8))
+    assert sorted(out) == ["box_encodings", "class_scores"]
+    assert out["box_encodings"].shape == (1, len(registry.anchors(cfg, 3)), 4)
+    prediction = edgetpu.predict(read_graph(path))
+    assert prediction["first_unmapped"] is None and prediction["macs"]["share"] == 1.0

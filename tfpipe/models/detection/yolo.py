@@ -150,35 +150,39 @@ def _outputs(inputs, features, grids, priors, num_classes: int, name: str):
     return keras.Model(inputs, [boxes, scores], name=name)
 
 
-def _tiny_backbone(inputs, act: str, out_stride: int) -> dict:
+def _tiny_backbone(inputs, act: str, out_stride: int, width: float = 1.0) -> dict:
     """YOLO-tiny's stack: 3x3 convolutions of 16..512 filters, each followed by a 2x2 max-pool (of
     stride 2 until `out_stride` is reached, then of stride 1), then a 3x3 convolution of 1024.
-    Returns the last features at each stride, {1: ..., 2: ..., ..., out_stride: the last conv}."""
+    Returns the last features at each stride, {1: ..., 2: ..., ..., out_stride: the last conv}.
+    `width` scales every convolution's filters."""
     x, taps, stride = inputs, {}, 1
     for i, filters in enumerate(TINY_FILTERS):
-        x = conv_bn(x, filters, 3, act=act, name=f"tiny{i}")
+        x = conv_bn(x, max(8, round(filters * width)), 3, act=act, name=f"tiny{i}")
         taps[stride] = x
         step = 2 if stride < out_stride else 1
         x = L.MaxPooling2D(2, step, padding="same", name=f"tiny{i}_pool")(x)
         stride *= step
-    taps[stride] = conv_bn(x, 1024, 3, act=act, name="tiny_last")
+    taps[stride] = conv_bn(x, max(8, round(1024 * width)), 3, act=act, name="tiny_last")
     return taps
 
 
 def yolo_v2(input_shape, num_classes: int, priors=V2_PRIORS, backbone: str = "darknet19", stride: int = 32,
-            filters: int = 1024, passthrough_filters: int = 64):
-    """YOLOv2 at output stride 32 (the paper's) or 16 (for small inputs: 128 / 32 is a 4x4 grid)."""
+            filters: int = 1024, passthrough_filters: int = 64, width: float = 1.0):
+    """YOLOv2 at output stride 32 (the paper's) or 16 (for small inputs: 128 / 32 is a 4x4 grid).
+    `width` scales the tiny backbone's filters."""
     priors = _priors(priors, 1)
     if stride not in (16, 32):
         raise ValueError(f"stride must be 16 or 32, got {stride}")
     if backbone == "darknet19":
+        if width != 1.0:
+            raise ValueError("width applies to the tiny backbone only")
         base = darknet19(input_shape, 1)
         act, inputs = "leaky", base.input
         fine = base.get_layer(base.stage_ends[stride // 2]).output
         x = base.get_layer(base.stage_ends[stride]).output
     elif backbone == "tiny":
         inputs, act = keras.Input(input_shape, name="images"), "leaky"
-        taps = _tiny_backbone(inputs, act, stride)
+        taps = _tiny_backbone(inputs, act, stride, width)
         fine, x = taps[stride // 2], taps[stride]
     else:
         raise ValueError(f"backbone must be darknet19 or tiny, got {backbone!r}")
@@ -224,16 +228,21 @@ def yolo_v3(input_shape, num_classes: int, priors=V3_PRIORS, backbone: str = "mo
                     name=f"yolo_v3_{backbone}")
 
 
-def yolo_v3_tiny(input_shape, num_classes: int, priors=V3_TINY_PRIORS, act: str = "leaky"):
+def yolo_v3_tiny(input_shape, num_classes: int, priors=V3_TINY_PRIORS, act: str = "leaky", width: float = 1.0):
     """YOLOv3-tiny: the tiny stack, a 3x3 convolution of 512 at stride 32 after a 1x1 of 256, and
-    at stride 16 that 1x1 reduced to 128, upsampled and concatenated with the stride-16 features."""
+    at stride 16 that 1x1 reduced to 128, upsampled and concatenated with the stride-16 features.
+    `width` scales every convolution's filters."""
     inputs = keras.Input(input_shape, name="images")
-    taps = _tiny_backbone(inputs, act, 32)
-    x = conv_bn(taps[32], 256, 1, act=act, name="neck32_reduce")
-    coarse = conv_bn(x, 512, 3, act=act, name="neck32_out")
-    x = conv_bn(x, 128, 1, act=act, name="up16_reduce")
+    taps = _tiny_backbone(inputs, act, 32, width)
+
+    def n(filters):
+        return max(8, round(filters * width))
+
+    x = conv_bn(taps[32], n(256), 1, act=act, name="neck32_reduce")
+    coarse = conv_bn(x, n(512), 3, act=act, name="neck32_out")
+    x = conv_bn(x, n(128), 1, act=act, name="up16_reduce")
     x = L.Concatenate(name="up16_concat")([L.UpSampling2D(2, name="up16")(x), taps[16]])
-    fine = conv_bn(x, 256, 3, act=act, name="neck16_out")
+    fine = conv_bn(x, n(256), 3, act=act, name="neck16_out")
     priors = _priors(priors, 2)
     return _outputs(inputs, [fine, coarse], _grids(input_shape, (16, 32)), priors, num_classes, name="yolo_v3_tiny")
 
