@@ -133,7 +133,9 @@ def _row(path: Path, workdir: Path) -> str:
     here = models.build(cfg.model, "classification", 10)
     sizes = (f"{published.count_params() / 1e6:.1f}M | {multiply_adds(published) / 1e9:.2f}G | "
              f"{here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e6:.1f}M")
-    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items())
+    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items() if k != "priors")
+    if "priors" in cfg.model.args:  # the values are in the config; the table says where they came from
+        label += f" ({len(cfg.model.args['priors'])} k-means priors)"
     images = (cfg.data.train_limit or 60000) - cfg.data.val_samples
     budget = f"{cfg.train.epochs} x {images // 1000}k + QAT {cfg.qat.epochs}"
     out = workdir / cfg.name
@@ -156,7 +158,9 @@ def _scene_row_start(path: Path, task: str, num_classes: int) -> tuple[str, Path
     cfg = load_config(path)
     here = models.build(cfg.model, task, num_classes)
     h, w = cfg.model.input_size
-    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items())
+    label = cfg.model.name + "".join(f" {k}={v}" for k, v in cfg.model.args.items() if k != "priors")
+    if "priors" in cfg.model.args:  # the values are in the config; the table says where they came from
+        label += f" ({len(cfg.model.args['priors'])} k-means priors)"
     train = cfg.data.train_limit or cfg.data.scenes.train
     return (f"| {label} | {h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G | "
             f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs} |"), Path(cfg.name)
@@ -243,7 +247,8 @@ DETECTION_HEADER = """
 
 The same 500 val scenes, 10 classes (the garments), boxes at the model's input size. mAP is COCO's
 AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: the float Keras
-model's raw outputs are decoded and NMS'd by tfpipe.runtime.detection, the .tflite files end in
+model's raw outputs (box encodings relative to anchors; YOLO's decoding is re-expressed so in its
+graph) are decoded and NMS'd by tfpipe.runtime.detection, the .tflite files end in
 TFLite_Detection_PostProcess (`convert.postprocess: tflite_op`) and are scored from its
 detections (a test shows the two give the same boxes). Δ columns are mAP points against the float
 Keras model (issue 7's bounds: fp32 within 0.1, int8 within 1.0, goal 0.5); agree is the share of

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfpipe import io
+from tfpipe import io, models
 from tfpipe.backend import native_output_silenced, tf
 from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES, Config
 from tfpipe.convert.postprocess import postprocess_last, with_postprocess
@@ -113,8 +113,10 @@ def variables_of(model):
 
 
 def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False,
-              postprocess=None) -> bytes:
-    """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function."""
+              postprocess=None, integer_only: bool = True) -> bytes:
+    """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function.
+    `integer_only=False` lets int8 fall back to float kernels for ops without integer ones (Faster
+    R-CNN's index arithmetic); the input and output keep the integer type asked for."""
     function = serving_function(model, class_map=class_map, postprocess=postprocess)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables_of(model))
     if postprocess is not None:
@@ -130,7 +132,8 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         # on a representative dataset when converting from a concrete function.
         converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
     if quantize == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + (
+            [] if integer_only else [tf.lite.OpsSet.TFLITE_BUILTINS])
         converter.inference_input_type = TF_IO[io_dtype]
         # the post-processing op computes in float and outputs float boxes, classes and scores
         converter.inference_output_type = TF_IO[io_dtype] if postprocess is None else tf.float32
@@ -277,7 +280,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     if data is None:
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
                          postprocess=detection_postprocess(cfg, len(images[1] if images is not None
-                                                                    else splits.class_names)))
+                                                                    else splits.class_names)),
+                         integer_only=models.registry.integer_only(cfg.model))
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)

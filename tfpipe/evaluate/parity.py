@@ -127,9 +127,11 @@ def _segmentation_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str
 
 
 def _detection_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None,
-                      labels: list[ImageBoxes], gallery: int, *, detect, num_classes: int) -> dict:
+                      labels: list[ImageBoxes], gallery: int, *, detect, num_classes: int,
+                      reference: dict | None = None) -> dict:
     """COCO mAP of one model's detections (decoded and NMS'd by `detect`, the same for every model);
-    against the float model: how many boxes find a partner, their IoU and score difference."""
+    against the float model: how many boxes find a partner, their IoU and score difference.
+    `reference` is the float model's own result, so its decoding and mAP are computed once."""
     found = detect(outputs)
     coco = coco_metrics(labels, found, num_classes)
     counts = np.bincount(np.concatenate([g.classes for g in labels]).astype(int), minlength=num_classes)
@@ -138,8 +140,11 @@ def _detection_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, n
         "pr_curve_iou50": coco["pr_curve_iou50"], "detections": int(sum(len(f.boxes) for f in found))}
     if float_outputs is None:
         return {"metrics": metrics, "detections": found}
-    float_found = detect(float_outputs)
-    float_metrics = coco_metrics(labels, float_found, num_classes)
+    if reference is None:
+        reference = _detection_scores(float_outputs, None, labels, gallery, detect=detect, num_classes=num_classes)
+    float_found = reference["detections"]
+    float_metrics = {"AP": reference["metrics"]["map"], "AP50": reference["metrics"]["map50"],
+                     "per_class_AP": reference["metrics"]["per_class_ap"]}
     agreement = detection_agreement(float_found, found)
     per_image = np.array(agreement.pop("per_image"))
     return {
@@ -213,7 +218,10 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
         score = partial(score, num_classes=len(splits.class_names), detect=partial(
             predictions, anchors=anchors, image_size=tuple(cfg.model.input_size), score_threshold=d.score_threshold,
             iou_threshold=d.nms_iou, max_detections=d.max_detections))
-    float_metrics = score(float_outputs, None, targets, ev.gallery)["metrics"]
+    float_result = score(float_outputs, None, targets, ev.gallery)
+    float_metrics = float_result["metrics"]
+    if cfg.task == "detection":  # every converted model is compared with these detections: decode them once
+        score = partial(score, reference=float_result)
     rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
              "metrics": float_metrics}]
     maps: dict[str, dict[int, np.ndarray]] = {}  # segmentation galleries: model name -> index -> class map

@@ -11,7 +11,7 @@ from tfpipe.models.classification import (  # noqa: F401  (each import registers
     shufflenet,
     vgg,
 )
-from tfpipe.models.detection import ssd, yolo  # noqa: F401
+from tfpipe.models.detection import faster_rcnn, ssd, yolo  # noqa: F401
 from tfpipe.models.segmentation import deeplab, fcn, pspnet, segnet, unet  # noqa: F401
 
 build = registry.build

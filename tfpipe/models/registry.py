@@ -31,6 +31,8 @@ class Entry:
     fixed: dict = field(default_factory=dict)
     anchors: Callable | None = None  # detection: the model's anchors [N, 4] from the builder's arguments
     cells: Callable | None = None  # YOLO: each anchor's grid cell (h, w) [N, 2]; it assigns by cell
+    rpn: Callable | None = None  # two-stage detectors: the region proposal network's anchors [A, 4]
+    integer_only: bool = True  # int8 converts to integer kernels only; False: float fallback where none exist
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -41,12 +43,12 @@ _REGISTRY: dict[str, Entry] = {}
 
 
 def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None,
-             cells: Callable | None = None, **fixed) -> None:
+             cells: Callable | None = None, rpn: Callable | None = None, integer_only: bool = True, **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
-    if (task == "detection") != (anchors is not None) or (cells is not None and anchors is None):
+    if (task == "detection") != (anchors is not None) or ((cells or rpn) is not None and anchors is None):
         raise ValueError(f"model {name!r}: a detector, and only a detector, registers its anchors")
-    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells)
+    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells, rpn, integer_only)
 
 
 def names(task: str | None = None) -> list[str]:
@@ -120,3 +122,17 @@ def cells(cfg: ModelConfig, num_classes: int):
     if entry.cells is None:
         return None
     return _calling(cfg, entry.cells, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
+
+
+def rpn_anchors(cfg: ModelConfig, num_classes: int):
+    """A two-stage detector's region proposal anchors [A, 4] (cy, cx, h, w); None for one stage."""
+    entry = check(cfg, "detection")
+    if entry.rpn is None:
+        return None
+    return _calling(cfg, entry.rpn, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
+
+
+def integer_only(cfg: ModelConfig) -> bool:
+    """Whether int8 conversion keeps to integer kernels (an imported model: yes)."""
+    entry = check(cfg, get(cfg.name).task) if cfg.name != EXTERNAL else None
+    return entry is None or entry.integer_only

@@ -24,9 +24,13 @@ from tfpipe.rundir import RunDir
 # Resizing (bilinear, segmentation heads) is quantized at its output, as tfmot does UpSampling2D.
 # MaxUnpooling2D (SegNet), DepthToSpace (sub-pixel transposed convolutions) and SpaceToDepth
 # (YOLOv2's passthrough) are left alone: they output their quantized input's values (or zero).
+# Faster R-CNN: RoIAlign's bilinear blends and the final box encodings are quantized at their
+# output; the proposals (box corners picked from the RPN) are left as they are.
 CONFIGS = {"Multiply": "Default8BitOutputQuantizeConfig", "ChannelSplit": "NoOpQuantizeConfig",
            "Resizing": "Default8BitOutputQuantizeConfig", "MaxUnpooling2D": "NoOpQuantizeConfig",
-           "DepthToSpace": "NoOpQuantizeConfig", "SpaceToDepth": "NoOpQuantizeConfig"}
+           "DepthToSpace": "NoOpQuantizeConfig", "SpaceToDepth": "NoOpQuantizeConfig",
+           "RoIAlign": "Default8BitOutputQuantizeConfig", "Proposals": "NoOpQuantizeConfig",
+           "UnitAnchorEncoding": "Default8BitOutputQuantizeConfig"}
 
 
 def apply_qat(model):
@@ -54,12 +58,14 @@ def apply_qat(model):
 def _custom_objects() -> dict:
     """What tfmot's (legacy-format) deserialisation must be told: the configs and tfpipe's layers."""
     from tfpipe.models.blocks import ChannelSplit, SpaceToDepth
+    from tfpipe.models.detection.faster_rcnn import Proposals, RoIAlign, UnitAnchorEncoding
     from tfpipe.models.segmentation.common import DepthToSpace
     from tfpipe.models.segmentation.segnet import MaxUnpooling2D
 
     configs = {name: getattr(tfmot_quantize_configs(), name) for name in CONFIGS.values()}
     return {"ChannelSplit": ChannelSplit, "MaxUnpooling2D": MaxUnpooling2D, "DepthToSpace": DepthToSpace,
-            "SpaceToDepth": SpaceToDepth, **configs}
+            "SpaceToDepth": SpaceToDepth, "RoIAlign": RoIAlign, "Proposals": Proposals,
+            "UnitAnchorEncoding": UnitAnchorEncoding, **configs}
 
 
 def save_h5(model, path: Path) -> None:

@@ -18,11 +18,29 @@ from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
-from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES, training_targets
+from tfpipe.models.detection.boxes import (
+    BOXES,
+    CLASS_PROBABILITIES,
+    OBJECTNESS,
+    SCORES,
+    training_targets,
+    two_stage_targets,
+)
+from tfpipe.models.detection.faster_rcnn import HEAD, HEAD_PARTS, RPN_BOXES, RPN_OBJECTNESS
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
-from tfpipe.train.losses import IGNORE, BoxLoss, FocalLoss, ObjectnessLoss, SegmentationLoss, YoloBoxLoss, YoloClassLoss
+from tfpipe.train.losses import (
+    IGNORE,
+    BoxLoss,
+    FastRCNNLoss,
+    FocalLoss,
+    ObjectnessLoss,
+    RpnObjectnessLoss,
+    SegmentationLoss,
+    YoloBoxLoss,
+    YoloClassLoss,
+)
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -52,7 +70,9 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
     if cfg.task == "detection":
         d = cfg.detection
         cells = models.registry.cells(cfg.model, num_classes)
-        if cells is None:  # SSD: localisation (smooth L1 on positives) + confidence (focal)
+        if models.registry.rpn_anchors(cfg.model, num_classes) is not None:  # Faster R-CNN: RPN + head
+            losses = {RPN_BOXES: BoxLoss(), RPN_OBJECTNESS: RpnObjectnessLoss(), HEAD: FastRCNNLoss(d.match_iou)}
+        elif cells is None:  # SSD: localisation (smooth L1 on positives) + confidence (focal)
             losses = {BOXES: BoxLoss(), SCORES: FocalLoss(d.focal_alpha, d.focal_gamma)}
         else:  # YOLO: coordinates, objectness with lambda_noobj, classification (its training_view)
             anchors = models.registry.anchors(cfg.model, num_classes)
@@ -84,7 +104,13 @@ def training_view(model):
     its loss trains: those two layers (tfmot's `quant_` copies in a QAT model) become the outputs
     in place of the product. The view shares every weight with `model`."""
     layers = {layer.name.removeprefix("quant_"): layer for layer in model.layers}
-    if OBJECTNESS not in layers or SCORES not in output_names(model):
+    if SCORES not in output_names(model):
+        return model
+    if RPN_OBJECTNESS in layers:  # Faster R-CNN: the RPN's outputs, and the head's with its proposals
+        head = keras.layers.Concatenate(name=HEAD)([layers[n].output for n in HEAD_PARTS])
+        return keras.Model(model.input, [layers[RPN_BOXES].output, layers[RPN_OBJECTNESS].output, head],
+                           name=model.name)
+    if OBJECTNESS not in layers:
         return model
     outputs = [model.outputs[output_names(model).index(BOXES)], layers[OBJECTNESS].output,
                layers[CLASS_PROBABILITIES].output]
@@ -103,10 +129,14 @@ def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: Preprocess
         if splits.task == "detection":  # ground-truth boxes -> per-anchor targets of this model
             anchors = models.registry.anchors(cfg.model, len(splits.class_names))
             cells = models.registry.cells(cfg.model, len(splits.class_names))
+            rpn = models.registry.rpn_anchors(cfg.model, len(splits.class_names))
             names = output_names(model)
 
             def to_targets(x, y):
-                targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou, cells)
+                if rpn is not None:
+                    targets = two_stage_targets(x, y["boxes"], y["classes"], rpn)
+                else:
+                    targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou, cells)
                 return x, tuple(targets[n] for n in names)
 
             return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),

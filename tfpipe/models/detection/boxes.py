@@ -113,12 +113,17 @@ def yolo_assign(anchors_yxhw: tf.Tensor, cells_hw: tf.Tensor, gt_yxyx: tf.Tensor
 
 
 def targets(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, gt_classes: tf.Tensor, threshold: float = 0.5,
-            cells_hw: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+            cells_hw: tf.Tensor | None = None, ignore_below: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """One image's training targets: box encodings float32 [N, 4] (zero for background) and class
     ids int32 [N] with 0 = background, ground-truth class c -> c + 1, and IGNORED for an anchor
-    YOLO leaves out. With `cells_hw` the assignment is YOLO's, otherwise SSD's."""
+    left out. With `cells_hw` the assignment is YOLO's, otherwise SSD's; `ignore_below` (the RPN's
+    0.3) leaves out the unmatched anchors whose best IoU lies between it and `threshold`."""
     if cells_hw is None:
         matched = assign(anchors_yxhw, gt_yxyx, threshold)
+        if ignore_below is not None:
+            best = tf.reduce_max(tf.concat([iou_matrix(to_corners(anchors_yxhw), gt_yxyx),
+                                            tf.zeros([tf.shape(anchors_yxhw)[0], 1])], axis=1), axis=1)
+            matched = tf.where((matched < 0) & (best >= ignore_below), -2, matched)
     else:
         matched = yolo_assign(anchors_yxhw, cells_hw, gt_yxyx, threshold)
     positive = matched >= 0
@@ -131,7 +136,7 @@ def targets(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, gt_classes: tf.Tensor, 
 
 
 def training_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, anchors,
-                     threshold: float = 0.5, cells=None) -> dict[str, tf.Tensor]:
+                     threshold: float = 0.5, cells=None, ignore_below: float | None = None) -> dict[str, tf.Tensor]:
     """A batch of the annotated pipeline (boxes xyxy in pixels of `images`) -> the detector's
     targets: {BOXES: [B, N, 5] encodings and class id (the box losses), and [B, N] class ids for
     SCORES, OBJECTNESS and CLASS_PROBABILITIES}. `cells` (YOLO's) selects YOLO's assignment."""
@@ -141,9 +146,32 @@ def training_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.Ragg
     count = anchors.shape[0]
 
     def one_image(item):
-        encoded, ids = targets(anchors, pixels_to_normalised(item[0], height, width), item[1], threshold, cells)
+        encoded, ids = targets(anchors, pixels_to_normalised(item[0], height, width), item[1], threshold, cells,
+                               ignore_below)
         return tf.concat([encoded, tf.cast(ids, tf.float32)[:, None]], axis=-1), ids
 
     encoded, ids = tf.map_fn(one_image, (boxes, classes), fn_output_signature=(
         tf.TensorSpec([count, 5], tf.float32), tf.TensorSpec([count], tf.int32)))
     return {BOXES: encoded, SCORES: ids, OBJECTNESS: ids, CLASS_PROBABILITIES: ids}
+
+
+# Faster R-CNN's RPN (section 3.1.2): an anchor is an object at IoU >= 0.7 with a ground truth (or
+# as a ground truth's best anchor), background below 0.3, and left out in between.
+RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU = 0.7, 0.3
+MAX_OBJECTS = 100  # ground truths per image handed to the second stage's loss (COCO's detections cap)
+
+
+def two_stage_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, rpn_anchors
+                      ) -> dict[str, tf.Tensor]:
+    """Faster R-CNN's targets: the RPN's per anchor (encodings + class id [B, A, 5], ids [B, A]) and,
+    for the head, whose proposals exist only inside the model, the ground truths themselves:
+    [B, MAX_OBJECTS, 5] (ymin, xmin, ymax, xmax normalised, class + 1), zero rows as padding."""
+    from tfpipe.models.detection.faster_rcnn import HEAD, RPN_BOXES, RPN_OBJECTNESS
+
+    rpn = training_targets(images, boxes, classes, rpn_anchors, RPN_POSITIVE_IOU, ignore_below=RPN_NEGATIVE_IOU)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    normalised = boxes.with_flat_values(pixels_to_normalised(boxes.flat_values, height, width))
+    corners = normalised[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS, 4])
+    ids = (tf.cast(classes, tf.float32) + 1.0)[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS])
+    ground_truth = tf.concat([corners, ids[..., None]], -1)
+    return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[OBJECTNESS], HEAD: ground_truth}

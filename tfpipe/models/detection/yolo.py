@@ -111,10 +111,11 @@ def _head(x, level: int, grid: tuple[int, int], priors: np.ndarray, num_classes:
     # (sigmoid - 0.5) * 10 * cell / prior per channel (prior k: channels 2k = y, 2k + 1 = x): fixed
     factor = np.array([[SCALES[0] / (grid[0] * h), SCALES[1] / (grid[1] * w)] for w, h in priors],
                       np.float32).reshape(-1)
-    shift = L.DepthwiseConv2D(1, name=f"yolo{level}_yx_encode", trainable=False,
-                              depthwise_initializer=keras.initializers.Constant(factor.reshape(1, 1, -1, 1)),
-                              bias_initializer=keras.initializers.Constant(-0.5 * factor))
+    shift = L.DepthwiseConv2D(1, name=f"yolo{level}_yx_encode", trainable=False)
     yx = shift(yx)
+    # set, not initialised: the weights travel with the model file, an array initialiser would not
+    # survive tfmot's (legacy-format) cloning
+    shift.set_weights([factor.reshape(1, 1, -1, 1), -0.5 * factor])
     hw = L.Conv2D(2 * count, 1, name=f"yolo{level}_hw")(x)
     boxes = L.Concatenate(name=f"yolo{level}_boxes")([L.Reshape((cells, 2), name=f"yolo{level}_yx_flat")(yx),
                                                       L.Reshape((cells, 2), name=f"yolo{level}_hw_flat")(hw)])

@@ -1,0 +1,228 @@
+"""Faster R-CNN (Ren et al., NeurIPS 2015) as the lectures teach it: a backbone, a region proposal
+network on anchors, RoIAlign (Mask R-CNN, He et al., ICCV 2017) and a box head, trained end to end
+by approximate joint training (the proposals are constants to the head's loss).
+
+- Backbone: the zoo's ResNet-18 to stride 16 (C4), then a 1x1 convolution to `roi_channels`.
+- RPN: a 3x3 convolution, then per anchor an objectness (sigmoid) and box encodings relative to
+  the anchor (SSD's coding, tfpipe.runtime.detection). Anchors: every size x every ratio per cell
+  (the paper's 3 x 3).
+- Proposals: the `proposals` anchors of highest objectness, decoded and clipped to the image. The
+  paper's NMS over proposals is left out (the final class-wise NMS removes duplicates), so the
+  graph stays one that TFLite runs with builtin ops (TOPK_V2 and GATHER).
+- RoIAlign: each proposal is divided into pool_size x pool_size bins; `sampling` x `sampling`
+  points per bin are sampled bilinearly (half-pixel centres, Detectron2's aligned=True) and
+  averaged. The bilinear sampling is two GATHERs with flat indices (rows, then columns), FLOOR
+  and elementwise arithmetic: builtin ops only (see `roi_align`, checked against NumPy by a test).
+- Head: two fully connected layers, a softmax over background + classes and class-agnostic box
+  encodings relative to the proposal.
+
+Outputs. The exported model gives `box_encodings` [B, K, 4] and `class_scores` [B, K, classes]
+(the softmax without its background column), one row per proposal. The final box is encoded
+relative to a fixed unit anchor (0.5, 0.5, 1, 1) (`anchors` returns K of them), so the same
+TFLite_Detection_PostProcess, evaluator and runtime decode it: e_yx = 10 (centre - 0.5), e_hw = 5
+log(size). For training (train/trainer.py `training_view`): `rpn_box_encodings`, `rpn_objectness`
+and `rcnn_head` (proposals, head box encodings and probabilities, concatenated for the loss that
+matches proposals to ground truths).
+
+int8: the index arithmetic (FLOOR, CAST) has no integer kernels, so this family converts with
+float fallback (TFLITE_BUILTINS next to TFLITE_BUILTINS_INT8): int8 convolutions and dense layers,
+float index math, on the CPU. The Edge TPU checker names the first op it cannot map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfpipe.backend import keras
+from tfpipe.models.blocks import conv_bn
+from tfpipe.models.classification.resnet import resnet
+from tfpipe.models.detection.boxes import BOXES, SCORES
+from tfpipe.models.registry import register
+from tfpipe.runtime.detection import SCALES
+
+L = keras.layers
+RPN_BOXES, RPN_OBJECTNESS, HEAD = "rpn_box_encodings", "rpn_objectness", "rcnn_head"
+HEAD_PARTS = ("proposals", "head_boxes", "head_probabilities")  # the layers whose outputs make up HEAD
+UNIT_ANCHOR = (0.5, 0.5, 1.0, 1.0)
+PRIOR_BIAS = float(-np.log((1 - 0.01) / 0.01))
+
+
+def rpn_anchors(input_shape, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0), stride: int = 16) -> np.ndarray:
+    """The RPN's anchors [N, 4] (cy, cx, h, w): every (size, ratio) at every cell of the stride-16
+    grid, row-major cells, then sizes, then ratios. Height s / sqrt(r), width s * sqrt(r) * H / W."""
+    if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
+        raise ValueError(f"anchor sizes and ratios must be positive, got sizes={sizes}, ratios={ratios}")
+    gh, gw = math.ceil(input_shape[0] / stride), math.ceil(input_shape[1] / stride)
+    aspect = input_shape[0] / input_shape[1]
+    shapes = np.array([(s / np.sqrt(r), s * np.sqrt(r) * aspect) for s in sizes for r in ratios], np.float32)
+    cy, cx = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")
+    centre = np.repeat(np.stack([cy.ravel(), cx.ravel()], -1), len(shapes), axis=0)
+    return np.concatenate([centre, np.tile(shapes, (gh * gw, 1))], -1).astype(np.float32)
+
+
+def roi_align(features, boxes, pool_size: int, sampling: int):
+    """RoIAlign in builtin ops. features [B, H, W, C]; boxes [B, K, 4] (ymin, xmin, ymax, xmax)
+    normalised -> [B, K, pool_size * pool_size * C] (each RoI's bins flattened, row-major, channels
+    last: what the head's dense layers read). Sample point j of n = pool_size * sampling along
+    a side sits at ymin + (j + 0.5) / n * (ymax - ymin), in feature pixels y * H - 0.5 (pixel
+    centres at .5), clamped to the map; its value is the bilinear blend of the 4 pixels around it.
+    Each bin is the mean of its sampling x sampling points."""
+    from tfpipe.backend import tf
+
+    shape = tf.shape(features)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    k = tf.shape(boxes)[1]
+    n = pool_size * sampling
+    t = (tf.range(n, dtype=tf.float32) + 0.5) / n
+
+    def points(low, high, size):
+        size_f = tf.cast(size, tf.float32)
+        p = (low[..., None] + t * (high - low)[..., None]) * size_f - 0.5  # [B, K, n]
+        p = tf.clip_by_value(p, 0.0, size_f - 1.0)
+        p0 = tf.floor(p)
+        p1 = tf.minimum(p0 + 1.0, size_f - 1.0)
+        return tf.cast(p0, tf.int32), tf.cast(p1, tf.int32), p - p0
+
+    y0, y1, wy = points(boxes[..., 0], boxes[..., 2], h)
+    x0, x1, wx = points(boxes[..., 1], boxes[..., 3], w)
+    # rows: features as [B * H, W, C], row index b * H + y
+    base = tf.reshape(tf.range(b) * h, [-1, 1, 1])
+    by_row = tf.reshape(features, [-1, w, c])
+    top = tf.gather(by_row, tf.reshape(base + y0, [-1]))  # [B * K * n, W, C]
+    bottom = tf.gather(by_row, tf.reshape(base + y1, [-1]))
+    wy = tf.reshape(wy, [-1, 1, 1])
+    rows = top * (1.0 - wy) + bottom * wy  # [B * K * n, W, C]
+    # columns: rows as [B * K * n * W, C], index r * W + x, the same x for the n rows of a box
+    by_pixel = tf.reshape(rows, [-1, c])
+    row_id = tf.reshape(tf.range(b * k * n) * w, [b, k, n, 1])
+
+    def columns(x):
+        return tf.reshape(row_id + x[:, :, None, :], [-1])  # [B * K * n(y) * n(x)]
+
+    left = tf.reshape(tf.gather(by_pixel, columns(x0)), [b * k, n, n, c])
+    right = tf.reshape(tf.gather(by_pixel, columns(x1)), [b * k, n, n, c])
+    wx = tf.reshape(tf.tile(wx[:, :, None, :], [1, 1, n, 1]), [b * k, n, n, 1])
+    sampled = left * (1.0 - wx) + right * wx
+    pooled = tf.nn.avg_pool2d(sampled, sampling, sampling, "VALID") if sampling > 1 else sampled
+    return tf.reshape(pooled, [b, k, pool_size * pool_size * c])
+
+
+@keras.utils.register_keras_serializable(package="tfpipe")
+class RoIAlign(L.Layer):
+    """[features [B, H, W, C], boxes [B, K, 4]] -> [B, K, pool_size * pool_size * C] (see roi_align)."""
+
+    def __init__(self, pool_size: int = 7, sampling: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.sampling = pool_size, sampling
+
+    def call(self, inputs):
+        return roi_align(inputs[0], inputs[1], self.pool_size, self.sampling)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[1][1], self.pool_size * self.pool_size * input_shape[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "sampling": self.sampling}
+
+
+@keras.utils.register_keras_serializable(package="tfpipe")
+class Proposals(L.Layer):
+    """[rpn box encodings [B, A, 4], rpn objectness [B, A, 1]] -> the `count` anchors of highest
+    objectness, decoded and clipped: [B, count, 4] (ymin, xmin, ymax, xmax), without gradient
+    (approximate joint training). `anchors` are the RPN's, [A, 4] (cy, cx, h, w)."""
+
+    def __init__(self, anchors, count: int, **kwargs):
+        super().__init__(**kwargs)
+        self.anchors, self.count = np.asarray(anchors, np.float32), count
+
+    def call(self, inputs):
+        from tfpipe.backend import tf
+
+        encodings, objectness = inputs
+        _, index = tf.math.top_k(objectness[..., 0], self.count)  # [B, count]
+        chosen = tf.gather(encodings, index, batch_dims=1) / tf.constant(SCALES, tf.float32)
+        anchors = tf.gather(tf.constant(self.anchors), index)
+        centre = anchors[..., :2] + chosen[..., :2] * anchors[..., 2:]
+        size = anchors[..., 2:] * tf.exp(tf.minimum(chosen[..., 2:], 4.0))  # exp(4): 55x the anchor at most
+        corners = tf.clip_by_value(tf.concat([centre - size / 2, centre + size / 2], -1), 0.0, 1.0)
+        return tf.stop_gradient(corners)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.count, 4)
+
+    def get_config(self):
+        return {**super().get_config(), "anchors": self.anchors.tolist(), "count": self.count}
+
+
+@keras.utils.register_keras_serializable(package="tfpipe")
+class UnitAnchorEncoding(L.Layer):
+    """[proposals [B, K, 4] corners, head encodings [B, K, 4] relative to them] -> the final boxes
+    encoded relative to the unit anchor (0.5, 0.5, 1, 1): (10 (cy - 0.5), 10 (cx - 0.5), 5 log h,
+    5 log w), so TFLite_Detection_PostProcess decodes them with K unit anchors."""
+
+    def call(self, inputs):
+        from tfpipe.backend import tf
+
+        proposals, encodings = inputs
+        scales = tf.constant(SCALES, tf.float32)
+        centre = (proposals[..., :2] + proposals[..., 2:]) / 2
+        size = tf.maximum(proposals[..., 2:] - proposals[..., :2], 1e-3)
+        t = encodings / scales
+        box_centre = centre + t[..., :2] * size
+        log_size = tf.math.log(size) + tf.minimum(t[..., 2:], 4.0)
+        return tf.concat([(box_centre - 0.5) * scales[:2], log_size * scales[2:]], -1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+
+def faster_rcnn(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0),
+                proposals: int = 32, pool_size: int = 7, sampling: int = 2, roi_channels: int = 64,
+                rpn_filters: int = 128, head_units: int = 256):
+    if proposals < 1 or pool_size < 1 or sampling < 1:
+        raise ValueError(f"proposals, pool_size and sampling must be at least 1, got {proposals}, {pool_size}, "
+                         f"{sampling}")
+    anchors = rpn_anchors(input_shape, sizes, ratios)
+    if proposals > len(anchors):
+        raise ValueError(f"proposals={proposals} exceeds the RPN's {len(anchors)} anchors")
+    base = resnet(input_shape, 1, depth=depth)
+    c4 = base.get_layer(base.stage_ends[16]).output
+    features = conv_bn(c4, roi_channels, 1, act="relu", name="roi_features")
+    per_cell = len(sizes) * len(ratios)
+    x = conv_bn(c4, rpn_filters, 3, act="relu", name="rpn_conv")
+    rpn_boxes = L.Conv2D(4 * per_cell, 1, name="rpn_boxes")(x)
+    rpn_boxes = L.Reshape((len(anchors), 4), name=RPN_BOXES)(rpn_boxes)
+    rpn_logits = L.Conv2D(per_cell, 1, bias_initializer=keras.initializers.Constant(PRIOR_BIAS), name="rpn_logits")(x)
+    rpn_logits = L.Reshape((len(anchors), 1), name="rpn_logits_flat")(rpn_logits)
+    rpn_objectness = L.Activation("sigmoid", name=RPN_OBJECTNESS)(rpn_logits)
+    boxes = Proposals(anchors, proposals, name="proposals")([rpn_boxes, rpn_objectness])
+    rois = RoIAlign(pool_size, sampling, name="roi_align")([features, boxes])  # [B, K, P * P * C]
+    x = L.Dense(head_units, activation="relu", name="head_fc1")(rois)
+    x = L.Dense(head_units, activation="relu", name="head_fc2")(x)
+    head_boxes = L.Dense(4, name="head_boxes")(x)
+    probabilities = L.Dense(num_classes + 1, activation="softmax", name="head_probabilities")(x)
+    box_encodings = UnitAnchorEncoding(name=BOXES)([boxes, head_boxes])
+    # the scores of the classes: the softmax without its background column, as a 1x1 "convolution"
+    # that keeps columns 1..C (a builtin FULLY_CONNECTED or CONV, where a slice would be STRIDED_SLICE)
+    drop_background = L.Dense(num_classes, use_bias=False, trainable=False, name=SCORES)
+    scores = drop_background(probabilities)
+    drop_background.set_weights([np.eye(num_classes + 1, dtype=np.float32)[:, 1:]])  # set: see yolo.py
+    return keras.Model(base.input, [box_encodings, scores], name=f"faster_rcnn_resnet{depth}")
+
+
+def _anchors(input_shape, num_classes: int = 0, proposals: int = 32, sizes=(0.15, 0.3, 0.6),
+             ratios=(0.5, 1.0, 2.0), **_):
+    """The exported boxes' anchors: one unit anchor per proposal (see the module docstring)."""
+    if proposals > len(rpn_anchors(input_shape, sizes, ratios)):
+        raise ValueError(f"proposals={proposals} exceeds the RPN's anchors")
+    return np.tile(np.array(UNIT_ANCHOR, np.float32), (proposals, 1))
+
+
+def _rpn(input_shape, num_classes: int = 0, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0), **_):
+    return rpn_anchors(input_shape, sizes, ratios)
+
+
+register("faster_rcnn", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, integer_only=False)
+register("faster_rcnn_resnet18", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, integer_only=False, depth=18)
