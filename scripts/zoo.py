@@ -29,7 +29,7 @@ DETECTION = ROOT / "configs" / "detection"
 ORDER = ["mobilenet_v1_050", "shufflenet_v1_g3", "shufflenet_v2_10", "mobilenet_v2_075", "alexnet", "googlenet",
          "resnet18", "se_resnet18", "darknet19", "darknet53", "vgg16_bn", "resnext50_32x4d"]
 SEGMENTATION_ORDER = ["segnet_lite", "unet_lite", "deeplab_v3_plus", "pspnet", "fcn8s"]
-DETECTION_ORDER = ["yolov3_tiny", "ssdlite_mnv2", "yolov3_mnv2", "yolov2_tiny"]
+DETECTION_ORDER = ["yolov3_tiny", "ssdlite_mnv2", "yolov3_mnv2", "yolov2_tiny", "faster_rcnn_resnet18"]
 
 
 def _ordered(folder: Path, order: list[str]) -> list[Path]:
