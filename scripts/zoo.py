@@ -248,7 +248,8 @@ DETECTION_HEADER = """
 The same 500 val scenes, 10 classes (the garments), boxes at the model's input size. mAP is COCO's
 AP@[.5:.95] by pycocotools, mAP@.5 its AP at IoU 0.5, both by the evaluator: the float Keras
 model's raw outputs (box encodings relative to anchors; YOLO's decoding is re-expressed so in its
-graph) are decoded and NMS'd by tfpipe.runtime.detection, the .tflite files end in
+graph, Faster R-CNN's refined boxes are encoded against one unit anchor per proposal) are decoded
+and NMS'd by tfpipe.runtime.detection, the .tflite files end in
 TFLite_Detection_PostProcess (`convert.postprocess: tflite_op`) and are scored from its
 detections (a test shows the two give the same boxes). Δ columns are mAP points against the float
 Keras model (issue 7's bounds: fp32 within 0.1, int8 within 1.0, goal 0.5); agree is the share of

@@ -215,7 +215,7 @@ class Config:
         positive("detection.lambda_noobj", d.lambda_noobj)
         positive("detection.max_detections", d.max_detections)
         if self.task == "detection" and self.augment.multi_scale:
-            raise TfpipeError("augment.multi_scale: an SSD's anchors are laid out for one input size",
+            raise TfpipeError("augment.multi_scale: a detector's anchors are laid out for one input size",
                               "remove augment.multi_scale")
         jitter = self.augment.jitter_scale
         if jitter is not None and not 0 < jitter[0] <= jitter[1]:

@@ -109,8 +109,10 @@ DETECTOR = Path(__file__).resolve().parents[2] / "configs" / "detection" / "ssdl
     ("detection.nms_iou=0", "detection.nms_iou: 0.0 is not accepted"),
     ("detection.focal_alpha=1", "detection.focal_alpha: 1.0 is not accepted"),
     ("detection.max_detections=0", "detection.max_detections: 0 is not accepted"),
+    ("detection.lambda_coord=0", "detection.lambda_coord: 0.0 is not accepted"),
+    ("detection.lambda_noobj=-1", "detection.lambda_noobj: -1.0 is not accepted"),
     ("convert.postprocess=nms", "convert.postprocess: 'nms' is not accepted"),
-    ("augment.multi_scale=[96, 128]", "augment.multi_scale: an SSD's anchors are laid out for one input size"),
+    ("augment.multi_scale=[96, 128]", "augment.multi_scale: a detector's anchors are laid out for one input size"),
 ])
 def test_detector_settings_are_checked(override, message):
     with pytest.raises(TfpipeError, match=message.replace("[", r"\[")):

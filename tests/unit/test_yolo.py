@@ -197,3 +197,48 @@ def test_yolov3_mobilenet_qat_int8_is_integer_only_and_maps_whole_on_the_edge_tp
     assert out["box_encodings"].shape == (1, len(registry.anchors(cfg, 3)), 4)
     prediction = edgetpu.predict(read_graph(path))
     assert prediction["first_unmapped"] is None and prediction["macs"]["share"] == 1.0
+
+
+def test_anchors_command_refuses_a_model_without_priors_and_a_bad_count(capsys):
+    from pathlib import Path
+
+    from tests.conftest import run_cli
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "detection"
+    assert run_cli("tfpipe.data.__main__", ["anchors", "--config", str(configs / "ssdlite_mnv2.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "model.name: ssdlite_mnv2 has no priors" in err and "yolov3_tiny" in err
+    assert run_cli("tfpipe.data.__main__", ["anchors", "--config", str(configs / "yolov3_tiny.yaml"),
+                                            "--count", "0"]) == 2
+    assert "--count: 0 is not accepted" in capsys.readouterr().err
+
+
+def test_anchors_command_fits_the_training_boxes_and_writes_them_to_the_config(tmp_path, capsys):
+    from pathlib import Path
+
+    from tests.conftest import have_fashion_mnist, run_cli
+    from tfpipe.config import load_config
+
+    if not have_fashion_mnist():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    source = Path(__file__).resolve().parents[2] / "configs" / "detection" / "yolov3_tiny.yaml"
+    path = tmp_path / "yolo.yaml"
+    path.write_text(source.read_text())
+    small = ["--set", "data.scenes.train=300", "--set", "data.scenes.val=20", "--set", f"data.cache={tmp_path}"]
+    assert run_cli("tfpipe.data.__main__", ["anchors", "--config", str(path), "--write", *small]) == 0
+    out = capsys.readouterr().out
+    assert "6 priors (width, height) as fractions of the 128x128 input" in out and "mean best IoU 0." in out
+    written = load_config(path, small[1::2]).model.args["priors"]
+    assert len(written) == 6 and written != load_config(source).model.args["priors"]  # fitted to these 300 scenes
+    areas = [w * h for w, h in written]
+    assert areas == sorted(areas)  # smallest first: the finest grid's
+    assert path.read_text().count("priors:") == 1
+
+
+def test_yolov3_darknet53_has_the_reference_implementations_parameters():
+    """With COCO's 80 classes, Keras YOLOv3 (qqwweee/keras-yolo3, Darknet's cfg) counts 62,001,757
+    parameters, BatchNorm statistics included; tfpipe's adds only the 3 x 12 fixed weights of the
+    layers that re-express the decoding (the 255 output channels per grid are split in four
+    convolutions with the same total)."""
+    model = registry.build(ModelConfig("yolov3_darknet53", (416, 416), 3, {}), "detection", 80)
+    assert model.count_params() == 62_001_757 + 3 * 12

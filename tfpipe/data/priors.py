@@ -56,7 +56,7 @@ def compute(cfg, count: int | None = None, seed: int = 0) -> tuple[np.ndarray, f
     from tfpipe.data.inspect import annotated_dataset
     from tfpipe.models.detection.anchors import kmeans_priors, mean_best_iou
 
-    count = count or prior_count(cfg)
+    count = prior_count(cfg) if count is None else count
     if count < 1:
         raise TfpipeError(f"--count: {count} is not accepted", "use 1 or more")
     dataset, _ = annotated_dataset(cfg)
