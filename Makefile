@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 $(TFLITE_STAMP):
 	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
-	$(TFLITE_VENV)/bin/python -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2"
+	$(TFLITE_VENV)/bin/python -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2" pillow
 	touch $(TFLITE_STAMP)
 
 demo: $(STAMP)

@@ -6,6 +6,7 @@ crashes in a process that imported TensorFlow 2.21, so it is only ever loaded in
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import platform
 
@@ -53,6 +54,9 @@ def interpreter_module(backend: str = "auto"):
 def load_delegate(module, delegate: str):
     library = delegate_library(delegate)
     try:
+        # the shared object first: a runtime's Delegate that fails half-built prints a traceback
+        # from its __del__ (ai-edge-litert 2.3) on top of the error
+        ctypes.CDLL(library)
         return module.load_delegate(library)
     except (ValueError, OSError) as e:  # the runtimes raise ValueError("Failed to load delegate from ...")
         reason = " ".join(str(e).split())

@@ -1,0 +1,123 @@
+"""A converted model's bundle (export/: model.json, the .tflite files, labels.txt) on a device:
+one image in, the task's predictions out, with no TensorFlow.
+
+`Bundle.input_of` applies model.json's preprocess (tfpipe.runtime.preprocess, the twin of the
+training pipeline's); tfpipe.runtime.model runs the .tflite (quantizing the input and dequantizing
+the outputs with their own scales, as the evaluator's workers do); `Bundle.decode` reads the
+outputs as the evaluator does: top-k probabilities; detections from TFLite_Detection_PostProcess's
+outputs or, for a raw model, tfpipe.runtime.detection's decoding and class-wise NMS on the
+bundle's anchors; a class map from `class_map` or the argmax of the probabilities. Boxes and maps
+are given back in the original image's pixels (the letterbox undone).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe.errors import TfpipeError
+from tfpipe.runtime import detection
+from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
+
+
+@dataclass
+class Prediction:
+    """One image's result: `top` [(class, score)] (classification), `boxes` [N, 4] x1 y1 x2 y2 in
+    the image's pixels with `classes` and `scores` (detection), or `class_map` [h, w] (segmentation)."""
+
+    task: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    boxes: np.ndarray | None = None
+    classes: list[str] = field(default_factory=list)
+    scores: np.ndarray | None = None
+    class_map: np.ndarray | None = None
+
+
+class Bundle:
+    def __init__(self, folder: str | Path, model: str = "int8"):
+        self.folder = Path(folder)
+        path = self.folder / "model.json"
+        try:
+            self.meta = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TfpipeError(f"{path}: no such file", "point at a run's export/ folder (python -m tfpipe.convert "
+                                                       "writes model.json there)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TfpipeError(f"{path}: not valid JSON ({e})", "convert the run again to rewrite it") from None
+        models = self.meta.get("models", {})
+        if model not in models:
+            raise TfpipeError(f"{path}: no {model!r} model", f"this bundle has: {', '.join(models) or 'none'}")
+        self.entry = models[model]
+        self.task = self.meta["task"]
+        self.classes = list(self.meta["classes"])
+        self.spec = self.meta["preprocess"]
+        self.model_file = self.folder / self.entry["file"]
+
+    def input_of(self, pixels: np.ndarray) -> np.ndarray:
+        """The model input [1, H, W, C] float32 of one image (pixels 0..255)."""
+        return preprocess(pixels, self.spec)[None]
+
+    def decode(self, outputs: dict[str, np.ndarray], image_hw: tuple[int, int], top_k: int = 3,
+               min_score: float = 0.0) -> Prediction:
+        """Batch-1 float outputs -> the image's prediction (see the module docstring); detections
+        scoring under `min_score` are left out."""
+        size = (self.spec["height"], self.spec["width"])
+        if self.task == "classification":
+            p = outputs["probabilities"][0]
+            order = np.argsort(-p, kind="stable")[:top_k]
+            return Prediction(self.task, top=[(self.classes[i], float(p[i])) for i in order])
+        if self.task == "detection":
+            if "num_detections" in outputs:
+                boxes, classes, scores = detection.finished({k: v[0] for k, v in outputs.items()}, size)
+            else:
+                d = self.meta["detection"]
+                boxes, classes, scores = detection.detect(
+                    outputs[detection.BOXES][0], outputs[detection.SCORES][0], np.asarray(d["anchors"], np.float32),
+                    size, d["score_threshold"], d["nms_iou"], d["max_detections"])
+            keep = np.asarray(scores) >= min_score
+            return Prediction(self.task, boxes=self._to_image(np.asarray(boxes)[keep], image_hw),
+                              classes=[self.classes[int(c)] for c in np.asarray(classes)[keep]],
+                              scores=np.asarray(scores)[keep])
+        class_map = outputs["class_map"][0] if "class_map" in outputs else np.argmax(outputs["probabilities"][0], -1)
+        return Prediction(self.task, class_map=self._map_to_image(np.asarray(class_map).astype(np.int32), image_hw))
+
+    def _geometry(self, image_hw):
+        h, w = image_hw
+        height, width = self.spec["height"], self.spec["width"]
+        if self.spec.get("resize", "letterbox") == "stretch" or (h, w) == (height, width):
+            return height, width, 0, 0
+        return letterbox_geometry(h, w, height, width)
+
+    def _to_image(self, boxes: np.ndarray, image_hw) -> np.ndarray:
+        """Boxes x1 y1 x2 y2 in model-input pixels -> the original image's pixels."""
+        new_h, new_w, top, left = self._geometry(image_hw)
+        h, w = image_hw
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scale = np.array([w / new_w, h / new_h, w / new_w, h / new_h])
+        return (boxes - np.array([left, top, left, top])) * scale
+
+    def _map_to_image(self, class_map: np.ndarray, image_hw) -> np.ndarray:
+        """A class map at the model input -> the image's size (nearest neighbour, letterbox cropped)."""
+        new_h, new_w, top, left = self._geometry(image_hw)
+        inner = class_map[top:top + new_h, left:left + new_w]
+        h, w = image_hw
+        rows = np.minimum(((np.arange(h) + 0.5) * new_h / h).astype(int), new_h - 1)
+        cols = np.minimum(((np.arange(w) + 0.5) * new_w / w).astype(int), new_w - 1)
+        return inner[rows][:, cols]
+
+
+def describe(prediction: Prediction, classes: list[str]) -> list[str]:
+    """The lines a runner prints for one prediction."""
+    if prediction.task == "classification":
+        return [", ".join(f"{name} {score:.4f}" for name, score in prediction.top)]
+    if prediction.task == "detection":
+        lines = [f"{len(prediction.classes)} detection(s)"]
+        for box, name, score in zip(prediction.boxes, prediction.classes, prediction.scores, strict=True):
+            lines.append(f"  {name} {score:.4f} at x1={box[0]:.1f} y1={box[1]:.1f} x2={box[2]:.1f} y2={box[3]:.1f}")
+        return lines
+    counts = np.bincount(prediction.class_map.reshape(-1), minlength=len(classes))
+    share = counts / max(1, prediction.class_map.size)
+    return [", ".join(f"{classes[k]} {100 * share[k]:.1f}%" for k in np.argsort(-counts, kind="stable") if counts[k])]
