@@ -1,0 +1,33 @@
+"""python -m tfpipe.export golden --run runs/NAME: golden vectors for the device-side code."""
+
+from pathlib import Path
+
+from tfpipe.cli import Stage, main
+
+
+def add_arguments(parser) -> None:
+    commands = parser.add_subparsers(dest="command", required=True)
+    golden = commands.add_parser("golden", help="inputs, raw outputs and decoded predictions of a bundle as JSON")
+    golden.add_argument("--run", type=Path, required=True, help="a run folder (runs/NAME) with export/model.json")
+    golden.add_argument("--model", default="int8", help="which of the bundle's models (default int8)")
+    golden.add_argument("--count", type=int, default=8, help="images of the evaluation split (default 8)")
+    golden.add_argument("--out", type=Path, default=None,
+                        help="output file (default: RUN/export/golden_<model>.json)")
+
+
+def run(args, cfg) -> int:
+    from tfpipe.errors import TfpipeError
+    from tfpipe.export.golden import write
+
+    if args.count < 1:
+        raise TfpipeError(f"--count: {args.count} is not accepted", "use 1 or more")
+    path = write(args.run, args.out, args.model, args.count)
+    print(f"Wrote {path} ({args.count} images)")
+    return 0
+
+
+STAGE = Stage("export", "Device-side exports: golden vectors of a bundle for the Android core and the Coral runner.",
+              "python -m tfpipe.export golden --run runs/quickstart", add_arguments, run, needs_config=False)
+
+if __name__ == "__main__":
+    main(STAGE)

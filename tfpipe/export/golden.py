@@ -1,0 +1,99 @@
+"""Golden vectors: what the Python pipeline feeds a bundle's model and what it reads back, for the
+device-side implementations (the Android app's Kotlin core) to reproduce exactly.
+
+For `count` images of the run's evaluation split, golden.json holds:
+- `pixels`: the image as decoded (uint8, [h, w, c]), the input of the device's preprocessing;
+- `input`: the model input tensor exactly as fed, in the model's input dtype (quantized with the
+  input's scale and zero point for an integer model), produced by tfpipe.runtime's preprocessing;
+- `outputs`: every output tensor as the interpreter returned it (raw integers for a quantized
+  output, with its scale and zero point);
+- `expected`: the decoded prediction (tfpipe.runtime.bundle, the evaluator's decoding): top-k
+  classes and scores; boxes (x1, y1, x2, y2 in the image's pixels), classes and scores in order;
+  or the class map at the image's size.
+Arrays are flat lists in row-major order next to their shape and dtype.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe import io
+from tfpipe.errors import TfpipeError
+
+FORMAT = "tfpipe-golden/1"
+
+
+def _array(x: np.ndarray, **extra) -> dict:
+    x = np.asarray(x)
+    return {"dtype": x.dtype.name, "shape": list(x.shape), **extra, "data": x.reshape(-1).tolist()}
+
+
+def images_of(cfg, count: int) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 pixels [h, w, c]) of the first `count` images of the run's evaluation split."""
+    from tfpipe.data.pipeline import Splits, load_splits
+
+    splits = load_splits(cfg.data, cfg.task)
+    if isinstance(splits, Splits):
+        images = splits.test.images[:count]
+        return [(f"test[{i}]", np.asarray(image, np.uint8).reshape(image.shape[0], image.shape[1], -1))
+                for i, image in enumerate(images)]
+    from PIL import Image
+
+    records = splits.dataset.splits[splits.test][:count]
+    out = []
+    for record in records:
+        with Image.open(splits.dataset.root / record.image) as image:
+            pixels = np.asarray(image.convert("RGB"), np.uint8)
+        out.append((record.image, pixels))
+    return out
+
+
+def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) -> dict:
+    from tfpipe.config import load_config
+    from tfpipe.rundir import RunDir
+    from tfpipe.runtime.bundle import Bundle
+    from tfpipe.runtime.model import TFLiteModel
+    from tfpipe.runtime.quant import dequantize, quantize
+
+    config = run_root / "config.yaml"
+    if not config.is_file():
+        raise TfpipeError(f"{config}: no such file", "--run takes a run folder (runs/NAME, made by tfpipe.train)")
+    cfg = load_config(config)
+    run = RunDir(run_root)
+    bundle = Bundle(run.export, model)
+    interpreter = TFLiteModel(str(bundle.model_file))
+    [(input_name, spec)] = interpreter.inputs.items()
+    samples = []
+    for name, pixels in images_of(cfg, count):
+        x = quantize(bundle.input_of(pixels), spec["dtype"], spec["scale"], spec["zero_point"])
+        raw = interpreter.runner(**{input_name: x})
+        outputs = {k: dequantize(v, interpreter.outputs[k]["scale"], interpreter.outputs[k]["zero_point"])
+                   for k, v in raw.items()}
+        prediction = bundle.decode(outputs, pixels.shape[:2], top_k)
+        if prediction.task == "classification":
+            expected = {"top": [[c, s] for c, s in prediction.top]}
+        elif prediction.task == "detection":
+            expected = {"boxes": np.round(prediction.boxes, 6).tolist(), "classes": prediction.classes,
+                        "scores": np.asarray(prediction.scores, np.float64).round(6).tolist()}
+        else:
+            expected = {"class_map": _array(prediction.class_map.astype(np.int32))}
+        samples.append({
+            "name": name,
+            "pixels": _array(pixels),
+            "input": _array(x, name=input_name, scale=spec["scale"], zero_point=spec["zero_point"]),
+            "outputs": {k: _array(v, scale=interpreter.outputs[k]["scale"],
+                                  zero_point=interpreter.outputs[k]["zero_point"]) for k, v in sorted(raw.items())},
+            "expected": expected,
+        })
+    return {"format": FORMAT, "task": bundle.task, "model": model, "model_file": bundle.model_file.name,
+            "classes": bundle.classes, "preprocess": bundle.spec, "top_k": top_k,
+            "detection": {k: v for k, v in bundle.meta.get("detection", {}).items() if k != "box_coding"},
+            "samples": samples}
+
+
+def write(run_root: Path, out: Path | None, model: str, count: int) -> Path:
+    data = golden(run_root, model, count)
+    path = out or run_root / "export" / f"golden_{model}.json"
+    return io.write_json(path, data)
