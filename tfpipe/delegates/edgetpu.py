@@ -209,6 +209,13 @@ def _tensor_problem(tensor: Tensor) -> tuple[str, str] | None:
 
 def op_verdict(graph: Graph, op: Op) -> tuple[str, str | None, str | None]:
     """(status in the compiler's words, reason, rewrite) for one op taken on its own."""
+    if op.kind == "DEQUANTIZE" and not set(op.outputs) <= set(graph.outputs):
+        # mid-graph: float kernels follow (a model converted with float fallback), not a float output
+        after = sorted({o.kind for o in graph.ops if set(o.inputs) & set(op.outputs)})
+        return (NOT_SUPPORTED, f"DEQUANTIZE is not in the Edge TPU's op table: it hands a float tensor to "
+                               f"{', '.join(after)}, computed in float (no integer kernel in this model)",
+                "the Edge TPU maps only up to the first float op: keep float computation at the end of the graph "
+                "or replace it with integer ops")
     if op.kind not in SUPPORTED:
         return NOT_SUPPORTED, f"{op.kind} is not in the Edge TPU's op table", REWRITES.get(op.kind)
     for tensor in graph.op_inputs(op) + graph.op_outputs(op):
