@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 
 from tfpipe.backend import tf
 from tfpipe.config import Config
+from tfpipe.runtime.preprocess import LUMA, letterbox_geometry  # the device's twin shares the geometry
 
-LUMA = (0.299, 0.587, 0.114)
+__all__ = ["LUMA", "PreprocessSpec", "fit_to_model", "letterbox_geometry", "preprocess"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,6 @@ def _channels(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
     elif have == 3:
         x = tf.reduce_sum(x * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
     return x
-
-
-def letterbox_geometry(h: int, w: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """(new_h, new_w, top, left) of an h x w image letterboxed into height x width."""
-    s = min(height / h, width / w)
-    new_h, new_w = min(height, round(h * s)), min(width, round(w * s))
-    return new_h, new_w, (height - new_h) // 2, (width - new_w) // 2
 
 
 def _resize(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:

@@ -17,6 +17,7 @@ import numpy as np
 
 from tfpipe import io
 from tfpipe.errors import TfpipeError
+from tfpipe.runtime.preprocess import letterbox_geometry
 
 
 def model_input_sizes(records, input_size: tuple[int, int], resize: str) -> np.ndarray:
@@ -28,9 +29,9 @@ def model_input_sizes(records, input_size: tuple[int, int], resize: str) -> np.n
             continue
         boxes = np.asarray(r.boxes, np.float64)
         wh = boxes[:, 2:4] - boxes[:, 0:2]
-        if resize == "letterbox":
-            s = min(height / r.height, width / r.width)
-            wh = wh * s / np.array([width, height])
+        if resize == "letterbox":  # the pipeline's geometry: the image's rounded letterboxed size
+            new_h, new_w, _, _ = letterbox_geometry(r.height, r.width, height, width)
+            wh = wh * np.array([new_w / r.width, new_h / r.height]) / np.array([width, height])
         else:
             wh = wh / np.array([r.width, r.height])
         sizes.append(wh)
