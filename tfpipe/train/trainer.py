@@ -102,7 +102,9 @@ def training_view(model):
     """The model as training sees it. A YOLO detector (models/detection/yolo.py) exports
     `box_encodings` and `class_scores`, the product of the objectness and the class probabilities
     its loss trains: those two layers (tfmot's `quant_` copies in a QAT model) become the outputs
-    in place of the product. The view shares every weight with `model`."""
+    in place of the product. A Faster R-CNN (models/detection/faster_rcnn.py) trains its RPN's
+    outputs and its head's: proposals, encodings and softmax in one tensor, for the loss that
+    matches proposals to ground truths. The view shares every weight with `model`."""
     layers = {layer.name.removeprefix("quant_"): layer for layer in model.layers}
     if SCORES not in output_names(model):
         return model
