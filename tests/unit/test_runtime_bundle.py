@@ -63,3 +63,6 @@ def test_a_missing_or_broken_bundle_is_named(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(TfpipeError, match="model.json: not valid JSON"):
         Bundle(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"task": "detection", "models": {}}))
+    with pytest.raises(TfpipeError, match="model.json: not a tfpipe bundle \\(missing classes, preprocess\\)"):
+        Bundle(tmp_path)

@@ -47,7 +47,12 @@ class Bundle:
                                                        "writes model.json there)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise TfpipeError(f"{path}: not valid JSON ({e})", "convert the run again to rewrite it") from None
-        models = self.meta.get("models", {})
+        fields = ("task", "classes", "preprocess", "models")
+        missing = [k for k in fields if k not in self.meta] if isinstance(self.meta, dict) else list(fields)
+        if missing:
+            raise TfpipeError(f"{path}: not a tfpipe bundle (missing {', '.join(missing)})",
+                              "convert the run again to rewrite it")
+        models = self.meta["models"]
         if model not in models:
             raise TfpipeError(f"{path}: no {model!r} model", f"this bundle has: {', '.join(models) or 'none'}")
         self.entry = models[model]

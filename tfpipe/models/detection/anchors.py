@@ -23,17 +23,27 @@ def per_location(sizes, ratios) -> list[tuple[float, float]]:
     return [(s, ratios[0]) for s in sizes] + [(sizes[0], r) for r in ratios[1:]]
 
 
-def multibox(feature_size: tuple[int, int], sizes, ratios, image_size: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """Anchors of one feature map: float32 [h * w * (n + m - 1), 4], (cy, cx, h, w) normalised."""
+def at_cells(feature_size: tuple[int, int], shapes_hw) -> np.ndarray:
+    """Boxes of the given shapes [k, 2] (h, w) at every cell centre ((i + 0.5) / h, (j + 0.5) / w)
+    of an h x w grid: float32 [h * w * k, 4] (cy, cx, h, w), row-major cells, then the shapes."""
     h, w = feature_size
-    aspect = image_size[0] / image_size[1]  # H / W: keeps width / height = r in pixels
-    shapes = np.array([(s / np.sqrt(r), s * np.sqrt(r) * aspect) for s, r in per_location(sizes, ratios)],
-                      np.float32)
+    shapes = np.asarray(shapes_hw, np.float32).reshape(-1, 2)
     cy, cx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
     centre = np.stack([cy, cx], axis=-1).reshape(-1, 1, 2).astype(np.float32)
     boxes = np.concatenate([np.broadcast_to(centre, (h * w, len(shapes), 2)),
                             np.broadcast_to(shapes, (h * w, len(shapes), 2))], axis=-1)
     return boxes.reshape(-1, 4)
+
+
+def shape_of(size: float, ratio: float, image_size: tuple[int, int] = (1, 1)) -> tuple[float, float]:
+    """(h, w) normalised of the box of size s and ratio r: s / sqrt(r) high, s * sqrt(r) * H / W wide,
+    so that in pixels width / height = r and the area is (s * H)^2."""
+    return size / np.sqrt(ratio), size * np.sqrt(ratio) * image_size[0] / image_size[1]
+
+
+def multibox(feature_size: tuple[int, int], sizes, ratios, image_size: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Anchors of one feature map: float32 [h * w * (n + m - 1), 4], (cy, cx, h, w) normalised."""
+    return at_cells(feature_size, [shape_of(s, r, image_size) for s, r in per_location(sizes, ratios)])
 
 
 def ssd_sizes(levels: int, smallest: float = 0.1, largest: float = 0.9) -> list[tuple[float, float]]:

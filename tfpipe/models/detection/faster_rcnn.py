@@ -38,6 +38,7 @@ import numpy as np
 from tfpipe.backend import keras
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.resnet import resnet
+from tfpipe.models.detection import anchors as A
 from tfpipe.models.detection.boxes import BOXES, SCORES
 from tfpipe.models.registry import register
 from tfpipe.runtime.detection import SCALES
@@ -54,12 +55,8 @@ def rpn_anchors(input_shape, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0), str
     grid, row-major cells, then sizes, then ratios. Height s / sqrt(r), width s * sqrt(r) * H / W."""
     if not sizes or not ratios or min(sizes) <= 0 or min(ratios) <= 0:
         raise ValueError(f"anchor sizes and ratios must be positive, got sizes={sizes}, ratios={ratios}")
-    gh, gw = math.ceil(input_shape[0] / stride), math.ceil(input_shape[1] / stride)
-    aspect = input_shape[0] / input_shape[1]
-    shapes = np.array([(s / np.sqrt(r), s * np.sqrt(r) * aspect) for s in sizes for r in ratios], np.float32)
-    cy, cx = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")
-    centre = np.repeat(np.stack([cy.ravel(), cx.ravel()], -1), len(shapes), axis=0)
-    return np.concatenate([centre, np.tile(shapes, (gh * gw, 1))], -1).astype(np.float32)
+    grid = (math.ceil(input_shape[0] / stride), math.ceil(input_shape[1] / stride))
+    return A.at_cells(grid, [A.shape_of(s, r, tuple(input_shape[:2])) for s in sizes for r in ratios])
 
 
 def roi_align(features, boxes, pool_size: int, sampling: int):

@@ -41,6 +41,7 @@ from tfpipe.backend import keras
 from tfpipe.models.blocks import SpaceToDepth, conv_bn
 from tfpipe.models.classification.darknet import darknet19, darknet53
 from tfpipe.models.classification.mobilenet import mobilenet_v2
+from tfpipe.models.detection import anchors as A
 from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES
 from tfpipe.models.registry import register
 from tfpipe.runtime.detection import SCALES
@@ -94,10 +95,7 @@ def layout(input_shape, strides, priors) -> tuple[np.ndarray, np.ndarray]:
     anchors, cells = [], []
     for level, (gh, gw) in enumerate(_grids(input_shape, strides)):
         p = priors[level * per_level:(level + 1) * per_level]
-        cy, cx = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")
-        centre = np.repeat(np.stack([cy.ravel(), cx.ravel()], -1), per_level, axis=0)
-        size = np.tile(p[:, ::-1], (gh * gw, 1))  # (w, h) -> (h, w)
-        anchors.append(np.concatenate([centre, size], -1))
+        anchors.append(A.at_cells((gh, gw), p[:, ::-1]))  # priors are (w, h), anchors (h, w)
         cells.append(np.tile([1 / gh, 1 / gw], (gh * gw * per_level, 1)))
     return np.concatenate(anchors).astype(np.float32), np.concatenate(cells).astype(np.float32)
 
