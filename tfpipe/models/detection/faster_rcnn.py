@@ -78,9 +78,12 @@ def roi_align(features, boxes, pool_size: int, sampling: int):
         size_f = tf.cast(size, tf.float32)
         p = (low[..., None] + t * (high - low)[..., None]) * size_f - 0.5  # [B, K, n]
         p = tf.clip_by_value(p, 0.0, size_f - 1.0)
-        p0 = tf.floor(p)
-        p1 = tf.minimum(p0 + 1.0, size_f - 1.0)
-        return tf.cast(p0, tf.int32), tf.cast(p1, tf.int32), p - p0
+        # The neighbour index is computed on integers: int8 conversion quantizes a float p0 + 1.0
+        # (1.0 became 0.988 at the map's scale, and the cast truncated it to the same row), which
+        # made every sample read one pixel twice; the fraction p - p0 only loses a quantization step.
+        p0 = tf.cast(tf.floor(p), tf.int32)
+        p1 = tf.minimum(p0 + 1, size - 1)
+        return p0, p1, p - tf.cast(p0, tf.float32)
 
     y0, y1, wy = points(boxes[..., 0], boxes[..., 2], h)
     x0, x1, wx = points(boxes[..., 1], boxes[..., 3], w)
