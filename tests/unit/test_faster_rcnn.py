@@ -92,7 +92,8 @@ def test_int8_roi_align_blends_the_same_pixels_as_float():
     worst = 0.0
     for _ in range(20):
         b = random_boxes()
-        [got] = run(**{name: ramp if len(d["shape"]) == 4 else b for name, d in run.get_input_details().items()}).values()
+        feed = {name: ramp if len(d["shape"]) == 4 else b for name, d in run.get_input_details().items()}
+        [got] = run(**feed).values()
         worst = max(worst, float(np.abs(got - model([ramp, b]).numpy()).max()))
     # measured 0.58: the input, box, position, fraction and output steps add up (one output step is
     # 35 / 255 = 0.14); with a pixel read twice it was 4.24 (the ramp rises 3 per pixel)
