@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed-stamp
 
-.PHONY: demo test lint zoo clean
+.PHONY: demo test lint zoo clean android-core-test android-core-jars
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,49 @@ demo: $(STAMP)
 	$(PY) -m tfpipe.run --config configs/quickstart.yaml
 
 # One worker per core (pytest-xdist; tests/conftest.py keeps each file, and the files sharing the
-# session's tiny run, on one worker).
-test: $(STAMP) $(TFLITE_STAMP)
+# session's tiny run, on one worker). The Android core's JVM tests run first; its golden parity runs
+# inside pytest, which has the trained bundles (test_golden.py, test_detection_run.py and
+# test_segmentation_run.py call `make android-core-test GOLDEN=...`).
+test: $(STAMP) $(TFLITE_STAMP) android-core-test
 	$(PY) -m pytest -q -rs --durations=15 -n auto
+
+# The Android app's pure-Kotlin core (android_demo/core) on the JVM: kotlinc from the npm registry,
+# JUnit 4 from Debian. GOLDEN=a.json:b.json adds the golden-vector parity with Python
+# (python -m tfpipe.export golden).
+KOTLIN_VERSION := 2.4.20
+KOTLIN_HOME := android_demo/.tools/node_modules/kotlin-compiler
+KOTLINC := $(KOTLIN_HOME)/bin/kotlinc
+JUNIT_JARS := /usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar
+CORE := android_demo/core
+CORE_JARS := $(CORE)/build/jvm
+CORE_SOURCES := $(shell find $(CORE)/src/main -name '*.kt')
+CORE_TESTS := $(shell find $(CORE)/src/test -name '*Test.kt')
+GOLDEN ?=
+
+$(KOTLINC):
+	npm install --prefix android_demo/.tools --no-audit --no-fund --silent kotlin-compiler@$(KOTLIN_VERSION)
+	chmod +x $(KOTLIN_HOME)/bin/*
+	touch $@
+
+/usr/share/java/junit4.jar:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit4
+
+$(CORE_JARS)/core.jar: $(KOTLINC) $(CORE_SOURCES)
+	mkdir -p $(CORE_JARS)
+	$(KOTLINC) -nowarn -jvm-target 17 $(CORE)/src/main/kotlin -d $@
+
+$(CORE_JARS)/core-tests.jar: $(CORE_JARS)/core.jar /usr/share/java/junit4.jar $(CORE_TESTS)
+	$(KOTLINC) -nowarn -jvm-target 17 -cp $(CORE_JARS)/core.jar:$(JUNIT_JARS) $(CORE)/src/test/kotlin -d $@
+
+android-core-jars: $(CORE_JARS)/core-tests.jar
+
+# flock: pytest's workers may build at the same time; one builds, the others wait and reuse it
+android-core-test: $(KOTLINC) /usr/share/java/junit4.jar
+	mkdir -p $(CORE_JARS)
+	flock $(CORE_JARS)/.lock $(MAKE) --no-print-directory android-core-jars
+	java -Dtfpipe.golden="$(GOLDEN)" -cp $(CORE_JARS)/core.jar:$(CORE_JARS)/core-tests.jar:$(KOTLIN_HOME)/lib/kotlin-stdlib.jar:$(JUNIT_JARS) \
+		org.junit.runner.JUnitCore $(patsubst %.kt,dev.tfpipe.core.%,$(notdir $(CORE_TESTS)))
+	@test -n "$(GOLDEN)" || echo "golden parity: not run (no GOLDEN=a.json:b.json; make test runs it from its trained bundles)"
 
 # Retrain every configs/zoo/*.yaml (about three hours on 2 cores; finished runs are kept) and rewrite docs/zoo.md from the runs.
 zoo: $(STAMP)

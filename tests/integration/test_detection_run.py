@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist, run_cli
+from tests.conftest import kotlin_core_parity, needs_fashion_mnist, run_cli
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "detection" / "ssdlite_mnv2.yaml"
@@ -70,7 +70,8 @@ def test_the_bundle_carries_the_anchors_and_the_op_outputs_and_the_edge_tpu_maps
 
 def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path):
     """The same fp32 model exported raw and with the op: tfpipe.runtime.detection's decoding and
-    class-wise NMS reproduce TFLite_Detection_PostProcess's boxes, classes and scores."""
+    class-wise NMS reproduce TFLite_Detection_PostProcess's boxes, classes and scores. The raw int8
+    bundle's golden vectors then hold the Android core (Kotlin) to the same decoding and NMS."""
     from tfpipe.config import load_config
     from tfpipe.data.pipeline import evaluation_arrays, load_splits
     from tfpipe.data.preprocess import PreprocessSpec
@@ -81,7 +82,7 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
 
     run, _ = det_run
     shutil.copytree(run.root, tmp_path / "det")
-    assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", *args(tmp_path),
+    assert run_cli("tfpipe.convert.__main__", ["--quantize", "none", "--quantize", "int8", *args(tmp_path),
                                                "--set", "convert.postprocess=raw"]) == 0
     raw_model = RunDir(tmp_path / "det").tflite("none")
     cfg = load_config(CONFIG, list(TINY))
@@ -103,6 +104,16 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
         np.testing.assert_allclose(boxes, op_boxes, atol=1e-3)
         compared += len(boxes)
     assert compared > 0
+
+    golden = tmp_path / "golden_detection.json"
+    assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(tmp_path / "det"), "--count", "6",
+                                              "--out", str(golden)]) == 0
+    samples = json.loads(golden.read_text())["samples"]
+    assert {sample["outputs"]["box_encodings"]["dtype"] for sample in samples} <= {"int8", "uint8"}
+    found = sum(len(sample["expected"]["classes"]) for sample in samples)
+    assert found > 0
+    printed = kotlin_core_parity(golden)
+    assert f"golden parity: golden_detection.json: detection, 6 samples, {found} detections identical" in printed
 
 
 def test_the_zoo_table_has_a_detection_row_read_from_the_run(det_run, tmp_path):

@@ -1,13 +1,14 @@
 """Golden vectors (python -m tfpipe.export golden) of the quickstart bundle: the input tensor is the
 training pipeline's preprocessing quantized as the model asks, the raw outputs dequantize to the
-evaluator's outputs, and the expected predictions are the evaluator's."""
+evaluator's outputs, and the expected predictions are the evaluator's; the Android core (Kotlin, on
+the JVM) reproduces them. The detection and segmentation bundles' parity is in their run tests."""
 
 import json
 
 import numpy as np
 import pytest
 
-from tests.conftest import needs_fashion_mnist, run_cli
+from tests.conftest import kotlin_core_parity, needs_fashion_mnist, run_cli
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
@@ -48,3 +49,13 @@ def test_golden_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert f"{tmp_path / 'config.yaml'}: no such file" in capsys.readouterr().err
     assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(tmp_path), "--count", "0"]) == 2
     assert "--count: 0 is not accepted" in capsys.readouterr().err
+
+
+def test_the_android_core_decodes_the_classification_golden_vectors_as_python(tiny_run, tmp_path):
+    _, run, *_ = tiny_run
+    out = tmp_path / "golden_classification.json"
+    argv = ["golden", "--run", str(run.root), "--count", "16", "--out", str(out)]
+    assert run_cli("tfpipe.export.__main__", argv) == 0
+    printed = kotlin_core_parity(out)
+    assert ("golden parity: golden_classification.json: classification, 16 samples, 48 ranked classes identical "
+            "to Python's") in printed
