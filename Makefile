@@ -33,7 +33,8 @@ test: $(STAMP) $(TFLITE_STAMP) android-core-test
 
 # The Android app's pure-Kotlin core (android_demo/core) on the JVM: kotlinc from the npm registry,
 # JUnit 4 from Debian. GOLDEN=a.json:b.json adds the golden-vector parity with Python
-# (python -m tfpipe.export golden).
+# (python -m tfpipe.export golden); BUNDLES=a/model.json:... checks that the converter's
+# model.json files parse.
 KOTLIN_VERSION := 2.4.20
 KOTLIN_HOME := android_demo/.tools/node_modules/kotlin-compiler
 KOTLINC := $(KOTLIN_HOME)/bin/kotlinc
@@ -43,6 +44,7 @@ CORE_JARS := $(CORE)/build/jvm
 CORE_SOURCES := $(shell find $(CORE)/src/main -name '*.kt')
 CORE_TESTS := $(shell find $(CORE)/src/test -name '*Test.kt')
 GOLDEN ?=
+BUNDLES ?=
 
 $(KOTLINC):
 	npm install --prefix android_demo/.tools --no-audit --no-fund --silent kotlin-compiler@$(KOTLIN_VERSION)
@@ -65,7 +67,7 @@ android-core-jars: $(CORE_JARS)/core-tests.jar
 android-core-test: $(KOTLINC) /usr/share/java/junit4.jar
 	mkdir -p $(CORE_JARS)
 	flock $(CORE_JARS)/.lock $(MAKE) --no-print-directory android-core-jars
-	java -Dtfpipe.golden="$(GOLDEN)" -cp $(CORE_JARS)/core.jar:$(CORE_JARS)/core-tests.jar:$(KOTLIN_HOME)/lib/kotlin-stdlib.jar:$(JUNIT_JARS) \
+	java -Dtfpipe.golden="$(GOLDEN)" -Dtfpipe.bundles="$(BUNDLES)" -cp $(CORE_JARS)/core.jar:$(CORE_JARS)/core-tests.jar:$(KOTLIN_HOME)/lib/kotlin-stdlib.jar:$(JUNIT_JARS) \
 		org.junit.runner.JUnitCore $(patsubst %.kt,dev.tfpipe.core.%,$(notdir $(CORE_TESTS)))
 	@test -n "$(GOLDEN)" || echo "golden parity: not run (no GOLDEN=a.json:b.json; make test runs it from its trained bundles)"
 

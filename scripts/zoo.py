@@ -137,8 +137,8 @@ def _row(path: Path, workdir: Path) -> str:
     if "priors" in cfg.model.args:  # the values are in the config; the table says where they came from
         label += f" ({len(cfg.model.args['priors'])} k-means priors)"
     images = (cfg.data.train_limit or 60000) - cfg.data.val_samples
-    budget = f"{cfg.train.epochs} x {images // 1000}k + QAT {cfg.qat.epochs}"
     out = workdir / cfg.name
+    budget = f"{cfg.train.epochs} x {images // 1000}k + {_qat(out, cfg.qat.epochs)}"
     rows, missing = _parity(out, 7)
     if missing:
         return f"| {label} | {sizes} | {budget} | {missing}"
@@ -149,7 +149,17 @@ def _row(path: Path, workdir: Path) -> str:
             f"{_minutes(out)} |")
 
 
-def _scene_row_start(path: Path, task: str, num_classes: int) -> tuple[str, Path]:
+def _qat(out: Path, epochs: int) -> str:
+    """The budget's QAT cell, marked † when the run's last QAT started its activation ranges at
+    tfmot's [-6, 6] (made before tfpipe.qat.calibrate_ranges; its zoo.log lacks the line)."""
+    log = out / "zoo.log"
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    last = text.rfind("running quantization-aware training first")
+    old_ranges = last >= 0 and "activation ranges at the float model's" not in text[last:]
+    return f"QAT {epochs}" + (" †" if old_ranges else "")
+
+
+def _scene_row_start(path: Path, task: str, num_classes: int, workdir: Path) -> tuple[str, Path]:
     """The first cells of a FashionScenes row (model, input, params, MACs, budget) and its run folder."""
     from tfpipe import models
     from tfpipe.config import load_config
@@ -163,13 +173,13 @@ def _scene_row_start(path: Path, task: str, num_classes: int) -> tuple[str, Path
         label += f" ({len(cfg.model.args['priors'])} k-means priors)"
     train = cfg.data.train_limit or cfg.data.scenes.train
     return (f"| {label} | {h}x{w} | {here.count_params() / 1e6:.2f}M | {multiply_adds(here) / 1e9:.2f}G | "
-            f"{cfg.train.epochs} x {train / 1000:g}k + QAT {cfg.qat.epochs} |"), Path(cfg.name)
+            f"{cfg.train.epochs} x {train / 1000:g}k + {_qat(workdir / cfg.name, cfg.qat.epochs)} |"), Path(cfg.name)
 
 
 def _segmentation_row(path: Path, workdir: Path) -> str:
     from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
 
-    start, name = _scene_row_start(path, "segmentation", len(SEGMENTATION_CLASSES))
+    start, name = _scene_row_start(path, "segmentation", len(SEGMENTATION_CLASSES), workdir)
     out = workdir / name
     rows, missing = _parity(out, 9)
     if missing:
@@ -183,7 +193,7 @@ def _segmentation_row(path: Path, workdir: Path) -> str:
 
 
 def _detection_row(path: Path, workdir: Path) -> str:
-    start, name = _scene_row_start(path, "detection", 10)
+    start, name = _scene_row_start(path, "detection", 10, workdir)
     out = workdir / name
     rows, missing = _parity(out, 11)
     if missing:
@@ -209,7 +219,9 @@ Sizes: params and multiply-adds at 224x224x3 with 1,000 classes (the published s
 within 2 % of the papers by tests/unit/test_zoo.py), then at the configured 32x32x1 with 10
 classes. Budget: training epochs x training images (5,000 are held out for validation), then
 QAT epochs; the slowest families train on a subset to fit the CPU. Minutes: wall time of the
-whole run (train, QAT, convert, evaluate); other work may have shared the CPU.
+whole run (train, QAT, convert, evaluate); other work may have shared the CPU. QAT starts every
+activation range at the float model's (tfpipe.qat.calibrate_ranges); † marks a run whose QAT
+started them at tfmot's [-6, 6] instead (made before that change; rerun it to update the row).
 
 Edge TPU: the static checker's prediction for the int8 model (`python -m tfpipe.check`; Coral's
 model requirements and op table, no compiler here): the share of ops and of multiply-adds the

@@ -41,14 +41,16 @@ def run_cli(module: str, argv: list[str]) -> int:
     return e.value.code
 
 
-def kotlin_core_parity(*goldens: Path) -> str:
-    """`make android-core-test GOLDEN=...`: the Android core's JVM tests (android_demo/core), with
-    golden parity against these files; returns what they printed."""
+def kotlin_core_parity(*goldens: Path, bundles: tuple[Path, ...] = ()) -> str:
+    """`make android-core-test GOLDEN=... BUNDLES=...`: the Android core's JVM tests
+    (android_demo/core), with golden parity against these files and the bundles' model.json
+    parsed; returns what they printed."""
     import os
     import subprocess
 
     result = subprocess.run(["make", "-s", "--no-print-directory", "android-core-test",
-                             f"GOLDEN={os.pathsep.join(str(g) for g in goldens)}"],
+                             f"GOLDEN={os.pathsep.join(str(g) for g in goldens)}",
+                             f"BUNDLES={os.pathsep.join(str(b) for b in bundles)}"],
                             cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout

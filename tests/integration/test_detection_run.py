@@ -112,8 +112,11 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
     assert {sample["outputs"]["box_encodings"]["dtype"] for sample in samples} <= {"int8", "uint8"}
     found = sum(len(sample["expected"]["classes"]) for sample in samples)
     assert found > 0
-    printed = kotlin_core_parity(golden)
+    raw_bundle = RunDir(tmp_path / "det").model_json
+    printed = kotlin_core_parity(golden, bundles=(raw_bundle, run.model_json))
     assert f"golden parity: golden_detection.json: detection, 6 samples, {found} detections identical" in printed
+    assert f"bundle: {raw_bundle}: detection, models fp32, int8, runs int8" in printed
+    assert f"bundle: {run.model_json}: detection, models fp32, int8, runs int8" in printed
 
 
 def test_the_zoo_table_has_a_detection_row_read_from_the_run(det_run, tmp_path):

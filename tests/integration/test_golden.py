@@ -56,6 +56,41 @@ def test_the_android_core_decodes_the_classification_golden_vectors_as_python(ti
     out = tmp_path / "golden_classification.json"
     argv = ["golden", "--run", str(run.root), "--count", "16", "--out", str(out)]
     assert run_cli("tfpipe.export.__main__", argv) == 0
-    printed = kotlin_core_parity(out)
+    printed = kotlin_core_parity(out, bundles=(run.model_json,))
     assert ("golden parity: golden_classification.json: classification, 16 samples, 48 ranked classes identical "
             "to Python's") in printed
+    assert f"bundle: {run.model_json}: classification, models dynamic, fp16, fp32, int16x8, int8, runs int8" in printed
+
+
+def test_android_sync_ships_one_model_and_keeps_the_old_bundle_when_it_fails(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    _, run, *_ = tiny_run
+    assets = tmp_path / "assets"
+
+    def sync(*argv):
+        return subprocess.run([sys.executable, str(REPO / "export" / "android" / "sync.py"), "--assets", str(assets),
+                               *argv], capture_output=True, text=True, check=False)
+
+    done = sync("--run", str(run.root))
+    assert done.returncode == 0, done.stderr
+    folder = assets / "classification"
+    assert f"Synced {run.root} (int8) to {folder}: labels.txt, model.json, model_int8.tflite" in done.stdout
+    shipped = json.loads((folder / "model.json").read_text())
+    assert list(shipped["models"]) == ["int8"] and shipped["task"] == "classification"
+    assert (folder / "model_int8.tflite").read_bytes() == run.tflite("int8").read_bytes()
+    assert (folder / "labels.txt").read_text().splitlines() == shipped["classes"]
+    assert [p.name for p in assets.iterdir()] == ["classification"]  # no staging folder left behind
+
+    failed = sync("--run", str(run.root), "--model", "fp8")
+    assert failed.returncode == 2
+    assert failed.stderr.startswith(f"export/android/sync.py: error: {run.export / 'model.json'}: no 'fp8' model")
+    assert list(json.loads((folder / "model.json").read_text())["models"]) == ["int8"]  # the old bundle stays
+    missing = sync("--run", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "nothing/export/model.json: no such file" in missing.stderr
+
+    assert sync("--run", str(run.root), "--model", "fp32").returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.txt", "model.json", "model_fp32.tflite"]

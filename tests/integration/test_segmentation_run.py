@@ -123,7 +123,8 @@ def test_the_android_core_reproduces_the_class_maps_of_the_golden_vectors(seg_ru
     samples = json.loads(golden.read_text())["samples"]
     pixels = sum(int(np.prod(sample["expected"]["class_map"]["shape"])) for sample in samples)
     assert len({v for sample in samples for v in sample["expected"]["class_map"]["data"]}) > 1  # not all background
-    printed = kotlin_core_parity(golden)
+    printed = kotlin_core_parity(golden, bundles=(run.model_json,))
+    assert f"bundle: {run.model_json}: segmentation" in printed
     assert f"golden_segmentation.json: segmentation, 4 samples, {pixels} mask pixels identical" in printed
 
 

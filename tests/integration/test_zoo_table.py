@@ -35,6 +35,7 @@ def test_zoo_table_reads_every_figure_from_the_evaluator_report(tiny_run, tmp_pa
                               f"{models['int8']['metrics']['top1']:.4f}",
                               f"{models['int8']['delta_points']['top1']:+.2f}"]
     assert measured[-2:] == ["100% ops, 100.0% MACs", "10 |"]  # the Edge TPU checker, then minutes
+    assert measured[5].endswith(" + QAT 1")  # no zoo.log: nothing known against its QAT
     assert sum("not run yet" in row for row in rows) == 11
     assert "docs" not in str(out) and "mobilenet_v2_075" in capsys.readouterr().out
 
@@ -44,3 +45,14 @@ def test_a_failed_gate_is_marked_in_the_delta_cell():
     rows = {"int8": {"delta_points": {"top1": -0.66}}, "gate": {"passed": False, "max_drop_points": 0.5}}
     assert zoo._delta(rows, "top1") == "-0.66 (gate 0.5 failed)"
     assert zoo._delta({**rows, "gate": {"passed": True, "max_drop_points": 0.5}}, "top1") == "-0.66"
+
+
+def test_the_budget_marks_a_qat_that_started_at_tfmots_ranges(tmp_path):
+    zoo = load_script()
+    log = tmp_path / "zoo.log"
+    first = "No QAT model in runs/x: running quantization-aware training first\n"
+    log.write_text(first + "Quantization-aware fine-tuning for 1 epoch(s)\n")
+    assert zoo._qat(tmp_path, 1) == "QAT 1 †"
+    log.write_text(log.read_text() + first + "Started 32 activation ranges at the float model's, measured on 200 "
+                   "training images\nQuantization-aware fine-tuning for 1 epoch(s)\n")
+    assert zoo._qat(tmp_path, 1) == "QAT 1"  # the last QAT of the log counts

@@ -30,6 +30,22 @@ class GoldenParityTest {
         for (path in files) check(File(path))
     }
 
+    /** Each model.json named in `tfpipe.bundles` (as the converter wrote it) parses, models and all. */
+    @Test
+    fun theConvertersModelJsonParses() {
+        val files = System.getProperty("tfpipe.bundles").orEmpty().split(File.pathSeparator).filter { it.isNotEmpty() }
+        assumeTrue("no bundles given (make android-core-test BUNDLES=...)", files.isNotEmpty())
+        for (path in files) {
+            val spec = BundleSpec.parse(File(path).readText(), path)
+            val entry = spec.model(spec.preferredModel())
+            assertTrue("$path: an image input", entry.input.shape.size == 4 && entry.input.shape[1] == spec.preprocess.height)
+            assertTrue("$path: outputs", entry.outputs.isNotEmpty())
+            if (spec.task == Task.DETECTION) assertTrue("$path: anchors", (spec.detection?.count ?: 0) > 0)
+            println("bundle: $path: ${spec.task.key}, models ${spec.models.keys.joinToString()}, runs ${spec.preferredModel()} " +
+                "(${entry.input.dtype.key} input ${entry.input.shape.joinToString("x")}, outputs ${entry.outputs.keys.sorted().joinToString()})")
+        }
+    }
+
     private fun check(file: File) {
         val golden = Fields.of(Json.parse(file.readText(), file.path), file.path)
         assertEquals("tfpipe-golden/1", golden.string("format"))
