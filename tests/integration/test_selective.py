@@ -69,6 +69,17 @@ def test_max_drop_is_refused_when_negative(copy_run, capsys):
     assert "--max-drop: -1 is not accepted" in capsys.readouterr().err
 
 
+def test_max_drop_is_refused_for_a_detector_before_anything_is_written(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    argv = ["--config", str(REPO / "configs" / "detection" / "yolov3_tiny.yaml"), "--workdir", str(tmp_path),
+            "--max-drop", "1"]
+    assert run_cli("tfpipe.convert.__main__", argv) == 2
+    assert "--max-drop: selective int8 is for classification and segmentation, and det_yolov3_tiny is a detector" \
+        in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_missed_budget_points_to_qat(copy_run, capsys, monkeypatch):
     """When selective int8 still misses --max-drop, convert says so and gives the tfpipe.qat command."""
     from tfpipe.convert import selective

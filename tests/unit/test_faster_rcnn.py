@@ -170,10 +170,21 @@ def test_int8_runs_on_builtin_ops_and_the_edge_tpu_checker_names_where_it_stops(
     assert [o.shape[1:] for o in training_view(model).outputs] == [(144, 4), (144, 1), (8, 4 + 4 + 4)]
     x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
     path = tmp_path / "frcnn_int8.tflite"
-    path.write_bytes(to_tflite(apply_qat(model), "int8", "uint8", x, integer_only=registry.integer_only(cfg)))
+    path.write_bytes(to_tflite(apply_qat(model), "int8", "uint8", x, float_layers=registry.float_layers(cfg)))
     interpreter = Interpreter(model_path=str(path))
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert "CUSTOM" not in ops and {"GATHER", "TOPK_V2", "FLOOR"} <= ops
+    # the box and sampling arithmetic is float (or int32 indices; moving int8 values, as GATHER
+    # does, is exact; a layer's output keeps the quantizer QAT trained), the convolutions int8,
+    # the input uint8
+    tensors = interpreter.get_tensor_details()
+    arithmetic = [(op["op_name"], tensors[op["outputs"][0]]) for op in interpreter._get_ops_details()
+                  if op["op_name"] in ("ADD", "SUB", "MUL", "EXP", "LOG", "MINIMUM", "MAXIMUM")
+                  and any(f"/quant_{n}/" in tensors[op["outputs"][0]]["name"] for n in F.FLOAT_LAYERS)]
+    assert len(arithmetic) > 10 and all(t["dtype"] in (np.float32, np.int32) for _, t in arithmetic), \
+        [(name, t["name"]) for name, t in arithmetic if t["dtype"] not in (np.float32, np.int32)]
+    assert {t["dtype"] for t in tensors if "head_fc1" in t["name"]} == {np.int8}
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     out = interpreter.get_signature_runner()(images=np.zeros((1, 64, 64, 3), np.uint8))
     assert out["box_encodings"].shape == (1, 8, 4) and out["class_scores"].shape == (1, 8, 3)
     prediction = edgetpu.predict(read_graph(path))

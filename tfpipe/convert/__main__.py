@@ -50,6 +50,11 @@ def run(args, cfg) -> int:
     if args.calibration_data or args.input_size:
         raise TfpipeError("--calibration-data and --input-size go with --model PATH",
                           "add --model, or leave them out to convert the config's run")
+    if args.max_drop is not None and cfg.task == "detection":
+        # its search scores held-out images by top-1 or mIoU and converts without the detectors'
+        # post-processing op or float layers
+        raise TfpipeError(f"--max-drop: selective int8 is for classification and segmentation, and {cfg.name} is a "
+                          "detector", "leave --max-drop out: QAT int8 (the default) is what detectors ship")
     modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
     export(cfg, RunDir.for_config(cfg, args.workdir), modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,

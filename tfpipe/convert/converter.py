@@ -113,10 +113,10 @@ def variables_of(model):
 
 
 def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False,
-              postprocess=None, integer_only: bool = True) -> bytes:
+              postprocess=None, float_layers: tuple[str, ...] = ()) -> bytes:
     """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function.
-    `integer_only=False` lets int8 fall back to float kernels for ops without integer ones (Faster
-    R-CNN's index arithmetic); the input and output keep the integer type asked for."""
+    int8 is integer kernels only, except for the ops of `float_layers` (Keras layer names), which
+    stay float (Faster R-CNN's box and sampling arithmetic): then only the input takes `io_dtype`."""
     function = serving_function(model, class_map=class_map, postprocess=postprocess)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables_of(model))
     if postprocess is not None:
@@ -133,7 +133,7 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
     if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + (
-            [] if integer_only else [tf.lite.OpsSet.TFLITE_BUILTINS])
+            [tf.lite.OpsSet.TFLITE_BUILTINS] if float_layers else [])
         converter.inference_input_type = TF_IO[io_dtype]
         # the post-processing op computes in float and outputs float boxes, classes and scores
         converter.inference_output_type = TF_IO[io_dtype] if postprocess is None else tf.float32
@@ -141,8 +141,32 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     with native_output_silenced((1, 2)):
-        data = converter.convert()
+        if quantize == "int8" and float_layers:
+            data = _int8_keeping_float(converter, float_layers, io_dtype)
+        else:
+            data = converter.convert()
     return data if postprocess is None else postprocess_last(data)
+
+
+def _int8_keeping_float(converter, layers: tuple[str, ...], io_dtype: str) -> bytes:
+    """int8 with the ops of `layers` left in float: calibrate, then quantize every tensor but
+    theirs (the mechanism of TensorFlow's QuantizationDebugger denylist, without its debug ops).
+    The input takes `io_dtype`; the outputs are float (a float layer's, or the post-processing
+    op's, are float anyway)."""
+    from tensorflow.lite.python import convert as lite_convert
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    from tfpipe.convert.selective import read_graph_bytes
+
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    scopes = tuple(f"/{prefix}{layer}/" for layer in layers for prefix in ("", "quant_"))  # float, QAT model
+    keep = [t.name for t in read_graph_bytes(calibrated).tensors if any(s in t.name for s in scopes)]
+    if not keep:
+        raise ValueError(f"no tensors of the layers {list(layers)} to keep in float")
+    data = lite_convert.mlir_quantize(calibrated, disable_per_channel=False, fully_quantize=False,
+                                      enable_numeric_verify=False, denylisted_nodes=keep)
+    return modify_model_io_type(data, TF_IO[io_dtype], tf.float32)
 
 
 def _read_bundle(run: RunDir) -> dict:
@@ -281,7 +305,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
                          postprocess=detection_postprocess(cfg, len(images[1] if images is not None
                                                                     else splits.class_names)),
-                         integer_only=models.registry.integer_only(cfg.model))
+                         float_layers=models.registry.float_layers(cfg.model))
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)

@@ -32,7 +32,9 @@ class Entry:
     anchors: Callable | None = None  # detection: the model's anchors [N, 4] from the builder's arguments
     cells: Callable | None = None  # YOLO: each anchor's grid cell (h, w) [N, 2]; it assigns by cell
     rpn: Callable | None = None  # two-stage detectors: the region proposal network's anchors [A, 4]
-    integer_only: bool = True  # int8 converts to integer kernels only; False: float fallback where none exist
+    # layers whose own arithmetic int8 conversion keeps in float (float kernels next to the int8
+    # ones, so the model runs on the CPU): Faster R-CNN's box and sampling arithmetic
+    float_layers: tuple[str, ...] = ()
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -43,12 +45,13 @@ _REGISTRY: dict[str, Entry] = {}
 
 
 def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None,
-             cells: Callable | None = None, rpn: Callable | None = None, integer_only: bool = True, **fixed) -> None:
+             cells: Callable | None = None, rpn: Callable | None = None, float_layers: tuple[str, ...] = (),
+             **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
     if (task == "detection") != (anchors is not None) or ((cells or rpn) is not None and anchors is None):
         raise ValueError(f"model {name!r}: a detector, and only a detector, registers its anchors")
-    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells, rpn, integer_only)
+    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells, rpn, float_layers)
 
 
 def names(task: str | None = None) -> list[str]:
@@ -132,7 +135,8 @@ def rpn_anchors(cfg: ModelConfig, num_classes: int):
     return _calling(cfg, entry.rpn, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
 
 
-def integer_only(cfg: ModelConfig) -> bool:
-    """Whether int8 conversion keeps to integer kernels (an imported model: yes)."""
+def float_layers(cfg: ModelConfig) -> tuple[str, ...]:
+    """The layers int8 conversion keeps in float; none (integer kernels only) for most models and
+    for an imported one."""
     entry = check(cfg, get(cfg.name).task) if cfg.name != EXTERNAL else None
-    return entry is None or entry.integer_only
+    return () if entry is None else entry.float_layers
