@@ -213,7 +213,8 @@ rerun both to reproduce. Every accuracy is top-1 on the full 10,000-image Fashio
 split, measured by the evaluator (`tfpipe.evaluate`): float is the Keras model, fp32 and int8 are
 the TFLite files run by ai-edge-litert; int8 is full-integer (uint8 input and output) after one
 epoch of quantization-aware training. Latency is the median of 200 single-image runs at one
-thread on the 2-core CPU that made the table ({cpu}).
+thread on the 2-core CPU that made the table ({cpu}), measured inside the run's evaluation: a run
+evaluated while other work shared the CPU reads high.
 
 Sizes: params and multiply-adds at 224x224x3 with 1,000 classes (the published setting, checked
 within 2 % of the papers by tests/unit/test_zoo.py), then at the configured 32x32x1 with 10
