@@ -59,7 +59,7 @@ def apply_qat(model):
 
 # tfmot's activation quantizers start at [-6, 6] and move by an exponential average (decay 0.999):
 # after one QAT epoch of 125 steps a range has moved only 12 % of the way, so ReLU outputs reaching
-# 13 were clipped at 6.6 and Faster R-CNN's box encodings (-13.9 .. 4.5) at -6, which cost it 12
+# 13 were clipped at 6.6 and Faster R-CNN's box encodings (-13.9 .. 4.5) at -6, which cost it 10
 # mAP points. Ranges are therefore started where the float model's tensors really are.
 RANGE_KINDS = ("output", "post_activation", "pre_activation")
 
@@ -68,17 +68,16 @@ def calibrate_ranges(qat_model, float_model, images: np.ndarray, batch_size: int
     """Sets every activation quantizer of `qat_model` (tfmot's `output_`, `post_activation_` and
     `pre_activation_` min/max, and the input's) to the min and max its tensor takes in `float_model`
     on `images` (widened to hold 0, as int8 needs), as post-training calibration would; QAT's
-    moving average then starts there. Returns how many layer quantizers were set."""
+    moving average then starts there. Returns how many layer quantizers were measured."""
     plan = []  # (min variable, max variable, float layer, True for the pre-activation)
     for wrapper in qat_model.layers:
+        variables = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.weights}
         inner = getattr(wrapper, "layer", None)
         if inner is None:
             if type(wrapper).__name__ == "QuantizeLayer":  # the input's: [0, 0] until a training step
-                variables = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.weights}
                 variables[f"{wrapper.name}_min"].assign(min(float(images.min()), 0.0))
                 variables[f"{wrapper.name}_max"].assign(max(float(images.max()), 0.0))
             continue
-        variables = {v.name.split("/")[-1].split(":")[0]: v for v in wrapper.weights}
         try:
             source = float_model.get_layer(inner.name)
         except ValueError:
