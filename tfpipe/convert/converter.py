@@ -156,7 +156,7 @@ def _int8_keeping_float(converter, layers: tuple[str, ...], io_dtype: str) -> by
     from tensorflow.lite.python import convert as lite_convert
     from tensorflow.lite.python.util import modify_model_io_type
 
-    from tfpipe.convert.selective import read_graph_bytes
+    from tfpipe.runtime.graph import read_graph_bytes
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()

@@ -31,7 +31,7 @@ from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.runtime import Worker
-from tfpipe.runtime.graph import read_graph
+from tfpipe.runtime.graph import read_graph_bytes
 
 MAX_ROUNDS = 5  # tensors kept float before giving up: past that, QAT is the better tool
 DEBUG_SAMPLES = 32  # held-out images the debugger runs (per-layer statistics settle quickly)
@@ -172,13 +172,6 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
         "layer_errors": ranking,
     }
     return data, report
-
-
-def read_graph_bytes(data: bytes):
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "model.tflite"
-        path.write_bytes(data)
-        return read_graph(path)
 
 
 def describe(report: dict, metric: str) -> list[str]:

@@ -115,6 +115,16 @@ def _value(tensor, buffers, dtype: str, data: bytes) -> np.ndarray | None:
     return np.frombuffer(raw, _NUMPY[dtype]).reshape(shape)
 
 
+def read_graph_bytes(data: bytes) -> Graph:
+    """The main subgraph of a .tflite held in memory (a converter's output before it is written)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.tflite"
+        path.write_bytes(data)
+        return read_graph(path)
+
+
 def read_graph(path: str | Path) -> Graph:
     """The main subgraph of a .tflite file. A file that is not a TFLite flatbuffer is bad input."""
     from tfpipe.runtime.client import check_tflite_file

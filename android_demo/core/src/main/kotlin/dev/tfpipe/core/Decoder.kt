@@ -42,32 +42,30 @@ class Decoder(val task: Task, val classes: List<String>, val preprocess: Preproc
     private fun detect(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int): List<Detection> {
         val h = preprocess.height
         val w = preprocess.width
-        val found = ArrayList<Pair<FloatArray, Pair<Int, Float>>>()
-        if ("num_detections" in outputs) {  // TFLite_Detection_PostProcess: already NMS'd, highest first
-            val count = output(outputs, "num_detections")[0].toInt()
-            val boxes = output(outputs, "detection_boxes")
-            val labels = output(outputs, "detection_classes")
-            val scores = output(outputs, "detection_scores")
-            for (i in 0 until count) found.add(Detections.toPixels(boxes, i, h, w) to (labels[i].toInt() to scores[i]))
-        } else {
-            val d = detection ?: throw BundleError("model.json: a raw detection bundle needs the 'detection' section (anchors)")
-            val encodings = output(outputs, "box_encodings")
-            val scores = output(outputs, "class_scores")
-            if (encodings.size != d.anchors.size) {
-                throw BundleError("box_encodings has ${encodings.size / 4} rows but model.json has ${d.count} anchors")
-            }
-            val corners = Detections.decode(encodings, d.anchors, d.scales)
-            val kept = Detections.nms(corners, scores, scores.size / d.count, d.nmsIou, d.scoreThreshold,
-                d.maxDetections, d.maxDetections)
-            for (k in kept) found.add(Detections.toPixels(corners, k.index, h, w) to (k.classIndex to k.score))
-        }
         val p = Preprocess.placement(imageHeight, imageWidth, preprocess)
         val sx = imageWidth.toDouble() / p.width
         val sy = imageHeight.toDouble() / p.height
-        return found.map { (b, cs) ->
-            Detection(((b[0] - p.left) * sx).toFloat(), ((b[1] - p.top) * sy).toFloat(),
-                ((b[2] - p.left) * sx).toFloat(), ((b[3] - p.top) * sy).toFloat(), cs.first, cs.second)
+        // corners (ymin, xmin, ymax, xmax) normalised to the input -> x1 y1 x2 y2 in the image's pixels
+        fun inImage(corners: FloatArray, row: Int, classIndex: Int, score: Float): Detection {
+            val b = Detections.toPixels(corners, row, h, w)
+            return Detection(((b[0] - p.left) * sx).toFloat(), ((b[1] - p.top) * sy).toFloat(),
+                ((b[2] - p.left) * sx).toFloat(), ((b[3] - p.top) * sy).toFloat(), classIndex, score)
         }
+        if ("num_detections" in outputs) {  // TFLite_Detection_PostProcess: already NMS'd, highest first
+            val boxes = output(outputs, "detection_boxes")
+            val labels = output(outputs, "detection_classes")
+            val scores = output(outputs, "detection_scores")
+            return (0 until output(outputs, "num_detections")[0].toInt()).map { inImage(boxes, it, labels[it].toInt(), scores[it]) }
+        }
+        val d = detection ?: throw BundleError("model.json: a raw detection bundle needs the 'detection' section (anchors)")
+        val encodings = output(outputs, "box_encodings")
+        val scores = output(outputs, "class_scores")
+        if (encodings.size != d.anchors.size) {
+            throw BundleError("box_encodings has ${encodings.size / 4} rows but model.json has ${d.count} anchors")
+        }
+        val corners = Detections.decode(encodings, d.anchors, d.scales)
+        return Detections.nms(corners, scores, scores.size / d.count, d.nmsIou, d.scoreThreshold, d.maxDetections,
+            d.maxDetections).map { inImage(corners, it.index, it.classIndex, it.score) }
     }
 
     private fun mask(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int): Prediction.Mask {
