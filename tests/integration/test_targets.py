@@ -41,26 +41,38 @@ def top1(model_path, inputs):
 
 
 @pytest.fixture(scope="module")
-def fp32_top1(tiny_run):
-    """32 preprocessed test images and the fp32 model's top-1 on them (computed once)."""
+def source_top1(tiny_run):
+    """The tiny run's 256 preprocessed test images, and the top-1 on them of the two Keras models
+    a conversion starts from: the float model (every mode, and int8 by PTQ) and the QAT model
+    (int8 by QAT). Computed once."""
+    from tfpipe.qat import load_qat_model
+    from tfpipe.train.trainer import load_float_model
+
     cfg, run, splits, *_ = tiny_run
-    inputs = evaluation_arrays(splits, PreprocessSpec.from_config(cfg))[0][:32]
-    return inputs, top1(run.tflite("none"), inputs)
+    inputs = evaluation_arrays(splits, PreprocessSpec.from_config(cfg))[0]
+    assert len(inputs) == 256
+    return inputs, {"float": np.argmax(load_float_model(run).predict(inputs, verbose=0), axis=-1),
+                    "QAT": np.argmax(load_qat_model(run.qat_model).predict(inputs, verbose=0), axis=-1)}
 
 
 @pytest.mark.parametrize("target, mode", MATRIX + [("cpu", "int8 PTQ"), ("nnapi", "int8 PTQ")])
-def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run, fp32_top1, target, mode):
+def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run, source_top1, target, mode):
     """Each pair a target accepts, from the quickstart run's own models (int8: QAT, and PTQ),
-    run under ai-edge-litert on real test images: valid probabilities, and top-1 mostly agreeing
-    with the fp32 model (the tiny run is 2 short epochs, so QAT's fine-tune alone moves some;
-    a broken conversion agrees on about 1 image in 10)."""
+    run under ai-edge-litert on the 256 test images: valid probabilities, and top-1 agreeing with
+    the Keras model it was converted from. The QAT model is the reference for int8 by QAT, not the
+    float model: the tiny run is 2 short epochs, so QAT's own fine-tune epoch moves 10-30 % of
+    its answers, by how far training got (measured: 0.89 of 256, and 0.72 of 32 in one CI run).
+    Measured against the source: 0.94-1.00 for every mode; a broken conversion agrees on about
+    1 image in 10."""
     _, run, *_ = tiny_run
     quantize = mode.split()[0]
     assert modes_for_target(target, [quantize], ("none",)) == [quantize]
-    path = (ptq_run if mode.endswith("PTQ") else run).tflite(quantize)
-    inputs, reference = fp32_top1
-    agree = np.mean(top1(path, inputs) == reference)
-    assert agree >= 0.75, f"{target}/{mode}: agrees with fp32 on {agree:.0%} of 32 test images"
+    ptq = mode.endswith("PTQ")
+    path = (ptq_run if ptq else run).tflite(quantize)
+    inputs, sources = source_top1
+    source = "QAT" if quantize == "int8" and not ptq else "float"
+    agree = np.mean(top1(path, inputs) == sources[source])
+    assert agree >= 0.85, f"{target}/{mode}: agrees with the {source} Keras model on {agree:.0%} of 256 test images"
 
 
 @pytest.mark.parametrize("target, mode", [(t, m) for t in TARGET_MODES for m in QUANT_MODES
