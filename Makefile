@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed-stamp
 
-.PHONY: demo test lint zoo clean android-core-test android-core-jars
+.PHONY: demo test lint zoo clean android-core-test android-core-jars fashion-mnist
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,15 +21,29 @@ $(TFLITE_STAMP):
 	$(TFLITE_VENV)/bin/python -m pip install --quiet "tflite-runtime==2.14.0" "numpy<2" pillow
 	touch $(TFLITE_STAMP)
 
-demo: $(STAMP)
+# The quickstart's data. As root (a fresh machine, CI), Debian's dataset-fashion-mnist is
+# installed when it is missing, as junit4 is below; otherwise, or if apt fails, `tfpipe.data fetch`
+# finds a copy elsewhere or downloads it with Keras, and else stops with one line saying where it looked.
+FASHION_MNIST_DEB := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+fashion-mnist: $(STAMP)
+	@if [ ! -f $(FASHION_MNIST_DEB) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's dataset-fashion-mnist"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } \
+		|| echo "apt-get could not install dataset-fashion-mnist; trying the other places"; \
+	fi
+	$(PY) -m tfpipe.data fetch
+
+demo: $(STAMP) fashion-mnist
 	$(PY) -m tfpipe.run --config configs/quickstart.yaml
 
 # One worker per core (pytest-xdist; tests/conftest.py keeps each file, and the files sharing the
 # session's tiny run, on one worker). The Android core's JVM tests run first; its golden parity runs
 # inside pytest, which has the trained bundles (test_golden.py, test_detection_run.py and
 # test_segmentation_run.py call `make android-core-test GOLDEN=...`).
-test: $(STAMP) $(TFLITE_STAMP) android-core-test
-	$(PY) -m pytest -q -rs --durations=15 -n auto
+# TFPIPE_REQUIRE_DATA: a test that needs Fashion-MNIST fails instead of skipping (the target installed it)
+test: $(STAMP) $(TFLITE_STAMP) fashion-mnist android-core-test
+	TFPIPE_REQUIRE_DATA=1 $(PY) -m pytest -q -rs --durations=15 -n auto
 
 # The Android app's pure-Kotlin core (android_demo/core) on the JVM: kotlinc from the npm registry,
 # JUnit 4 from Debian. GOLDEN=a.json:b.json adds the golden-vector parity with Python
@@ -52,7 +66,8 @@ $(KOTLINC):
 	touch $@
 
 /usr/share/java/junit4.jar:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit4
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit4 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq junit4; }
 
 $(CORE_JARS)/core.jar: $(KOTLINC) $(CORE_SOURCES)
 	mkdir -p $(CORE_JARS)

@@ -70,6 +70,15 @@ needs_fashion_mnist = pytest.mark.skipif(not have_fashion_mnist(),
                                          reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
 
+def pytest_sessionstart(session) -> None:
+    """Under `make test` (which installs the dataset first) a missing dataset is a failure, not 75 skips."""
+    import os
+
+    if os.environ.get("TFPIPE_REQUIRE_DATA") and not have_fashion_mnist():
+        pytest.exit("Fashion-MNIST not found although make installed it: run `make fashion-mnist` and read its output",
+                    returncode=1)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(np.uint8).tobytes()

@@ -3,7 +3,8 @@
     python -m tfpipe.check runs/quickstart/export/model_int8.tflite --target edgetpu
     python -m tfpipe.check --config configs/segmentation/unet_lite.yaml     # lint before training
 
-Given .tflite files, each is checked and compat_<target>.json is written beside it. Given only a
+Given .tflite files, each is checked and compat_<target>.json is written beside it (or in --out DIR;
+a folder that cannot be written gets the verdict printed only). Given only a
 config, the float architecture is built untrained, converted to int8 with random calibration in a
 scratch directory and checked, so an op that falls off the accelerator shows up before training.
 """
@@ -24,6 +25,8 @@ def add_arguments(parser) -> None:
                         help="models to check (default: lint the config's architecture)")
     parser.add_argument("--target", choices=(*TARGETS, "all"), default="all",
                         help="accelerator to check for (default: all three)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="write compat_<target>.json files here (default: beside each model)")
 
 
 def lint(cfg) -> Path:
@@ -56,7 +59,12 @@ def run(args, cfg) -> int:
             report = delegates.check(path, target)
             print("\n".join(delegates.summary_lines(report)), flush=True)
             if args.models:  # a lint's scratch model is not kept, so neither is its report
-                print(f"  wrote {delegates.write(report, Path(path))}", flush=True)
+                try:
+                    print(f"  wrote {delegates.write(report, Path(path), args.out)}", flush=True)
+                except OSError as e:  # a read-only folder: the verdict above is the result
+                    where = args.out or Path(path).parent
+                    print(f"  not written: {where} is not writable ({e.strerror}); the verdict is printed above "
+                          "(--out DIR writes the report elsewhere)", flush=True)
     return 0
 
 

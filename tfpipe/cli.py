@@ -7,6 +7,7 @@ naming the file, field or value), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -32,6 +33,18 @@ class Stage:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def points(text: str) -> float:
+    """argparse type of a --max-drop budget: a finite number >= 0 (nan would turn every gate off,
+    since no comparison with nan is true)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of points, e.g. 0.5") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: use a finite number of points >= 0, e.g. 0.5")
+    return value
 
 
 def default_config() -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -310,19 +311,35 @@ class Config:
 # --- loading ---------------------------------------------------------------------------------------
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one
+    silently, so a config could say two things and mean one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise TfpipeError(f"config file not found: {path}",
                           "pass --config with a YAML file such as configs/quickstart.yaml")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else "?"
         raise TfpipeError(f"{path}:{line}: invalid YAML: {e.problem}", "fix the syntax at that line") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise TfpipeError(f"{path}: invalid YAML: {e}", "fix the file's syntax") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file would silently mean `name: quickstart` with every default
+        raise TfpipeError(f"{path}: the config is empty", "give at least `name:` and `task:`, or start from "
+                                                           "configs/quickstart.yaml")
     if not isinstance(data, dict):
         raise TfpipeError(f"{path}: the top level is a {type(data).__name__}", "a config is a mapping of keys")
     return data
@@ -392,14 +409,19 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise TfpipeError(f"{key}: expected a whole number, got {value!r}")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise TfpipeError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise TfpipeError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # .nan compares false with every bound: a gate at nan never fails
+            raise TfpipeError(f"{key}: {value!r} is not a finite number", "use a plain number such as 0.5")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -451,7 +473,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except TfpipeError as e:
         if e.message.startswith("--set"):
             raise
-        raise TfpipeError(f"{path}: {e.message}", e.hint) from None
+        # a field a --set gave is the flag's fault, not the file's
+        flag = next((a for a in reversed(overrides) if e.message.startswith(a.partition("=")[0].strip() + ":")), None)
+        where = f"--set {flag}" if flag else str(path)
+        raise TfpipeError(f"{where}: {e.message}", e.hint) from None
 
 
 def to_dict(cfg: Config) -> dict:

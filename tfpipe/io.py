@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+TEMPORARY = ".tmp"  # atomic_path's temporary files are named .<stem>.<random>.tmp<suffix>
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete atomic_path's temporary files under `folder`, left by writers that were killed
+    (kill -9 skips the cleanup). Call it only while holding the folder's writer lock."""
+    stale = [p for p in Path(folder).rglob(f".*{TEMPORARY}*") if p.is_file() or p.is_dir()]
+    for path in stale:
+        if path.is_dir():  # a SavedModel being written
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 def _default_file_mode() -> int:
@@ -27,7 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TEMPORARY}{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -50,8 +67,20 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities as null: json.dumps would write the bare words NaN/Infinity, which no
+    strict JSON parser (browsers, Kotlin, jq) reads."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:

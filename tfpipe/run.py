@@ -18,8 +18,9 @@ def run(args, cfg) -> int:
     from tfpipe.rundir import RunDir
 
     run_dir = RunDir.for_config(cfg, args.workdir)
-    splits = export(cfg, run_dir, cfg.convert.quantize)
-    return publish(evaluate(cfg, run_dir, splits=splits), run_dir.eval)
+    with run_dir.writer(cfg):
+        splits = export(cfg, run_dir, cfg.convert.quantize)
+        return publish(evaluate(cfg, run_dir, splits=splits), run_dir.eval)
 
 
 STAGE = Stage("run", "The whole pipeline: train, QAT, convert every convert.quantize mode, evaluate parity.",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tfpipe import io
-from tfpipe.config import Config, dump
+from tfpipe.config import Config, dump, to_dict
+from tfpipe.errors import TfpipeError
 
 # --quantize value -> the name used in file names and reports ("none" is the fp32 model).
 QUANT_LABELS = {"none": "fp32", "fp16": "fp16", "dynamic": "dynamic", "int8": "int8", "int16x8": "int16x8"}
@@ -61,3 +66,52 @@ class RunDir:
 
     def write_config(self, cfg: Config) -> None:
         io.write_text(self.root / "config.yaml", dump(cfg))
+
+    def check_made_by(self, cfg: Config) -> None:
+        """Refuse to write a run whose trained model another task or model made (resuming its
+        checkpoint with another architecture failed with hundreds of warnings and a ValueError,
+        after config.yaml had already been rewritten)."""
+        import yaml
+
+        recorded = self.root / "config.yaml"
+        trained = self.float_model.is_file() or (self.checkpoints.is_dir() and any(self.checkpoints.iterdir()))
+        if not trained or not recorded.is_file():
+            return
+        try:
+            old = yaml.safe_load(recorded.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            old = {}
+        new = to_dict(cfg)
+        differs = [key for key in ("task", "model") if old.get(key) != new[key]]
+        if differs:
+            def said(config: dict) -> str:
+                model = config.get("model") or {}
+                return (f"task {config.get('task')}, model {model.get('name')} {model.get('input_size')}"
+                        f"x{model.get('channels')} {model.get('args') or ''}").rstrip()
+            raise TfpipeError(f"{self.root}: its trained model was made by {said(old)}; this config asks for "
+                              f"{said(new)}", f"give this run another name (--set name=...), or delete {self.root} "
+                              "to start over")
+
+    @contextmanager
+    def writer(self, cfg: Config | None = None) -> Iterator[None]:
+        """Hold the run's writer lock (fcntl.flock on .lock, released by the kernel when the process
+        dies, even by kill -9) for a stage that writes here. A second writer is refused: two converts
+        at once each rewrote model.json from what they had read, and one model was lost. Holding the
+        lock also proves that no writer is alive, so temporary files left by killed ones are removed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise TfpipeError(f"{self.root}: another tfpipe command (pid {holder}) is writing this run",
+                                  "wait for it to finish, or give this one another name (--set name=...)") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            io.remove_stale_temporaries(self.root)
+            if cfg is not None:
+                self.check_made_by(cfg)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock

@@ -80,7 +80,8 @@ def test_bad_imports_are_one_line_errors(tmp_path, capsys):
         (["--model", str(H5)], "--model needs --calibration-data DIR_OR_CONFIG"),
         (["--model", str(H5), "--calibration-data", str(empty)], "empty holds no images"),
         (["--model", str(H5), "--calibration-data", str(tmp_path / "nothing")], "is neither a folder of images"),
-        (["--calibration-data", str(empty)], "--calibration-data and --input-size go with --model PATH"),
+        (["--calibration-data", str(empty)], "--calibration-data, --input-size, --output, --classes, --name and "
+                                             "--force go with --model PATH"),
         (["--model", str(tmp_path / "flexible.keras"), *calibration], "has no fixed height and width"),
         (["--model", str(H5), "--input-size", "32", "32", *calibration], "has a fixed input of 28x28"),
         (["--from-qat", "--model", str(H5), *calibration], "--from-qat: --max-drop, --debug-quant and --model work"),

@@ -64,9 +64,12 @@ def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_ru
     assert (run.export / "quant_debug_int8.png").stat().st_size > 10_000
 
 
-def test_max_drop_is_refused_when_negative(copy_run, capsys):
-    assert run_cli("tfpipe.convert.__main__", ["--quantize", "int8", "--max-drop", "-1", *tiny_args(copy_run)]) == 2
-    assert "--max-drop: -1 is not accepted" in capsys.readouterr().err
+@pytest.mark.parametrize("stage", ["tfpipe.convert.__main__", "tfpipe.evaluate.__main__"])
+@pytest.mark.parametrize("budget", ["-1", "nan", "inf"])
+def test_max_drop_is_refused_when_negative_or_not_finite(copy_run, capsys, stage, budget):
+    # nan compared false with every drop, so `--max-drop nan` passed every gate
+    assert run_cli(stage, ["--max-drop", budget, *tiny_args(copy_run)]) == 2
+    assert f"argument --max-drop: '{budget}' is not accepted" in capsys.readouterr().err
 
 
 def test_max_drop_is_refused_for_a_detector_before_anything_is_written(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tfpipe.cli import Stage, main
+from tfpipe.cli import Stage, main, points
 from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES
 
 
@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
                         help="mode(s) to export (repeatable; default: convert.quantize of the config)")
     parser.add_argument("--io-dtype", choices=IO_DTYPES, default=None,
                         help="input/output type of int8 models (default: convert.io_dtype, uint8)")
-    parser.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+    parser.add_argument("--max-drop", type=points, default=None, metavar="POINTS",
                         help="selective int8 by post-training calibration: keep the layers int8 hurts most in float, "
                              "one at a time, until top-1 / mIoU on the held-out split is at most POINTS below float")
     parser.add_argument("--debug-quant", action="store_true",
@@ -28,6 +28,15 @@ def add_arguments(parser) -> None:
                              "letterbox), or a tfpipe config whose dataset calibrates and later evaluates")
     parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="with --model: the size to convert at, when the model's input has no fixed size")
+    parser.add_argument("--output", default=None, metavar="NAME",
+                        help="with --model: the output to convert when the model has several")
+    parser.add_argument("--classes", default=None, metavar="FILE|a,b,c",
+                        help="with --model and a folder of images: the class names, in the order of the model's "
+                             "output (a file with one name a line, or a comma-separated list)")
+    parser.add_argument("--name", default=None,
+                        help="with --model: the run's name (default: the model's file stem)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --model: replace an existing run of that name, all of it")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--from-qat", action="store_true",
                         help="int8 from the run's QAT checkpoint, running QAT first when there is none (the default)")
@@ -37,19 +46,17 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     from tfpipe.convert.converter import export, modes_for_target
-    from tfpipe.convert.selective import check_max_drop
     from tfpipe.errors import TfpipeError
     from tfpipe.rundir import RunDir
 
-    check_max_drop(args.max_drop)
     if args.from_qat and (args.max_drop is not None or args.debug_quant or args.model is not None):
         raise TfpipeError("--from-qat: --max-drop, --debug-quant and --model work on post-training int8",
                           "leave --from-qat out")
     if args.model is not None:
         return convert_external(args)
-    if args.calibration_data or args.input_size:
-        raise TfpipeError("--calibration-data and --input-size go with --model PATH",
-                          "add --model, or leave them out to convert the config's run")
+    if args.calibration_data or args.input_size or args.output or args.classes or args.name or args.force:
+        raise TfpipeError("--calibration-data, --input-size, --output, --classes, --name and --force go with "
+                          "--model PATH", "add --model, or leave them out to convert the config's run")
     if args.max_drop is not None and cfg.task == "detection":
         # its search scores held-out images by top-1 or mIoU and converts without the detectors'
         # post-processing op or float layers
@@ -57,8 +64,9 @@ def run(args, cfg) -> int:
                           "detector", "leave --max-drop out: QAT int8 (the default) is what detectors ship")
     modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
-    export(cfg, RunDir.for_config(cfg, args.workdir), modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
-           debug_quant=args.debug_quant)
+    run = RunDir.for_config(cfg, args.workdir)
+    with run.writer(cfg):
+        export(cfg, run, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop, debug_quant=args.debug_quant)
     return 0
 
 
@@ -66,7 +74,7 @@ def convert_external(args) -> int:
     """--model PATH: import the Keras model into WORKDIR/<stem>, then convert each mode (int8 by calibration)."""
     from tfpipe.cli import default_config
     from tfpipe.convert.converter import convert, modes_for_target
-    from tfpipe.convert.external import import_model
+    from tfpipe.convert.external import prepare_import
     from tfpipe.errors import TfpipeError
 
     if args.calibration_data is None:
@@ -79,14 +87,23 @@ def convert_external(args) -> int:
         raise TfpipeError("--max-drop/--debug-quant need labelled held-out data, and a folder of images has none",
                           "give --calibration-data a config (its dataset's validation split is used)")
     modes = modes_for_target(args.target, args.quantize, ("none", "int8"))
-    cfg, run, images = import_model(args.model, args.calibration_data, args.workdir, args.overrides,
-                                    tuple(args.input_size) if args.input_size else None, default_config())
-    for mode in modes:  # an imported model has no QAT checkpoint: int8 is calibrated
-        convert(cfg, run, mode, args.io_dtype, from_qat=False, max_drop=args.max_drop, debug_quant=args.debug_quant,
-                images=images)
+    imported = prepare_import(args.model, args.calibration_data, args.workdir, args.overrides,
+                              tuple(args.input_size) if args.input_size else None, default_config(),
+                              output=args.output, classes=args.classes, name=args.name, force=args.force)
+    cfg, run = imported.cfg, imported.run
+    images = None if imported.images is None else (imported.images, imported.class_names)
+    with run.writer():
+        imported.write(args.force)
+        for mode in modes:  # an imported model has no QAT checkpoint: int8 is calibrated
+            convert(cfg, run, mode, args.io_dtype, from_qat=False, max_drop=args.max_drop,
+                    debug_quant=args.debug_quant, images=images)
     if images is None:
         print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}",
               flush=True)
+    else:
+        print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir} "
+              f"--images {args.calibration_data} (agreement of every converted model with the Keras model on "
+              "those images; they carry no labels)", flush=True)
     return 0
 
 

@@ -91,16 +91,29 @@ def serving_function(model, batch: int = 1, class_map: bool = False, postprocess
     """A tf.function with a fixed batch and the model's output layer names as signature names
     (plus `class_map` when asked). `postprocess` (anchors, DetectionConfig) appends the detection
     post-processing op instead: the outputs are then convert/postprocess.py's OUTPUTS."""
-    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name=model.input_names[0])
+    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    specs = [tf.TensorSpec([batch, *shape[1:]], tf.float32, name=name)
+             for shape, name in zip(shapes, model.input_names, strict=True)]
     model, names = with_class_map(model) if class_map else (model, output_names(model))
 
-    def raw(x):
-        outputs = model(x, training=False)
+    def raw(*x):
+        outputs = model(x[0] if len(x) == 1 else list(x), training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(names, outputs, strict=True))
 
     body = raw if postprocess is None else with_postprocess(model, *postprocess, names)
-    return tf.function(body, input_signature=[spec]).get_concrete_function()
+    return tf.function(body, input_signature=specs).get_concrete_function()
+
+
+def representative_dataset(calibration: np.ndarray | dict[str, np.ndarray], input_names: list[str]):
+    """The converter's calibration feed, one sample at a time, keyed by signature input name: a
+    list would be matched to the converted graph's inputs by position, and their order need not be
+    the Keras model's (two-input RoIAlign models came out swapped about one conversion in two)."""
+    feeds = calibration if isinstance(calibration, dict) else {input_names[0]: calibration}
+    if sorted(feeds) != sorted(input_names):
+        raise ValueError(f"calibration data for {sorted(feeds)}, the model takes {sorted(input_names)}")
+    count = len(next(iter(feeds.values())))
+    return lambda: ({name: x[i : i + 1] for name, x in feeds.items()} for i in range(count))
 
 
 def variables_of(model):
@@ -112,7 +125,8 @@ def variables_of(model):
     return holder
 
 
-def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | None, class_map: bool = False,
+def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | dict[str, np.ndarray] | None,
+              class_map: bool = False,
               postprocess=None, float_layers: tuple[str, ...] = ()) -> bytes:
     """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function.
     int8 is integer kernels only, except for the ops of `float_layers` (Keras layer names), which
@@ -130,7 +144,7 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | Non
             raise ValueError(f"{quantize} needs calibration data")
         # For a QAT model the ranges come from its fake-quant nodes; the converter still insists
         # on a representative dataset when converting from a concrete function.
-        converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+        converter.representative_dataset = representative_dataset(calibration, model.input_names)
     if quantize == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + (
             [tf.lite.OpsSet.TFLITE_BUILTINS] if float_layers else [])

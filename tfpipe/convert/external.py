@@ -13,18 +13,55 @@ the model and the preprocess used for calibration. Calibration data is either
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from tfpipe import io
 from tfpipe.config import Config, ModelConfig, load_config
+from tfpipe.data.formats.records import IMAGE_SUFFIXES
 from tfpipe.data.preprocess import PreprocessSpec, preprocess
 from tfpipe.errors import TfpipeError
-from tfpipe.models.registry import EXTERNAL
+from tfpipe.models.registry import EXTERNAL, MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+def refuse_code_in_h5(path: Path) -> None:
+    """A legacy .h5 keeps Lambda layers as marshalled Python bytecode, which Keras runs while
+    loading (the .keras format's safe mode refuses it; the H5 loader has none). Read the model's
+    JSON config with h5py first and refuse any such layer, before Keras deserializes anything."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError:
+        return  # not HDF5 at all: Keras' own loader names the problem
+    if raw is None:
+        return
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError):
+        raise TfpipeError(f"--model: {path}: its model_config is not JSON", "re-save the model with Keras") from None
+
+    def code_layers(node) -> list[str]:
+        if isinstance(node, list):
+            return [name for item in node for name in code_layers(item)]
+        if not isinstance(node, dict):
+            return []
+        inner = node.get("config") if isinstance(node.get("config"), dict) else {}
+        if node.get("class_name") == "Lambda" or inner.get("function_type") == "lambda":
+            return [str(inner.get("name", node.get("name", "?")))]
+        return [name for value in node.values() for name in code_layers(value)]
+
+    found = code_layers(config)
+    if found:
+        raise TfpipeError(f"--model: {path}: layer {found[0]!r} is a Lambda layer, whose Python code would run on "
+                          f"loading" + (f" ({len(found)} such layers)" if len(found) > 1 else ""),
+                          "write it as a custom layer class, or save as .keras, whose safe mode refuses Lambda")
 
 
 def load_keras_model(path: Path):
@@ -32,6 +69,8 @@ def load_keras_model(path: Path):
 
     if not path.exists():
         raise TfpipeError(f"--model: {path} does not exist", "give a .keras or .h5 file, or a SavedModel directory")
+    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5"):
+        refuse_code_in_h5(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types (OSError, ValueError, TypeError) for a bad file
@@ -62,7 +101,50 @@ def input_size(model, path: Path, given: tuple[int, int] | None) -> tuple[int, i
     return int(h), int(w), int(c)
 
 
-def _folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int) -> np.ndarray:
+def main_output(model, path: Path, wanted: str | None) -> str:
+    """The name of the output to convert: the only one, or the one --output names."""
+    names = list(model.output_names)
+    if wanted is not None and wanted not in names:
+        raise TfpipeError(f"--output {wanted}: {path} has no such output", f"its outputs: {', '.join(names)}")
+    if wanted is None and len(names) > 1:
+        raise TfpipeError(f"--model: {path} has {len(names)} outputs ({', '.join(names)})",
+                          "name the one to convert with --output NAME")
+    return wanted or names[0]
+
+
+def with_main_output(model, name: str):
+    """The model with only its output `name`, called MAIN_OUTPUT (`probabilities`), the name the
+    evaluator, model.json, the Coral runner and the Android core read. An identity layer does the
+    renaming: no op in the TFLite graph."""
+    from tfpipe.backend import keras
+
+    output = model.outputs[list(model.output_names).index(name)]
+    if name != MAIN_OUTPUT:
+        output = keras.layers.Activation("linear", name=MAIN_OUTPUT)(output)
+    return keras.Model(model.inputs, output, name=model.name)
+
+
+def class_names(given: str | None, outputs: int, data_names: tuple[str, ...] | None, path: Path) -> tuple[str, ...]:
+    """The model's class names: from --classes (a file, one name a line, or a,b,c), else the
+    calibration config's dataset, else "0".."n-1"; their count must be the model's."""
+    if given is not None:
+        source = Path(given)
+        names = ([line.strip() for line in source.read_text().splitlines() if line.strip()] if source.is_file()
+                 else [name.strip() for name in given.split(",")])
+        where = f"--classes {given}"
+        if any(not name for name in names):
+            raise TfpipeError(f"{where}: an empty class name", "give names as a,b,c or a file with one name a line")
+    elif data_names is not None:
+        names, where = list(data_names), "--calibration-data's dataset"
+    else:
+        return tuple(str(i) for i in range(outputs))
+    if len(names) != outputs:
+        raise TfpipeError(f"{where}: {len(names)} classes, but {path}'s output has {outputs}",
+                          "give as many class names as the model has outputs, in the model's order (--classes)")
+    return tuple(names)
+
+
+def folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -76,18 +158,50 @@ def _folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int) ->
         try:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("L" if spec.channels == 1 else "RGB"), np.float32)
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise TfpipeError(f"--calibration-data: {path}: unreadable image ({e})",
                               "remove or replace the file") from None
         inputs.append(preprocess(pixels.reshape(*pixels.shape[:2], spec.channels), spec).numpy())
     return np.stack(inputs)
 
 
-def import_model(model_path: Path, calibration: Path, workdir: Path, overrides: list[str],
-                 given_size: tuple[int, int] | None, default_config: Path) -> tuple[Config, RunDir, tuple | None]:
-    """Load and check the model, write it as the float model of WORKDIR/<stem> with its config.
-    Returns (config, run, folder calibration as (inputs, class names) or None for a config)."""
+@dataclasses.dataclass(frozen=True)
+class Import:
+    """A checked import, not yet written: what `write` puts into the run directory."""
+
+    source: Path
+    model: object  # the loaded Keras model
+    output: str  # the output converted, renamed MAIN_OUTPUT in the run
+    cfg: Config
+    run: RunDir
+    class_names: tuple[str, ...]
+    images: np.ndarray | None  # preprocessed calibration images of a folder, else None (the config's dataset)
+
+    def write(self, force: bool) -> None:
+        """The run's config and float model. `force` first removes everything else in the run (an
+        earlier import's other modes must never stay beside this model's)."""
+        if force and self.run.root.exists():
+            print(f"--force: replacing {self.run.root}", flush=True)
+            for child in self.run.root.iterdir():
+                if child.name != ".lock":  # the writer lock this process holds
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        self.run.write_config(self.cfg)
+        io.write_with(self.run.float_model, lambda tmp: with_main_output(self.model, self.output).save(tmp))
+        h, w, c = (*self.cfg.model.input_size, self.cfg.model.channels)
+        io.write_json(self.run.train / "imported.json", {"source": str(self.source.resolve()), "input": [h, w, c],
+                                                         "output": self.output, "classes": list(self.class_names)})
+        renamed = f" as {MAIN_OUTPUT!r}" if self.output != MAIN_OUTPUT else ""
+        print(f"Imported {self.source} ({self.model.count_params():,} parameters, input {h}x{w}x{c}, output "
+              f"{self.output!r}{renamed}) as {self.run.float_model}", flush=True)
+
+
+def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides: list[str],
+                   given_size: tuple[int, int] | None, default_config: Path, *, output: str | None = None,
+                   classes: str | None = None, name: str | None = None, force: bool = False) -> Import:
+    """Load and check the model, its calibration data and class names, and the run WORKDIR/<name or
+    file stem>; nothing is written. An existing run is refused unless `force`."""
     model = load_keras_model(model_path)
+    out = main_output(model, model_path, output)
     h, w, c = input_size(model, model_path, given_size)
     from_config = calibration.suffix.lower() in (".yaml", ".yml")
     if from_config and not calibration.is_file():
@@ -95,21 +209,27 @@ def import_model(model_path: Path, calibration: Path, workdir: Path, overrides: 
     if not from_config and not calibration.is_dir():
         raise TfpipeError(f"--calibration-data: {calibration} is neither a folder of images nor a YAML config",
                           "give a folder of representative images, or a tfpipe config (.yaml)")
+    if from_config and classes is not None:
+        raise TfpipeError("--classes: the calibration config's dataset names the classes",
+                          "leave --classes out, or calibrate on a folder of images")
     cfg = load_config(calibration if from_config else default_config, overrides)
-    name = model_path.stem if model_path.is_file() else model_path.name
-    cfg = dataclasses.replace(cfg, name=name, model=ModelConfig(EXTERNAL, (h, w), c))
-    outputs = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
+    name = name or (model_path.stem if model_path.is_file() else model_path.name)
+    cfg = dataclasses.replace(cfg, name=name, model=ModelConfig(EXTERNAL, (h, w), c)).validate()
     run = RunDir.for_config(cfg, workdir)
+    if run.root.exists() and any(p.name != ".lock" for p in run.root.iterdir()) and not force:
+        raise TfpipeError(f"--model: {run.root} already exists", "import under another name with --name NAME, or "
+                                                                 "replace that whole run with --force")
+    outputs = int(model.outputs[list(model.output_names).index(out)].shape[-1])
+    data_names = None
+    if from_config:
+        from tfpipe.data.pipeline import load_splits
+
+        data_names = load_splits(cfg.data, cfg.task).class_names
+    names = class_names(classes, outputs, data_names, model_path)
     images = None
     if not from_config:
         spec = PreprocessSpec.from_config(cfg)
         print(f"Calibration: images from {calibration}, preprocess {spec.resize} to {h}x{w}x{c}, "
               f"x * {spec.scale:g} + {spec.offset:g} (change with --set preprocess.*)", flush=True)
-        names = tuple(str(i) for i in range(outputs or 0))
-        images = (_folder_images(calibration, spec, cfg.convert.calibration_samples, cfg.train.seed), names)
-    run.write_config(cfg)
-    io.write_with(run.float_model, lambda tmp: model.save(tmp))
-    io.write_json(run.train / "imported.json", {"source": str(model_path.resolve()), "input": [h, w, c]})
-    print(f"Imported {model_path} ({model.count_params():,} parameters, input {h}x{w}x{c}) as {run.float_model}",
-          flush=True)
-    return cfg, run, images
+        images = folder_images(calibration, spec, cfg.convert.calibration_samples, cfg.train.seed)
+    return Import(model_path, model, out, cfg, run, names, images)

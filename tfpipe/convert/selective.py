@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
-from tfpipe.convert.converter import TF_IO, serving_function, variables_of
+from tfpipe.convert.converter import TF_IO, representative_dataset, serving_function, variables_of
 from tfpipe.delegates.edgetpu import keras_layers
-from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.runtime import Worker
 from tfpipe.runtime.graph import read_graph_bytes
@@ -56,7 +55,7 @@ def _converter(model, io_dtype: str, calibration: np.ndarray):
     concrete-function converter that has converted once fails the second time (TF 2.21)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serving_function(model)], variables_of(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([calibration[i: i + 1]] for i in range(len(calibration)))
+    converter.representative_dataset = representative_dataset(calibration, model.input_names)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = TF_IO[io_dtype]
     return converter
@@ -66,7 +65,7 @@ def _debugger(converter, held_out: np.ndarray, denylist: list[str] | None = None
     samples = held_out[:DEBUG_SAMPLES]
     options = tf.lite.experimental.QuantizationDebugOptions(
         layer_direct_compare_metrics={"sqnr_db": _median_channel_sqnr}, denylisted_nodes=denylist or None)
-    with native_output_silenced((1, 2)):
+    with native_output_silenced((1, 2)):  # its feed is a list by position: fine for one image input
         return tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=lambda: ([samples[i: i + 1]] for i in range(len(samples))),
             debug_options=options)
@@ -187,11 +186,6 @@ def describe(report: dict, metric: str) -> list[str]:
     if not report["met"]:
         lines.append(f"  still {last['drop_points']:.2f} points down after keeping {MAX_ROUNDS} tensors float")
     return lines
-
-
-def check_max_drop(max_drop: float | None) -> None:
-    if max_drop is not None and max_drop < 0:
-        raise TfpipeError(f"--max-drop: {max_drop:g} is not accepted", "use points >= 0, e.g. 1.0")
 
 
 def write_layer_errors(rows: list[dict], export: Path) -> list[Path]:

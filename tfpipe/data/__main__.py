@@ -3,6 +3,7 @@
     convert --from voc --to coco SRC DST   a dataset's annotations in another format
     inspect --config X                     class counts, image sizes, box sizes and a PNG grid of samples
     anchors --config X [--write]           YOLO priors by k-means (1 - IoU) over the training boxes
+    fetch                                  find Fashion-MNIST, downloading it when it is nowhere (make does this)
 """
 
 from pathlib import Path
@@ -40,13 +41,22 @@ def add_arguments(parser) -> None:
                          help="number of priors (default: as many as the config's model takes)")
     anchors.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
     anchors.add_argument("--write", action="store_true", help="write them to model.args.priors in the config file")
+    commands.add_parser("fetch", help="find Fashion-MNIST (data.path, $TFPIPE_DATA, Debian's package, the Keras "
+                                      "cache), else download it with Keras; prints the folder")
 
 
 def run(args, cfg) -> int:
+    if args.command == "fetch":
+        from tfpipe.data import fashion_mnist
+
+        print(f"Fashion-MNIST: {fashion_mnist.locate(None, allow_download=True)}")
+        return 0
     if args.command == "convert":
-        from tfpipe.data.formats.convert import convert
+        from tfpipe.data.formats.convert import convert, dropped
 
         dataset = convert(args.kind_from, args.kind_to, args.src, args.dst, args.on_bad_sample)
+        if note := dropped(dataset, args.kind_to):
+            print(note)
         for reason in dataset.skipped[:5]:
             print(f"Skipped: {reason}")
         if len(dataset.skipped) > 5:

@@ -35,8 +35,10 @@ def report_path(model: Path, target: str) -> Path:
     return model.with_name(name)
 
 
-def write(report: dict, model: Path) -> Path:
+def write(report: dict, model: Path, folder: Path | None = None) -> Path:
+    """The report as JSON beside the model, or in `folder` under the same name."""
     path = report_path(model, report["target"])
+    path = folder / path.name if folder is not None else path
     io.write_json(path, report)
     return path
 

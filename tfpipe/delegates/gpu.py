@@ -23,6 +23,10 @@ SUPPORTED = {
     "TANH", "SLICE", "SPLIT", "TRANSPOSE", "LEAKY_RELU", "DIV", "SQUARED_DIFFERENCE",
 }
 MAX_RANK = 4
+# Activation types the delegate computes in: float32/float16, and 8-bit quantized tensors (which it
+# dequantizes); int32 for index and shape tensors. int16 activations (int16x8 models), int64 and
+# bool are refused by its op parsers (tensorflow/lite/delegates/gpu/common/model_builder.cc).
+TENSOR_TYPES = {"FLOAT32", "FLOAT16", "INT8", "UINT8", "INT32"}
 
 
 def check(path: Path) -> dict:
@@ -33,9 +37,14 @@ def check(path: Path) -> dict:
         if op.kind not in SUPPORTED:
             reason = f"{op.kind} is not in the GPU delegate's op list"
         else:
-            big = [t for t in graph.op_inputs(op) + graph.op_outputs(op) if not t.constant and len(t.shape) > MAX_RANK]
+            live = [t for t in graph.op_inputs(op) + graph.op_outputs(op) if not t.constant]
+            big = [t for t in live if len(t.shape) > MAX_RANK]
+            typed = [t for t in live if t.dtype not in TENSOR_TYPES]
             if big:
                 reason = f"{op.kind} on a {len(big[0].shape)}-D tensor (the GPU delegate handles at most 4-D)"
+            elif typed:
+                reason = (f"{op.kind} on a {typed[0].dtype} tensor (the GPU delegate takes float32/float16 or 8-bit "
+                          "quantized tensors)")
         per_op.append({"index": op.index, "op": op.kind, "supported": reason is None, "reason": reason})
     unsupported = sorted({row["op"] for row in per_op if not row["supported"]})
     text = analyzer_report(path)

@@ -29,12 +29,29 @@ MIN_API = {
 }
 
 
+# Tensor types the delegate maps to NNAPI operand types (float16 from API 29, bool8 from 29, signed
+# int8 from 30). NNAPI has no int64 operand, and its 16-bit quantized types serve only its LSTM ops,
+# so the delegate leaves int16-activation (int16x8) ops on the CPU (nnapi_delegate.cc, Validate).
+TENSOR_TYPES = {"FLOAT32": 27, "INT32": 27, "UINT8": 27, "FLOAT16": 29, "BOOL": 29, "INT8": SIGNED_INT8_API}
+
+
+def _op_row(graph, op) -> dict:
+    live = [t for t in graph.op_inputs(op) + graph.op_outputs(op) if not t.constant]
+    typed = [t for t in live if t.dtype not in TENSOR_TYPES]
+    reason = None
+    if op.kind not in MIN_API:
+        reason = f"{op.kind} is not in the NNAPI delegate's op list"
+    elif typed:
+        reason = f"{op.kind} on a {typed[0].dtype} tensor (NNAPI has no operand type the delegate maps it to)"
+    return {"index": op.index, "op": op.kind, "min_api": MIN_API.get(op.kind), "supported": reason is None,
+            "reason": reason}
+
+
 def check(path: Path) -> dict:
     graph = read_graph(path)
     signed = any(t.dtype == "INT8" and not t.constant for t in graph.tensors)
-    per_op = [{"index": op.index, "op": op.kind, "min_api": MIN_API.get(op.kind),
-               "supported": op.kind in MIN_API} for op in graph.ops]
-    levels = [row["min_api"] for row in per_op if row["min_api"]] + ([SIGNED_INT8_API] if signed else [])
+    per_op = [_op_row(graph, op) for op in graph.ops]
+    levels = [row["min_api"] for row in per_op if row["supported"]] + ([SIGNED_INT8_API] if signed else [])
     return {"unsupported_ops": sorted({r["op"] for r in per_op if not r["supported"]}),
             "min_android_api": max(levels, default=27), "signed_int8": signed,
             "ops": {"total": len(per_op), "supported": sum(r["supported"] for r in per_op)}, "per_op": per_op}

@@ -2,14 +2,17 @@
 
 from pathlib import Path
 
-from tfpipe.cli import Stage, main
+from tfpipe.cli import Stage, main, points
 from tfpipe.config import BACKENDS
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--models", nargs="+", type=Path, default=None, metavar="TFLITE",
                         help="evaluate these files instead of every .tflite in the run's export/")
-    parser.add_argument("--max-drop", type=float, default=None,
+    parser.add_argument("--images", type=Path, default=None, metavar="DIR",
+                        help="no labels: agreement of every .tflite with the float model on these images (searched "
+                             "recursively), through the run's preprocess; writes eval/agreement.json")
+    parser.add_argument("--max-drop", type=points, default=None,
                         help="largest allowed drop in points of top-1 (classification) or mIoU (segmentation) "
                              "(default: evaluate.max_drop)")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: evaluate.threads)")
@@ -38,13 +41,22 @@ def run(args, cfg) -> int:
         raise TfpipeError(f"--threads: {args.threads} is not accepted", "use 1 or more")
     if args.workers is not None and args.workers < 1:
         raise TfpipeError(f"--workers: {args.workers} is not accepted", "use 1 or more")
-    if args.max_drop is not None and args.max_drop < 0:
-        raise TfpipeError(f"--max-drop: {args.max_drop:g} is not accepted", "use points >= 0, e.g. 0.5")
     run_dir = RunDir.for_config(cfg, args.workdir)
-    evaluation = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
-                          python=args.runtime_python, reference_kernels=args.reference_kernels, models=args.models,
-                          workers=args.workers, delegate=args.delegate)
-    return publish(evaluation, run_dir.eval)
+    if args.images is not None:
+        from tfpipe.evaluate.agreement import folder_agreement, table
+
+        if not args.images.is_dir():
+            raise TfpipeError(f"--images: {args.images} is not a folder", "give a folder of images")
+        with run_dir.writer(cfg):
+            report = folder_agreement(cfg, run_dir, args.images, args.models, threads=args.threads or 1,
+                                      backend=args.runtime or cfg.evaluate.backend, python=args.runtime_python)
+        print("\n".join(table(report)) + f"\nWrote {run_dir.eval / 'agreement.json'}", flush=True)
+        return 0
+    with run_dir.writer(cfg):
+        evaluation = evaluate(cfg, run_dir, threads=args.threads, max_drop=args.max_drop, backend=args.runtime,
+                              python=args.runtime_python, reference_kernels=args.reference_kernels,
+                              models=args.models, workers=args.workers, delegate=args.delegate)
+        return publish(evaluation, run_dir.eval)
 
 
 STAGE = Stage("evaluate", "Top-1/top-5 (classification) or mIoU (segmentation), agreement, output error, size and "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.config import Config
-from tfpipe.convert.converter import CLASS_MAP
+from tfpipe.convert.converter import CLASS_MAP, output_contract
 from tfpipe.data.pipeline import SceneSplits, Splits, evaluation_arrays, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
@@ -37,10 +37,25 @@ def _model_label(path: Path) -> str:
 
 
 def _tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
-    files = list(explicit) if explicit else sorted(run.export.glob("*.tflite"))
+    # dot-files are a writer's temporary files (io.atomic_path), complete or not: never models
+    files = list(explicit) if explicit else sorted(p for p in run.export.glob("*.tflite") if not p.name.startswith("."))
     if not files:
         raise TfpipeError(f"no .tflite files in {run.export}", "run `python -m tfpipe.convert` first")
     return [check_tflite_file(f) for f in files]  # all checked before any work
+
+
+def _check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: set[str], options: dict) -> None:
+    """Every model takes the run's input and gives the outputs the task decodes, checked before any
+    work: a file made for another run (or not by tfpipe) is one line naming what differs."""
+    for path in files:
+        with Worker(path, **options) as worker:
+            worker.image_input(input_shape)
+            missing = sorted(outputs - set(worker.outputs))
+        if missing:
+            raise TfpipeError(f"{path}: has no output named {', '.join(missing)} (it has: "
+                              f"{', '.join(sorted(worker.outputs))})",
+                              "evaluate models converted by tfpipe for this run's task, or convert it with "
+                              "`python -m tfpipe.convert --model`")
 
 
 def _interpreter(python: str | None) -> str | None:
@@ -56,8 +71,7 @@ def _interpreter(python: str | None) -> str | None:
 def _latency(path: Path, sample: np.ndarray, cfg: Config, threads: int, **worker_options) -> dict:
     """Median and p90 of timed invokes in one worker, alone on the machine (no shard running)."""
     with Worker(path, threads=threads, **worker_options) as worker:
-        (input_name,) = worker.inputs
-        times = np.array(worker.latency({input_name: sample}, cfg.evaluate.latency_warmup,
+        times = np.array(worker.latency({worker.image_input(): sample}, cfg.evaluate.latency_warmup,
                                         cfg.evaluate.latency_runs)) * 1000
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": len(times),
             "warmup": cfg.evaluate.latency_warmup, "threads": threads}
@@ -204,6 +218,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     splits = splits or load_splits(cfg.data, cfg.task)
     spec = PreprocessSpec.from_config(cfg)
     inputs, targets = evaluation_arrays(splits, spec)
+    _check_signatures(files, inputs.shape[1:], set(output_contract(cfg)) - {CLASS_MAP}, options)
     split_name = "test" if isinstance(splits, Splits) else splits.test
     dataset_name = cfg.data.dataset if isinstance(splits, Splits) else cfg.data.builtin
     print(f"Evaluating on {len(inputs):,} {split_name} images ({dataset_name}), {workers} worker(s) x "

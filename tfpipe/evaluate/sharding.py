@@ -73,7 +73,7 @@ def predict_sharded(path: Path, inputs: np.ndarray, *, workers: int = 1, chunk: 
                 with Worker(path, **worker_options) as worker:
                     with lock:
                         info.setdefault("worker", worker.info)
-                    (input_name,) = worker.inputs
+                    input_name = worker.image_input(inputs.shape[1:])
                     parts: dict[str, list] = {}
                     for first in range(start, stop, chunk):
                         batch = inputs[first : min(first + chunk, stop)]

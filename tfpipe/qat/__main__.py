@@ -16,8 +16,9 @@ def run(args, cfg) -> int:
     run_dir = RunDir.for_config(cfg, args.workdir)
     require_float_model(run_dir)  # fails early, naming the missing file
     splits = load_splits(cfg.data, cfg.task)
-    run_dir.write_config(cfg)
-    finetune(cfg, run_dir, splits)
+    with run_dir.writer(cfg):
+        run_dir.write_config(cfg)
+        finetune(cfg, run_dir, splits)
     return 0
 
 

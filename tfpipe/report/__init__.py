@@ -184,6 +184,10 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
             else:
                 picture = plots.classification_gallery(report, m, evaluation.images, out)
             paths[f"worst disagreements: {m['name']}"] = picture
+    drawn = {p.name for p in paths.values()}
+    for stale in plot_dir.glob("*.png"):  # an earlier evaluation's models (a gallery of a file since removed)
+        if stale.name not in drawn:
+            stale.unlink()
     return paths
 
 

@@ -48,7 +48,11 @@ def interpreter_module(backend: str = "auto"):
             return importlib.import_module(_MODULES[name]), name
         except ImportError as e:
             errors.append(f"{name}: {e}")
-    raise RuntimeError("no TFLite runtime could be imported (" + "; ".join(errors) + ")")
+    raise RuntimeUnavailable("no TFLite runtime could be imported (" + "; ".join(errors) + ")")
+
+
+class RuntimeUnavailable(ImportError):
+    """The runtime package asked for (or every one, for auto) is not installed in the worker's Python."""
 
 
 def load_delegate(module, delegate: str):

@@ -90,6 +90,10 @@ class Worker:
             self.close()
             if e.kind == "DelegateError":
                 raise _delegate_error(delegate, e) from None
+            if e.kind == "RuntimeUnavailable":  # the package is missing, not the file broken
+                raise TfpipeError(f"--runtime {backend}: {e.args[0].removeprefix('RuntimeUnavailable: ')}",
+                                  "install that runtime in the worker's Python (--runtime-python), or use "
+                                  "--runtime auto") from None
             raise TfpipeError(f"{self.path}: the runtime cannot load it: {e}",
                               "is it a complete .tflite file?") from None
         except WorkerCrashed:
@@ -128,6 +132,21 @@ class Worker:
     @property
     def outputs(self) -> dict:
         return self.info["outputs"]
+
+    def image_input(self, shape: tuple[int, ...] | list[int] | None = None) -> str:
+        """The signature name of the model's one image input, checked against `shape` [H, W, C]
+        when given: a model with other inputs is refused by name, never fed by position."""
+        if len(self.inputs) != 1:
+            raise TfpipeError(f"{self.path}: takes {len(self.inputs)} inputs ({', '.join(sorted(self.inputs))})",
+                              "tfpipe evaluates models with one image input [1, H, W, C]")
+        (name,) = self.inputs
+        got = self.inputs[name]["shape"]
+        if shape is not None and list(got[1:]) != list(shape):
+            expected = [1, *(int(d) for d in shape)]
+            raise TfpipeError(f"{self.path}: input {name!r} is {got}, the run's preprocess gives {expected}",
+                              "convert the model for this run's model.input_size and model.channels, or evaluate "
+                              "it with the config it was made for")
+        return name
 
     def predict(self, inputs: dict[str, np.ndarray], first_index: int = 0) -> dict[str, np.ndarray]:
         """Outputs for every sample; `first_index` numbers the first one in crash reports."""

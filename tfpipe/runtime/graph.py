@@ -112,7 +112,46 @@ def _value(tensor, buffers, dtype: str, data: bytes) -> np.ndarray | None:
     if dtype not in _NUMPY:
         return np.frombuffer(raw, np.uint8)
     shape = tuple(int(d) for d in tensor.shape) if tensor.shape is not None else ()
-    return np.frombuffer(raw, _NUMPY[dtype]).reshape(shape)
+    values = np.frombuffer(raw, _NUMPY[dtype])
+    if tensor.sparsity is not None:  # TFLite's sparsity tooling stores only the non-zeros (read by DENSIFY)
+        return _densify(values, tensor.sparsity, shape)
+    return values.reshape(shape)
+
+
+def _densify(values: np.ndarray, sparsity, shape: tuple[int, ...]) -> np.ndarray:
+    """A sparse constant as the dense array DENSIFY makes of it (TFLite's schema: each level of
+    `traversalOrder` is DENSE, `denseSize` children per parent, or SPARSE_CSR, the children of
+    parent p at arrayIndices[arraySegments[p]:arraySegments[p + 1]]; levels past the tensor's rank
+    are the inner coordinates of blocks of the dims `blockMap` names)."""
+    order = [int(d) for d in sparsity.traversalOrder]
+    block_map = [int(d) for d in (sparsity.blockMap if sparsity.blockMap is not None else [])]
+    levels = sparsity.dimMetadata
+    rank = len(shape)
+    block_size = {dim: int(levels[order.index(rank + k)].denseSize) for k, dim in enumerate(block_map)}
+    dense = np.zeros(shape, values.dtype)
+
+    def visit(level: int, position: int, coords: list[int]) -> None:
+        if level == len(order):
+            index = [0] * rank
+            for lvl, coord in enumerate(coords):
+                dim = order[lvl]
+                if dim < rank:
+                    index[dim] += coord * block_size.get(dim, 1)
+                else:
+                    index[block_map[dim - rank]] += coord
+            dense[tuple(index)] = values[position]
+            return
+        meta = levels[level]
+        if meta.format == 0:  # DENSE
+            for j in range(int(meta.denseSize)):
+                visit(level + 1, position * int(meta.denseSize) + j, [*coords, j])
+        else:  # SPARSE_CSR
+            segments, indices = meta.arraySegments.values, meta.arrayIndices.values
+            for k in range(int(segments[position]), int(segments[position + 1])):
+                visit(level + 1, k, [*coords, int(indices[k])])
+
+    visit(0, 0, [])
+    return dense
 
 
 def read_graph_bytes(data: bytes) -> Graph:

@@ -55,7 +55,26 @@ def serve(inbox, outbox) -> None:
                                     "message": f"{type(e).__name__}: {e}".strip() + (f"\n{detail}" if detail else "")}))
 
 
+def die_with_parent(interval: float = 0.2) -> None:
+    """End this process when the client that started it dies (kill -9 included): a worker busy in
+    a long predict reads no pipe, so it would go on for its whole chunk. Polling the parent's pid
+    rather than prctl(PR_SET_PDEATHSIG), which fires when the parent's *thread* ends, and the
+    evaluator starts workers from short-lived pool threads."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def main() -> None:
+    die_with_parent()
     # The protocol owns the original stdout; anything else printed (by us or by native code)
     # goes to stderr so it cannot corrupt a message.
     outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

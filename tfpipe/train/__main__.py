@@ -14,8 +14,9 @@ def run(args, cfg) -> int:
 
     splits = load_splits(cfg.data, cfg.task)  # bad data fails here, before the run directory is touched
     run_dir = RunDir.for_config(cfg, args.workdir)
-    run_dir.write_config(cfg)
-    train(cfg, run_dir, splits)
+    with run_dir.writer(cfg):
+        run_dir.write_config(cfg)
+        train(cfg, run_dir, splits)
     return 0
 
 

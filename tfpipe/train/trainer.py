@@ -210,7 +210,12 @@ def describe_validation(history: keras.callbacks.History) -> str:
 
 
 def steps_per_epoch(cfg: Config, splits: Splits | SceneSplits) -> int:
-    return max(1, splits.num_train // cfg.train.batch_size)
+    """Full batches per epoch (training drops the last partial one, so every step has the batch's
+    statistics); a batch larger than the split would leave none."""
+    if splits.num_train < cfg.train.batch_size:
+        raise TfpipeError(f"train.batch_size: {cfg.train.batch_size} is larger than the training split "
+                          f"({splits.num_train:,} images)", f"use at most {splits.num_train}, or more training data")
+    return splits.num_train // cfg.train.batch_size
 
 
 def distribution(name: str):

@@ -133,8 +133,14 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
 
 def read(root: Path, splits: dict[str, str] | None = None, on_bad_sample: str = "error") -> Dataset:
     """A folder with annotations/<split>.json (the layout `write` makes; also instances_<split>.json as
-    COCO and CVAT name them), a single annotations.json (labelme), or the files named in `splits`."""
+    COCO and CVAT name them), a single annotations.json (labelme), the files named in `splits`, or
+    one annotations file itself (image file names relative to its folder, or to the folder above
+    annotations/)."""
     root = Path(root)
+    if splits is None and root.is_file():  # the annotations file itself: its images are beside it
+        folder = root.parent.parent if root.parent.name == "annotations" else root.parent
+        split = root.stem.removeprefix("instances_") if root.parent.name == "annotations" else "all"
+        root, splits = folder, {split: str(root.relative_to(folder))}
     if splits is None:
         found = sorted((root / "annotations").glob("*.json")) or sorted(root.glob("annotations.json"))
         if not found:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfpipe.data.formats.records import IMAGE_SUFFIXES, BadSamples, Dataset, ImageRecord, image_size
+from tfpipe.data.formats.records import IMAGE_SUFFIXES, BadSamples, Dataset, ImageRecord, image_size, listed
 from tfpipe.errors import TfpipeError
 
 SPLIT_NAMES = ("train", "val", "valid", "test")
@@ -57,7 +57,7 @@ def read_masks(root: Path, on_bad_sample: str = "error") -> Dataset:
             ids = np.unique(np.asarray(m))
         unknown = [int(i) for i in ids if i >= len(class_names) and i != 255]
         if unknown:
-            raise TfpipeError(f"{mask}: class ids {unknown} are not in labels.txt ({len(class_names)} classes)",
+            raise TfpipeError(f"{mask}: class ids {listed(unknown)} are not in labels.txt ({len(class_names)} classes)",
                               f"use 0..{len(class_names) - 1}, or 255 for void")
         return ImageRecord(image.relative_to(root).as_posix(), width, height, mask=mask.relative_to(root).as_posix())
 

@@ -40,7 +40,14 @@ class Dataset:
 
 
 ON_BAD_SAMPLE = ("error", "skip")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # what Pillow reads
+
+
+def listed(items: list, first: int = 10) -> str:
+    """A list for a one-line message: all of a short one, else its count and the first few."""
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:first])
+    return shown if len(items) <= first else f"{len(items)} of them, first {first}: {shown}"
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -49,8 +56,26 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:  # reads the header only
             return image.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise TfpipeError(f"{path}: unreadable or corrupt image ({e})", "expected a JPEG/PNG/BMP/WebP file") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise TfpipeError(f"{path}: unreadable or corrupt image ({e})",
+                          "expected a JPEG/PNG/BMP/WebP/TIFF file") from None
+
+
+def check_image(path: Path, width: int, height: int, where: str) -> None:
+    """The image file decodes whole (an empty or truncated file fails here, not in training) and
+    has the size its annotation declares (boxes are checked against that size)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise TfpipeError(f"{path}: unreadable or corrupt image ({e})",
+                          "replace the file, or leave the sample out with --on-bad-sample skip") from None
+    if size != (width, height):
+        raise TfpipeError(f"{where}: declares a {width}x{height} image, but {path} is {size[0]}x{size[1]}",
+                          "fix the annotation's size (boxes are checked against it)")
 
 
 T = TypeVar("T")

@@ -7,14 +7,27 @@ The writer rounds to whole pixels, as the VOC devkit expects integers.
 
 from __future__ import annotations
 
+import glob
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
 from tfpipe import io
-from tfpipe.data.formats.records import BadSamples, Dataset, ImageRecord, check_boxes, safe_path
+from tfpipe.data.formats.records import (
+    IMAGE_SUFFIXES,
+    BadSamples,
+    Dataset,
+    ImageRecord,
+    check_boxes,
+    image_size,
+    safe_path,
+)
 from tfpipe.errors import TfpipeError
+
+# Pascal VOC 2012's classes: mask id k is VOC_CLASSES[k - 1] (0 background, 255 void)
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
 
 def _text(node, tag: str, where: str) -> str:
@@ -67,6 +80,20 @@ def read_annotation(path: Path, names: dict[str, int], root: Path) -> ImageRecor
     return record
 
 
+def _mask_only(root: Path, image_id: str) -> ImageRecord:
+    """A segmentation-only sample (SegmentationClass/<id>.png, no Annotations/<id>.xml): no boxes,
+    the image's size from the image itself."""
+    found = [p for p in sorted((root / "JPEGImages").glob(f"{glob.escape(image_id)}.*"))
+             if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not found:
+        raise TfpipeError(f"{root / 'JPEGImages'}: no image {image_id}.* for SegmentationClass/{image_id}.png",
+                          "each mask needs its JPEGImages/<id>.jpg")
+    width, height = image_size(found[0])
+    empty = np.zeros(0, bool)
+    return ImageRecord(f"JPEGImages/{found[0].name}", width, height, np.zeros((0, 4), np.float32),
+                       np.zeros(0, np.int32), empty, empty)
+
+
 def _split_ids(path: Path) -> list[str]:
     ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if not ids:
@@ -76,15 +103,17 @@ def _split_ids(path: Path) -> list[str]:
 
 def _splits(root: Path) -> dict[str, list[str]]:
     """Image ids per split: ImageSets/Main/<split>.txt (per-class files like aeroplane_train.txt are
-    skipped), else ImageSets/Segmentation/<split>.txt, else every Annotations/*.xml as one split
-    'all' (labelme's labelme2voc writes no ImageSets)."""
+    skipped), else ImageSets/Segmentation/<split>.txt, else every Annotations/*.xml (or, for a
+    segmentation-only export, SegmentationClass/*.png) as one split 'all' (labelme's labelme2voc
+    writes no ImageSets)."""
     for folder in ("Main", "Segmentation"):
         files = sorted(p for p in (root / "ImageSets" / folder).glob("*.txt") if "_" not in p.stem)
         if files:
             return {p.stem: _split_ids(p) for p in files}
-    ids = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
+    ids = sorted(p.stem for p in (root / "Annotations").glob("*.xml")) or sorted(
+        p.stem for p in (root / "SegmentationClass").glob("*.png"))
     if not ids:
-        raise TfpipeError(f"{root}: no ImageSets/Main/*.txt and no Annotations/*.xml",
+        raise TfpipeError(f"{root}: no ImageSets/Main/*.txt, Annotations/*.xml or SegmentationClass/*.png",
                           "expected a Pascal VOC folder")
     return {"all": ids}
 
@@ -106,6 +135,8 @@ def read(root: Path, class_names: tuple[str, ...] | None = None, on_bad_sample: 
     root = Path(root)
     splits = _splits(root)
     class_names = class_names or _listed_names(root)
+    if class_names is None and not (root / "Annotations").is_dir():
+        class_names = VOC_CLASSES  # a segmentation-only export of Pascal VOC: its mask ids 1..20
     if class_names is None:
         found = set()
         for ids in splits.values():
@@ -121,8 +152,10 @@ def read(root: Path, class_names: tuple[str, ...] | None = None, on_bad_sample: 
     bad = BadSamples(on_bad_sample)
 
     def read_one(image_id: str) -> ImageRecord:
-        record = read_annotation(safe_path(root, f"Annotations/{image_id}.xml", str(root)), names, root)
-        mask = root / "SegmentationClass" / f"{image_id}.png"
+        xml = safe_path(root, f"Annotations/{image_id}.xml", str(root))
+        mask = safe_path(root, f"SegmentationClass/{image_id}.png", str(root))
+        mask_only = mask.is_file() and not xml.is_file()
+        record = _mask_only(root, image_id) if mask_only else read_annotation(xml, names, root)
         record.mask = f"SegmentationClass/{image_id}.png" if mask.is_file() else None
         return record
 

@@ -21,6 +21,9 @@ from tfpipe.data.formats.records import (
 )
 from tfpipe.errors import TfpipeError
 
+SPLITS = ("train", "val", "test")  # Ultralytics' keys
+NOT_SPLITS = {"path", "names", "nc", "download", "yaml_file"}
+
 
 def label_path(image: Path) -> Path:
     """images/<...>/x.jpg -> labels/<...>/x.txt (the last 'images' folder in the path)."""
@@ -79,7 +82,10 @@ def read(data_yaml: Path, on_bad_sample: str = "error") -> Dataset:
     bad = BadSamples(on_bad_sample)
     root = (data_yaml.parent / data["path"]) if data.get("path") else data_yaml.parent
     splits = {}
-    for split in ("train", "val", "test"):  # Roboflow's folder is 'valid', its key 'val'
+    keys = [k for k in SPLITS if data.get(k)]
+    if not keys:  # a single-split export of an older tfpipe (`all: images/all`): any key naming a folder
+        keys = [k for k, v in data.items() if k not in NOT_SPLITS and isinstance(v, str) and (root / v).is_dir()]
+    for split in keys:  # Roboflow's folder is 'valid', its key 'val'
         if not data.get(split):
             continue
         folder = root / str(data[split])
@@ -126,6 +132,12 @@ def write(dataset: Dataset, dst: Path) -> Path:
             raise TfpipeError(f"split {split}: images in {len(parents)} folders ({', '.join(sorted(parents)[:3])})",
                               "YOLO's data.yaml names one image folder per split")
         folders[split] = parents.pop()
+    others = [s for s in folders if s not in SPLITS]
+    if others and len(folders) == 1 and "train" not in folders:
+        folders = {"train": folders[others[0]]}  # one split (VOC without ImageSets: 'all'): train:, as Ultralytics
+    elif others:
+        raise TfpipeError(f"splits {', '.join(others)}: YOLO's data.yaml names only {', '.join(SPLITS)}",
+                          "rename the splits, or convert one of them at a time")
     io.write_text(dst / "data.yaml", yaml.safe_dump({"path": ".", **folders,
                                                      "names": dict(enumerate(dataset.class_names))},
                                                     sort_keys=False))
