@@ -86,8 +86,8 @@ class RunDir:
         if differs:
             def said(config: dict) -> str:
                 model = config.get("model") or {}
-                return (f"task {config.get('task')}, model {model.get('name')} {model.get('input_size')}"
-                        f"x{model.get('channels')} {model.get('args') or ''}").rstrip()
+                size = "x".join(str(d) for d in [*(model.get("input_size") or []), model.get("channels")])
+                return f"task {config.get('task')}, model {model.get('name')} {size} {model.get('args') or ''}".rstrip()
             raise TfpipeError(f"{self.root}: its trained model was made by {said(old)}; this config asks for "
                               f"{said(new)}", f"give this run another name (--set name=...), or delete {self.root} "
                               "to start over")
@@ -98,6 +98,7 @@ class RunDir:
         dies, even by kill -9) for a stage that writes here. A second writer is refused: two converts
         at once each rewrote model.json from what they had read, and one model was lost. Holding the
         lock also proves that no writer is alive, so temporary files left by killed ones are removed."""
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -114,4 +115,10 @@ class RunDir:
                 self.check_made_by(cfg)
             yield
         finally:
+            # a stage refused before it wrote anything leaves no trace (not even the folders it made)
+            if created and [p.name for p in self.root.iterdir()] == [".lock"]:
+                (self.root / ".lock").unlink()
+                for folder in created:
+                    if folder.exists() and not any(folder.iterdir()):
+                        folder.rmdir()
             os.close(fd)  # closing releases the lock

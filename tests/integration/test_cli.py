@@ -90,7 +90,7 @@ def test_evaluate_threads_workers_and_max_drop_are_checked(tmp_path, capsys):
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--threads", "0"], capsys)
     assert_one_line_error(code, err, "--threads: 0 is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--max-drop", "-1"], capsys)
-    assert_one_line_error(code, err, "--max-drop: -1 is not accepted")
+    assert_one_line_error(code, err, "argument --max-drop: '-1' is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--workers", "0"], capsys)
     assert_one_line_error(code, err, "--workers: 0 is not accepted")
     code, _, err = run_stage("tfpipe.evaluate.__main__", ["--workdir", str(tmp_path), "--set", "evaluate.workers=-2"],

@@ -71,7 +71,8 @@ def test_int8_roi_align_blends_the_same_pixels_as_float():
     h = w = 8
     yy, xx = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
     ramp = (2 * yy + 3 * xx).astype(np.float32)[None, :, :, None]  # 2.5 .. 37.5
-    features, boxes = keras.Input((h, w, 1), batch_size=1), keras.Input((6, 4), batch_size=1)
+    features = keras.Input((h, w, 1), batch_size=1, name="features")
+    boxes = keras.Input((6, 4), batch_size=1, name="boxes")
     model = keras.Model([features, boxes], F.RoIAlign(2, 2)([features, boxes]))
     rng = np.random.default_rng(0)
 
@@ -79,9 +80,9 @@ def test_int8_roi_align_blends_the_same_pixels_as_float():
         low = rng.uniform(0, 0.6, (1, 6, 2))
         return np.concatenate([low, low + rng.uniform(0.1, 0.4, (1, 6, 2))], -1).astype(np.float32)
 
-    def calibration():
+    def calibration():  # by input name: the converted graph's input order need not be the Keras order
         for _ in range(32):
-            yield [ramp, random_boxes()]
+            yield {"features": ramp, "boxes": random_boxes()}
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

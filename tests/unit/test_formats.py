@@ -281,7 +281,7 @@ def test_mask_folders_pair_images_and_masks(tmp_path, palette):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"mask_size": (20, 11)}, "a.png: mask is 20x11 but its image is 20x10"),
-    ({"values": (0, 3)}, "a.png: class ids [3] are not in labels.txt (3 classes)"),
+    ({"values": (0, 3)}, "a.png: class ids 3 are not in labels.txt (3 classes)"),
 ])
 def test_bad_masks_are_named_or_skipped(tmp_path, kwargs, message):
     from tfpipe.data.formats.folders import read_masks
