@@ -1,4 +1,4 @@
-"""The run directory layout of ../shared/design.md: every stage reads and writes only here."""
+"""The run directory layout: every stage reads and writes only here (config.yaml, train/, qat/, export/, eval/)."""
 
 from __future__ import annotations
 

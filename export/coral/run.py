@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tfpipe.errors import TfpipeError  # noqa: E402
 from tfpipe.runtime.backends import DelegateError  # noqa: E402
 from tfpipe.runtime.bundle import Bundle, describe  # noqa: E402
-from tfpipe.runtime.model import TFLiteModel  # noqa: E402
+from tfpipe.runtime.model import TFLiteModel, image_input  # noqa: E402
 
 
 def open_model(bundle: Bundle, cpu_only: bool, threads: int, backend: str) -> tuple[TFLiteModel, str]:
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise TfpipeError(f"{name}: {value} is not accepted", "use 1 or more")
         bundle = Bundle(args.bundle, args.model)
         model, where = open_model(bundle, args.cpu, args.threads, args.runtime)
-        name = next(iter(model.inputs))
+        name = image_input(model.inputs, bundle.model_file)
         frames = camera_frames(args.camera, args.frames) if args.camera is not None else (
             (str(path), read_image(path)) for path in args.images)
         first = None

@@ -54,7 +54,7 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
     from tfpipe.config import load_config
     from tfpipe.rundir import RunDir
     from tfpipe.runtime.bundle import Bundle
-    from tfpipe.runtime.model import TFLiteModel
+    from tfpipe.runtime.model import TFLiteModel, image_input
     from tfpipe.runtime.quant import dequantize, quantize
 
     config = run_root / "config.yaml"
@@ -64,7 +64,8 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
     run = RunDir(run_root)
     bundle = Bundle(run.export, model)
     interpreter = TFLiteModel(str(bundle.model_file))
-    [(input_name, spec)] = interpreter.inputs.items()
+    input_name = image_input(interpreter.inputs, bundle.model_file)
+    spec = interpreter.inputs[input_name]
     samples = []
     for name, pixels in images_of(cfg, count):
         x = quantize(bundle.input_of(pixels), spec["dtype"], spec["scale"], spec["zero_point"])

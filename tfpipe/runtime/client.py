@@ -16,6 +16,7 @@ import numpy as np
 
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.backends import DELEGATE_HINTS, delegate_library
+from tfpipe.runtime.model import image_input
 from tfpipe.runtime.protocol import PROGRESS, recv, send
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -134,19 +135,7 @@ class Worker:
         return self.info["outputs"]
 
     def image_input(self, shape: tuple[int, ...] | list[int] | None = None) -> str:
-        """The signature name of the model's one image input, checked against `shape` [H, W, C]
-        when given: a model with other inputs is refused by name, never fed by position."""
-        if len(self.inputs) != 1:
-            raise TfpipeError(f"{self.path}: takes {len(self.inputs)} inputs ({', '.join(sorted(self.inputs))})",
-                              "tfpipe evaluates models with one image input [1, H, W, C]")
-        (name,) = self.inputs
-        got = self.inputs[name]["shape"]
-        if shape is not None and list(got[1:]) != list(shape):
-            expected = [1, *(int(d) for d in shape)]
-            raise TfpipeError(f"{self.path}: input {name!r} is {got}, the run's preprocess gives {expected}",
-                              "convert the model for this run's model.input_size and model.channels, or evaluate "
-                              "it with the config it was made for")
-        return name
+        return image_input(self.inputs, self.path, shape)
 
     def predict(self, inputs: dict[str, np.ndarray], first_index: int = 0) -> dict[str, np.ndarray]:
         """Outputs for every sample; `first_index` numbers the first one in crash reports."""

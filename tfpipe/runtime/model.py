@@ -23,6 +23,25 @@ def _describe(details: dict) -> dict:
             "dtype": np.dtype(details["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
+def image_input(inputs: dict[str, dict], path, shape: tuple[int, ...] | list[int] | None = None) -> str:
+    """The signature name of a model's one image input (`inputs` as TFLiteModel.inputs), checked
+    against `shape` [H, W, C] when given: a model with other inputs is refused by name, never fed
+    by position."""
+    from tfpipe.errors import TfpipeError
+
+    if len(inputs) != 1:
+        raise TfpipeError(f"{path}: takes {len(inputs)} inputs ({', '.join(sorted(inputs))})",
+                          "tfpipe runs models with one image input [1, H, W, C]")
+    (name,) = inputs
+    got = inputs[name]["shape"]
+    if shape is not None and list(got[1:]) != list(shape):
+        expected = [1, *(int(d) for d in shape)]
+        raise TfpipeError(f"{path}: input {name!r} is {got}, the run's preprocess gives {expected}",
+                          "convert the model for this run's model.input_size and model.channels, or evaluate "
+                          "it with the config it was made for")
+    return name
+
+
 class TFLiteModel:
     def __init__(self, path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False,
                  delegate: str | None = None):
