@@ -144,12 +144,15 @@ def class_names(given: str | None, outputs: int, data_names: tuple[str, ...] | N
     return tuple(names)
 
 
-def folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int) -> np.ndarray:
+def folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int,
+                  flag: str = "--calibration-data") -> np.ndarray:
+    """Up to `count` images of `folder` (searched recursively; a seeded random choice when it holds
+    more) through `spec`; `flag` names the option in errors."""
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise TfpipeError(f"--calibration-data: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+        raise TfpipeError(f"{flag}: {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
                           "give a folder of representative images, or a tfpipe config")
     rng = np.random.default_rng(seed)
     chosen = [files[i] for i in np.sort(rng.choice(len(files), size=min(count, len(files)), replace=False))]
@@ -159,7 +162,7 @@ def folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int) -> 
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("L" if spec.channels == 1 else "RGB"), np.float32)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-            raise TfpipeError(f"--calibration-data: {path}: unreadable image ({e})",
+            raise TfpipeError(f"{flag}: {path}: unreadable image ({e})",
                               "remove or replace the file") from None
         inputs.append(preprocess(pixels.reshape(*pixels.shape[:2], spec.channels), spec).numpy())
     return np.stack(inputs)

@@ -29,7 +29,7 @@ def folder_agreement(cfg: Config, run: RunDir, folder: Path, models: list[Path] 
     from tfpipe.train.trainer import load_float_model
 
     files = _tflite_files(run, models)
-    inputs = folder_images(folder, PreprocessSpec.from_config(cfg), MAX_IMAGES, cfg.train.seed)
+    inputs = folder_images(folder, PreprocessSpec.from_config(cfg), MAX_IMAGES, cfg.train.seed, flag="--images")
     _check_signatures(files, inputs.shape[1:], {MAIN_OUTPUT}, worker_options)
     print(f"Agreement on {len(inputs):,} unlabelled images from {folder} (no labels: no accuracy, no gate)",
           flush=True)
