@@ -132,12 +132,9 @@ def write(dataset: Dataset, dst: Path) -> Path:
             raise TfpipeError(f"split {split}: images in {len(parents)} folders ({', '.join(sorted(parents)[:3])})",
                               "YOLO's data.yaml names one image folder per split")
         folders[split] = parents.pop()
-    others = [s for s in folders if s not in SPLITS]
-    if others and len(folders) == 1 and "train" not in folders:
-        folders = {"train": folders[others[0]]}  # one split (VOC without ImageSets: 'all'): train:, as Ultralytics
-    elif others:
-        raise TfpipeError(f"splits {', '.join(others)}: YOLO's data.yaml names only {', '.join(SPLITS)}",
-                          "rename the splits, or convert one of them at a time")
+    if len(folders) == 1 and not set(folders) & set(SPLITS):
+        # one split under another name (VOC without ImageSets: 'all'): train:, the key Ultralytics needs
+        folders = {"train": next(iter(folders.values()))}
     io.write_text(dst / "data.yaml", yaml.safe_dump({"path": ".", **folders,
                                                      "names": dict(enumerate(dataset.class_names))},
                                                     sort_keys=False))
