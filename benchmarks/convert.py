@@ -34,7 +34,7 @@ def model_files(cfg, workdir: Path | None, scratch: Path) -> tuple[dict[str, Pat
         if all(p.is_file() for p in found.values()):
             return found, "trained run"
     from tfpipe import models
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
 
     model = models.build(cfg.model, cfg.task, 10)
     h, w = cfg.model.input_size

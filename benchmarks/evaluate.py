@@ -35,7 +35,7 @@ def models_to_time(run: Path, cfg, splits, spec, scratch: Path) -> dict[str, Pat
     if all(p.is_file() for p in found.values()):
         return found
     from tfpipe import models
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
 
     print(f"No models in {run / 'export'}: converting the untrained quickstart network", flush=True)
     model = models.build(cfg.model, cfg.task, len(splits.class_names))

@@ -34,7 +34,7 @@ def lint(cfg) -> Path:
     import numpy as np
 
     from tfpipe import models
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
 
     # The head's width does not change which ops the graph has: no need to read the dataset here.

@@ -126,7 +126,7 @@ def test_gate_fails_naming_the_metric_and_keeps_the_reports(tiny_run, copy_run, 
     """A converted model that lost accuracy (an untrained network) fails the gate with exit 1."""
     cfg, run, *_ = tiny_run
     from tfpipe import models
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
 
     untrained = models.build(cfg.model, cfg.task, 10)
     bad = tmp_path / "model_untrained.tflite"

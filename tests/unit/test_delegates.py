@@ -16,7 +16,7 @@ from tfpipe.runtime.graph import read_graph
 
 def _convert(model, path, int8=True, fixed_batch=True):
     from tfpipe.backend import tf
-    from tfpipe.convert.converter import variables_of
+    from tfpipe.convert.tflite import variables_of
 
     if fixed_batch:
         spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)

@@ -30,7 +30,7 @@ def test_only_detectors_register_anchors():
 def test_ssdlite_qat_int8_is_integer_only_with_separate_outputs_and_maps_on_the_edge_tpu(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.delegates import edgetpu
     from tfpipe.qat import apply_qat
     from tfpipe.runtime.graph import read_graph

@@ -112,7 +112,8 @@ def test_rpn_anchors_are_every_size_and_ratio_at_every_cell():
 
 def test_two_stage_targets_leave_the_rpns_middle_band_out_and_pass_the_ground_truths_on():
     from tfpipe.backend import tf
-    from tfpipe.models.detection.boxes import IGNORED, MAX_OBJECTS, two_stage_targets
+    from tfpipe.models.detection.boxes import IGNORED
+    from tfpipe.models.detection.faster_rcnn import MAX_OBJECTS, two_stage_targets
 
     anchors = np.array([[0.25, 0.25, 0.5, 0.5], [0.3, 0.3, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5]], np.float32)
     images = tf.zeros((1, 100, 100, 3))
@@ -159,7 +160,7 @@ def test_unit_anchor_encoding_decodes_to_the_refined_box():
 def test_int8_runs_on_builtin_ops_and_the_edge_tpu_checker_names_where_it_stops(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.delegates import edgetpu
     from tfpipe.qat import apply_qat
     from tfpipe.runtime.graph import read_graph

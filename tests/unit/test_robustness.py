@@ -140,7 +140,7 @@ def test_gpu_and_nnapi_refuse_int16_activations(tmp_path):
     """An int16x8 model was reported '35/35 ops on the GPU delegate' and fully NNAPI-delegated."""
     from tfpipe import delegates
     from tfpipe.backend import keras
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
@@ -161,7 +161,7 @@ def test_calibration_is_fed_by_input_name_whatever_the_converted_order(tmp_path)
     """The representative dataset fed a two-input model by position, and the converted graph's
     input order need not be the Keras order: RESHAPE then saw 8 elements where it wanted 6."""
     from tfpipe.backend import keras
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.runtime import Worker
 
     # names sorting against the Keras order, and shapes that cannot be swapped unnoticed

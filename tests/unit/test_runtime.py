@@ -15,7 +15,7 @@ def tiny_tflite(tmp_path_factory):
     from tfpipe import models
     from tfpipe.backend import keras
     from tfpipe.config import ModelConfig
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
 
     keras.utils.set_random_seed(0)
     model = models.build(ModelConfig(name="mobilenet_v2_035", input_size=(32, 32), channels=1), "classification", 10)

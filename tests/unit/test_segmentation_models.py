@@ -145,7 +145,7 @@ def test_every_segmentation_model_survives_qat_and_converts_to_integer_builtin_o
     and the quantized values only), atrous convolutions, pyramid pooling: int8 from input to output."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.qat import apply_qat
 
     entry = registry.get(name)

@@ -38,7 +38,7 @@ def test_scores_compare_class_maps_over_labelled_pixels_and_rank_the_worst_image
 
 
 def test_a_class_map_output_is_scored_instead_of_the_probabilities():
-    from tfpipe.evaluate.parity import class_maps
+    from tfpipe.evaluate.segmentation import class_maps
 
     maps = np.array([[[1, 2], [0, 1]]])
     outputs = {"probabilities": probabilities(np.zeros_like(maps)), "class_map": maps.astype(np.float32)}
@@ -48,7 +48,7 @@ def test_a_class_map_output_is_scored_instead_of_the_probabilities():
 
 def test_the_class_map_is_the_argmax_of_the_logits_as_uint8():
     from tfpipe.backend import keras, tf
-    from tfpipe.convert.converter import serving_function
+    from tfpipe.convert.tflite import serving_function
     from tfpipe.models.segmentation.common import classify
 
     keras.utils.set_random_seed(0)

@@ -179,7 +179,7 @@ def test_model_input_sizes_follow_the_resize_policy():
 def test_yolov3_mobilenet_qat_int8_is_integer_only_and_maps_whole_on_the_edge_tpu(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.delegates import edgetpu
     from tfpipe.qat import apply_qat
     from tfpipe.runtime.graph import read_graph

@@ -98,7 +98,7 @@ def test_every_zoo_layer_type_survives_qat_and_converts_to_int8_builtin_ops(tmp_
     QAT, an H5 round trip, int8 conversion: integer activations and builtin ops only."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tfpipe.convert.converter import to_tflite
+    from tfpipe.convert.tflite import to_tflite
     from tfpipe.models.blocks import conv_bn, depthwise_bn
     from tfpipe.models.classification.darknet import residual
     from tfpipe.models.classification.googlenet import inception

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
-from tfpipe.convert.converter import TF_IO, representative_dataset, serving_function, variables_of
+from tfpipe.convert.tflite import TF_IO, representative_dataset, serving_function, variables_of
 from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.runtime import Worker
@@ -90,8 +90,7 @@ def layer_errors(model, io_dtype: str, calibration: np.ndarray, held_out: np.nda
 def task_score(task: str, outputs: dict[str, np.ndarray], labels: np.ndarray) -> float:
     """top-1 (classification) or mIoU (segmentation), by the evaluator's own functions."""
     if task == "segmentation":
-        from tfpipe.evaluate.parity import class_maps
-        from tfpipe.evaluate.segmentation import confusion, segmentation_metrics
+        from tfpipe.evaluate.segmentation import class_maps, confusion, segmentation_metrics
 
         return segmentation_metrics(confusion(labels, class_maps(outputs), outputs[MAIN_OUTPUT].shape[-1]))["miou"]
     from tfpipe.evaluate.classification import top_k_accuracy

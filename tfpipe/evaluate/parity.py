@@ -14,18 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.config import Config
-from tfpipe.convert.converter import CLASS_MAP, output_contract
+from tfpipe.convert.converter import output_contract
 from tfpipe.data.pipeline import SceneSplits, Splits, evaluation_arrays, load_splits
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
 from tfpipe.evaluate.detection import COCO_STATS, ImageBoxes, coco_metrics, detection_agreement, predictions
-from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
+from tfpipe.evaluate.segmentation import class_maps, confusion, pixel_agreement, segmentation_metrics
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
+from tfpipe.runtime.contract import CLASS_MAP
 from tfpipe.runtime.detection import BOXES, SCORES
 
 SCHEMA = "tfpipe-parity/1"
@@ -104,14 +105,6 @@ def _classification_scores(outputs: dict[str, np.ndarray], float_outputs: dict[s
         "outputs": {MAIN_OUTPUT: output_agreement(float_scores, scores)},
         "worst_disagreements": _worst(float_scores, scores, labels, gallery),
     }
-
-
-def class_maps(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """[N, H, W] class ids: the model's own `class_map` output when it has one (what a device
-    reads), else the argmax of its probabilities."""
-    if CLASS_MAP in outputs:
-        return outputs[CLASS_MAP].astype(np.int32)
-    return outputs[MAIN_OUTPUT].argmax(axis=-1).astype(np.int32)
 
 
 def _segmentation_scores(outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfpipe.runtime.contract import CLASS_MAP, PROBABILITIES
+
 IGNORE = 255
 
 
@@ -56,3 +58,11 @@ def pixel_agreement(reference: np.ndarray, other: np.ndarray, labels: np.ndarray
                           out=np.ones(len(same)), where=per_image_counted > 0)
     total = counted.sum()
     return {"pixel_agreement": float(same.sum() / total) if total else 1.0, "per_image": per_image.tolist()}
+
+
+def class_maps(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """[N, H, W] class ids: the model's own `class_map` output when it has one (what a device
+    reads), else the argmax of its probabilities."""
+    if CLASS_MAP in outputs:
+        return outputs[CLASS_MAP].astype(np.int32)
+    return outputs[PROBABILITIES].argmax(axis=-1).astype(np.int32)

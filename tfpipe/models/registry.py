@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from tfpipe.config import ModelConfig
 from tfpipe.errors import TfpipeError
+from tfpipe.runtime.contract import PROBABILITIES
 
 # Every model's softmax output layer is named so (auxiliary outputs have other names): training puts
 # the main loss on it, the converter finds the logits at its input, the evaluator scores it.
-MAIN_OUTPUT = "probabilities"
+MAIN_OUTPUT = PROBABILITIES
 
 # Builder arguments the registry fills from the config itself, never from model.args.
 _FROM_CONFIG = ("input_shape", "num_classes")

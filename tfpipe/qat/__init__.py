@@ -113,16 +113,11 @@ def _pre_activation(layer, x):
 
 
 def _custom_objects() -> dict:
-    """What tfmot's (legacy-format) deserialisation must be told: the configs and tfpipe's layers."""
-    from tfpipe.models.blocks import ChannelSplit, SpaceToDepth
-    from tfpipe.models.detection.faster_rcnn import Proposals, RoIAlign, UnitAnchorEncoding
-    from tfpipe.models.segmentation.common import DepthToSpace
-    from tfpipe.models.segmentation.segnet import MaxUnpooling2D
+    """What tfmot's (legacy-format) deserialisation must be told: tfpipe's layers and the configs."""
+    from tfpipe import models
 
     configs = {name: getattr(tfmot_quantize_configs(), name) for name in CONFIGS.values()}
-    return {"ChannelSplit": ChannelSplit, "MaxUnpooling2D": MaxUnpooling2D, "DepthToSpace": DepthToSpace,
-            "SpaceToDepth": SpaceToDepth, "RoIAlign": RoIAlign, "Proposals": Proposals,
-            "UnitAnchorEncoding": UnitAnchorEncoding, **configs}
+    return {**models.custom_layers(), **configs}
 
 
 def save_h5(model, path: Path) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime import detection
+from tfpipe.runtime.contract import CLASS_MAP, PROBABILITIES
 from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
 
 
@@ -71,7 +72,7 @@ class Bundle:
         scoring under `min_score` are left out."""
         size = (self.spec["height"], self.spec["width"])
         if self.task == "classification":
-            p = outputs["probabilities"][0]
+            p = outputs[PROBABILITIES][0]
             order = np.argsort(-p, kind="stable")[:top_k]
             return Prediction(self.task, top=[(self.classes[i], float(p[i])) for i in order])
         if self.task == "detection":
@@ -86,7 +87,7 @@ class Bundle:
             return Prediction(self.task, boxes=self._to_image(np.asarray(boxes)[keep], image_hw),
                               classes=[self.classes[int(c)] for c in np.asarray(classes)[keep]],
                               scores=np.asarray(scores)[keep])
-        class_map = outputs["class_map"][0] if "class_map" in outputs else np.argmax(outputs["probabilities"][0], -1)
+        class_map = outputs[CLASS_MAP][0] if CLASS_MAP in outputs else np.argmax(outputs[PROBABILITIES][0], -1)
         return Prediction(self.task, class_map=self._map_to_image(np.asarray(class_map).astype(np.int32), image_hw))
 
     def _geometry(self, image_hw):

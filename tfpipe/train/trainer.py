@@ -24,9 +24,8 @@ from tfpipe.models.detection.boxes import (
     OBJECTNESS,
     SCORES,
     training_targets,
-    two_stage_targets,
 )
-from tfpipe.models.detection.faster_rcnn import HEAD, HEAD_PARTS, RPN_BOXES, RPN_OBJECTNESS
+from tfpipe.models.detection.faster_rcnn import HEAD, HEAD_PARTS, RPN_BOXES, RPN_OBJECTNESS, two_stage_targets
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio

@@ -33,9 +33,9 @@ def load_pretrained(model, source: str) -> list[str]:
         raise TfpipeError(f"train.pretrained: {source}: not a .keras or .h5 model file",
                           "name a model saved by Keras (e.g. runs/X/train/model.keras), or imagenet")
     try:
-        from tfpipe.qat import _custom_objects
+        from tfpipe import models
 
-        with keras.utils.custom_object_scope(_custom_objects()):
+        with keras.utils.custom_object_scope(models.custom_layers()):
             source_model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError) as e:
         raise TfpipeError(f"train.pretrained: {source}: cannot be loaded ({e})".splitlines()[0],

@@ -153,25 +153,3 @@ def training_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.Ragg
     encoded, ids = tf.map_fn(one_image, (boxes, classes), fn_output_signature=(
         tf.TensorSpec([count, 5], tf.float32), tf.TensorSpec([count], tf.int32)))
     return {BOXES: encoded, SCORES: ids, OBJECTNESS: ids, CLASS_PROBABILITIES: ids}
-
-
-# Faster R-CNN's RPN (section 3.1.2): an anchor is an object at IoU >= 0.7 with a ground truth (or
-# as a ground truth's best anchor), background below 0.3, and left out in between.
-RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU = 0.7, 0.3
-MAX_OBJECTS = 100  # ground truths per image handed to the second stage's loss (COCO's detections cap)
-
-
-def two_stage_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, rpn_anchors
-                      ) -> dict[str, tf.Tensor]:
-    """Faster R-CNN's targets: the RPN's per anchor (encodings + class id [B, A, 5], ids [B, A]) and,
-    for the head, whose proposals exist only inside the model, the ground truths themselves:
-    [B, MAX_OBJECTS, 5] (ymin, xmin, ymax, xmax normalised, class + 1), zero rows as padding."""
-    from tfpipe.models.detection.faster_rcnn import HEAD, RPN_BOXES, RPN_OBJECTNESS
-
-    rpn = training_targets(images, boxes, classes, rpn_anchors, RPN_POSITIVE_IOU, ignore_below=RPN_NEGATIVE_IOU)
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    normalised = boxes.with_flat_values(pixels_to_normalised(boxes.flat_values, height, width))
-    corners = normalised[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS, 4])
-    ids = (tf.cast(classes, tf.float32) + 1.0)[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS])
-    ground_truth = tf.concat([corners, ids[..., None]], -1)
-    return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[OBJECTNESS], HEAD: ground_truth}

@@ -35,11 +35,11 @@ import math
 
 import numpy as np
 
-from tfpipe.backend import keras
+from tfpipe.backend import keras, tf
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.resnet import resnet
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import BOXES, SCORES
+from tfpipe.models.detection.boxes import BOXES, OBJECTNESS, SCORES, pixels_to_normalised, training_targets
 from tfpipe.models.registry import register
 from tfpipe.runtime.detection import SCALES
 
@@ -230,3 +230,23 @@ FLOAT_LAYERS = ("proposals", "roi_align", BOXES)
 register("faster_rcnn", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, float_layers=FLOAT_LAYERS)
 register("faster_rcnn_resnet18", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, float_layers=FLOAT_LAYERS,
          depth=18)
+
+
+# Faster R-CNN's RPN (section 3.1.2): an anchor is an object at IoU >= 0.7 with a ground truth (or
+# as a ground truth's best anchor), background below 0.3, and left out in between.
+RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU = 0.7, 0.3
+MAX_OBJECTS = 100  # ground truths per image handed to the second stage's loss (COCO's detections cap)
+
+
+def two_stage_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, rpn_anchors
+                      ) -> dict[str, tf.Tensor]:
+    """Faster R-CNN's targets: the RPN's per anchor (encodings + class id [B, A, 5], ids [B, A]) and,
+    for the head, whose proposals exist only inside the model, the ground truths themselves:
+    [B, MAX_OBJECTS, 5] (ymin, xmin, ymax, xmax normalised, class + 1), zero rows as padding."""
+    rpn = training_targets(images, boxes, classes, rpn_anchors, RPN_POSITIVE_IOU, ignore_below=RPN_NEGATIVE_IOU)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    normalised = boxes.with_flat_values(pixels_to_normalised(boxes.flat_values, height, width))
+    corners = normalised[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS, 4])
+    ids = (tf.cast(classes, tf.float32) + 1.0)[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS])
+    ground_truth = tf.concat([corners, ids[..., None]], -1)
+    return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[OBJECTNESS], HEAD: ground_truth}
