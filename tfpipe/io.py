@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,11 +18,9 @@ TEMPORARY = ".tmp"  # atomic_path's temporary files are named .<stem>.<random>.t
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete atomic_path's temporary files under `folder`, left by writers that were killed
     (kill -9 skips the cleanup). Call it only while holding the folder's writer lock."""
-    stale = [p for p in Path(folder).rglob(f".*{TEMPORARY}*") if p.is_file() or p.is_dir()]
+    stale = list(Path(folder).rglob(f".*{TEMPORARY}*"))
     for path in stale:
         if path.is_dir():  # a SavedModel being written
-            import shutil
-
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)

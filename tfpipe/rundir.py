@@ -82,8 +82,7 @@ class RunDir:
         except (yaml.YAMLError, UnicodeDecodeError):
             old = {}
         new = to_dict(cfg)
-        differs = [key for key in ("task", "model") if old.get(key) != new[key]]
-        if differs:
+        if any(old.get(key) != new[key] for key in ("task", "model")):
             def said(config: dict) -> str:
                 model = config.get("model") or {}
                 size = "x".join(str(d) for d in [*(model.get("input_size") or []), model.get("channels")])

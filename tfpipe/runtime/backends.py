@@ -37,6 +37,10 @@ def delegate_library(delegate: str) -> str:
     return DELEGATES.get(delegate, {}).get(platform.system(), delegate)
 
 
+class RuntimeUnavailable(ImportError):
+    """The runtime package asked for (or every one, for auto) is not installed in the worker's Python."""
+
+
 def interpreter_module(backend: str = "auto"):
     """(module exposing Interpreter/OpResolverType/load_delegate, backend name)."""
     order = BACKENDS if backend == "auto" else (backend,)
@@ -49,10 +53,6 @@ def interpreter_module(backend: str = "auto"):
         except ImportError as e:
             errors.append(f"{name}: {e}")
     raise RuntimeUnavailable("no TFLite runtime could be imported (" + "; ".join(errors) + ")")
-
-
-class RuntimeUnavailable(ImportError):
-    """The runtime package asked for (or every one, for auto) is not installed in the worker's Python."""
 
 
 def load_delegate(module, delegate: str):
