@@ -15,7 +15,7 @@ from tfpipe.config import Config
 from tfpipe.convert.external import folder_images
 from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.evaluate.classification import output_agreement
-from tfpipe.evaluate.parity import _check_signatures, _model_label, _tflite_files
+from tfpipe.evaluate.parity import check_signatures, model_label, runtime_python, tflite_files
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
@@ -28,21 +28,23 @@ def folder_agreement(cfg: Config, run: RunDir, folder: Path, models: list[Path] 
     """The agreement table of every .tflite in export/ (or `models`), written to eval/agreement.json."""
     from tfpipe.train.trainer import load_float_model
 
-    files = _tflite_files(run, models)
+    files = tflite_files(run, models)
+    worker_options = {**worker_options, "python": runtime_python(worker_options.get("python") or
+                                                                 cfg.evaluate.runtime_python)}
     inputs = folder_images(folder, PreprocessSpec.from_config(cfg), MAX_IMAGES, cfg.train.seed, flag="--images")
-    _check_signatures(files, inputs.shape[1:], {MAIN_OUTPUT}, worker_options)
+    check_signatures(files, inputs.shape[1:], {MAIN_OUTPUT}, worker_options)
     print(f"Agreement on {len(inputs):,} unlabelled images from {folder} (no labels: no accuracy, no gate)",
           flush=True)
     reference = load_float_model(run).predict(inputs, batch_size=64, verbose=0)
     rows = []
     for path in files:
-        result = predict_sharded(path, inputs, label=_model_label(path), **worker_options)
+        result = predict_sharded(path, inputs, label=model_label(path), **worker_options)
         if result.failures:
-            rows.append({"name": _model_label(path), "file": str(path), "status": "failed",
+            rows.append({"name": model_label(path), "file": str(path), "status": "failed",
                          "errors": [f.describe() for f in result.failures]})
             continue
         scores = result.outputs[MAIN_OUTPUT]
-        rows.append({"name": _model_label(path), "file": str(path), "status": "ok",
+        rows.append({"name": model_label(path), "file": str(path), "status": "ok",
                      "argmax_agreement": float(np.mean(scores.argmax(-1) == reference.argmax(-1))),
                      **output_agreement(reference, scores)})
     report = {"format": "tfpipe-agreement/1", "run": run.root.name, "images": {"folder": str(folder),

@@ -33,11 +33,11 @@ SCHEMA = "tfpipe-parity/1"
 REFERENCE = "model_fp32.tflite"  # latency and size ratios are relative to this file when present
 
 
-def _model_label(path: Path) -> str:
+def model_label(path: Path) -> str:
     return path.stem.removeprefix("model_")
 
 
-def _tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
+def tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
     # dot-files are a writer's temporary files (io.atomic_path), complete or not: never models
     files = list(explicit) if explicit else sorted(p for p in run.export.glob("*.tflite") if not p.name.startswith("."))
     if not files:
@@ -45,7 +45,7 @@ def _tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
     return [check_tflite_file(f) for f in files]  # all checked before any work
 
 
-def _check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: set[str], options: dict) -> None:
+def check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: set[str], options: dict) -> None:
     """Every model takes the run's input and gives the outputs the task decodes, checked before any
     work: a file made for another run (or not by tfpipe) is one line naming what differs."""
     for path in files:
@@ -59,7 +59,7 @@ def _check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: 
                               "`python -m tfpipe.convert --model`")
 
 
-def _interpreter(python: str | None) -> str | None:
+def runtime_python(python: str | None) -> str | None:
     if python is None:
         return None
     found = shutil.which(python)
@@ -199,10 +199,10 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     workers = workers or ev.workers
     max_drop = ev.max_drop if max_drop is None else max_drop
     backend = backend or ev.backend
-    python = _interpreter(python or ev.runtime_python)
+    python = runtime_python(python or ev.runtime_python)
     reference_kernels = ev.reference_kernels if reference_kernels is None else reference_kernels
     delegate = delegate or ev.delegate
-    files = _tflite_files(run, models)
+    files = tflite_files(run, models)
     if delegate:  # a missing library is bad input: say so before any work
         check_delegate(delegate, backend, python)
     options = {"backend": backend, "python": python, "reference_kernels": reference_kernels, "delegate": delegate}
@@ -211,7 +211,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     splits = splits or load_splits(cfg.data, cfg.task)
     spec = PreprocessSpec.from_config(cfg)
     inputs, targets = evaluation_arrays(splits, spec)
-    _check_signatures(files, inputs.shape[1:], set(output_contract(cfg)) - {CLASS_MAP}, options)
+    check_signatures(files, inputs.shape[1:], set(output_contract(cfg)) - {CLASS_MAP}, options)
     split_name = "test" if isinstance(splits, Splits) else splits.test
     dataset_name = cfg.data.dataset if isinstance(splits, Splits) else cfg.data.builtin
     print(f"Evaluating on {len(inputs):,} {split_name} images ({dataset_name}), {workers} worker(s) x "
@@ -236,7 +236,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     boxes: dict[str, dict[int, ImageBoxes]] = {}  # detection galleries: model name -> index -> detections
 
     for path in files:
-        label = _model_label(path)
+        label = model_label(path)
         row = {"name": label, "kind": "tflite", "file": str(path), "size_bytes": path.stat().st_size}
         rows.append(row)
         result = predict_sharded(path, inputs, workers=workers, chunk=ev.batch, label=label, threads=threads,
