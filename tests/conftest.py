@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from pathlib import Path
 
@@ -132,3 +133,25 @@ def pytest_xdist_make_scheduler(config, log):
             return "tiny_run" if _reads_the_tiny_run(test_file) else test_file
 
     return SharedRunScheduling(config, log)
+
+
+def write_image(path: Path, size=(20, 16), mode="RGB") -> Path:
+    """A plain grey image file of `size` (width, height); Pillow picks the format by suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.new(mode, size, 128).save(path)
+    return path
+
+
+def write_coco(root: Path, files: list[str], sizes=None, segmentation=None) -> Path:
+    """annotations/instances_val.json: one 8x8 box of class `shirt` per image file named."""
+    images = [{"id": i, "file_name": f, "width": (sizes or {}).get(f, (20, 16))[0],
+               "height": (sizes or {}).get(f, (20, 16))[1]} for i, f in enumerate(files)]
+    annotations = [{"id": i, "image_id": i, "category_id": 1, "bbox": [2, 2, 8, 8], "iscrowd": 0,
+                    **({"segmentation": segmentation} if segmentation else {})} for i in range(len(files))]
+    path = root / "annotations" / "instances_val.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "shirt"}]}))
+    return path

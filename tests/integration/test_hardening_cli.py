@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import QUICKSTART, REPO, needs_fashion_mnist, run_cli, tiny_args
+from tests.conftest import QUICKSTART, REPO, needs_fashion_mnist, run_cli, tiny_args, write_coco, write_image
 from tfpipe.rundir import RunDir
 
 pytestmark = needs_fashion_mnist
@@ -240,10 +240,8 @@ def test_a_runtime_worker_dies_with_its_client(tiny_run, tmp_path):
 
 
 def test_data_convert_skips_an_annotation_naming_a_missing_image(tmp_path, capsys):
-    from tests.unit.test_robustness import _coco, _image
-
-    _image(tmp_path / "src" / "a.png")
-    _coco(tmp_path / "src", ["a.png", "gone.png"])
+    write_image(tmp_path / "src" / "a.png")
+    write_coco(tmp_path / "src", ["a.png", "gone.png"])
     argv = ["convert", "--from", "coco", "--to", "voc", str(tmp_path / "src"), str(tmp_path / "out")]
     assert run_cli("tfpipe.data.__main__", argv) == 2
     one_line_error(capsys, "gone.png: image not found")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import QUICKSTART
+from tests.conftest import QUICKSTART, write_coco, write_image
 from tfpipe.errors import TfpipeError
 
 # --- config -----------------------------------------------------------------------------------------
@@ -252,17 +252,11 @@ def test_class_names_are_checked_against_the_model(tmp_path):
 # --- dataset formats ---------------------------------------------------------------------------------
 
 
-def _image(path: Path, size=(20, 16), mode="RGB") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, 128).save(path)
-    return path
-
-
 def test_yolo_reads_a_single_split_export_and_writes_train(tmp_path):
     from tfpipe.data.formats import yolo
 
     root = tmp_path / "old"
-    _image(root / "images" / "all" / "a.tif")  # TIFF was refused by the readers
+    write_image(root / "images" / "all" / "a.tif")  # TIFF was refused by the readers
     (root / "labels" / "all").mkdir(parents=True)
     (root / "labels" / "all" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     (root / "data.yaml").write_text("path: .\nall: images/all\nnames: {0: shirt}\n")
@@ -279,8 +273,8 @@ def test_voc_segmentation_only_export_is_read(tmp_path):
 
     root = tmp_path / "voc"
     for stem in ("2007_000032", "2007_000033"):
-        _image(root / "JPEGImages" / f"{stem}.jpg")
-        _image(root / "SegmentationClass" / f"{stem}.png", mode="P")
+        write_image(root / "JPEGImages" / f"{stem}.jpg")
+        write_image(root / "SegmentationClass" / f"{stem}.png", mode="P")
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     (root / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000032\n2007_000033\n")
     dataset = voc.read(root)
@@ -290,23 +284,11 @@ def test_voc_segmentation_only_export_is_read(tmp_path):
     assert len(record.boxes) == 0
 
 
-def _coco(root: Path, files: list[str], sizes=None, segmentation=None) -> Path:
-    images = [{"id": i, "file_name": f, "width": (sizes or {}).get(f, (20, 16))[0],
-               "height": (sizes or {}).get(f, (20, 16))[1]} for i, f in enumerate(files)]
-    annotations = [{"id": i, "image_id": i, "category_id": 1, "bbox": [2, 2, 8, 8], "iscrowd": 0,
-                    **({"segmentation": segmentation} if segmentation else {})} for i in range(len(files))]
-    path = root / "annotations" / "instances_val.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": [{"id": 1, "name": "shirt"}]}))
-    return path
-
-
 def test_coco_takes_the_annotations_file_itself(tmp_path):
     from tfpipe.data.formats import coco
 
-    _image(tmp_path / "a.png")
-    dataset = coco.read(_coco(tmp_path, ["a.png"]))
+    write_image(tmp_path / "a.png")
+    dataset = coco.read(write_coco(tmp_path, ["a.png"]))
     assert list(dataset.splits) == ["val"] and dataset.root == tmp_path
 
 
@@ -319,16 +301,16 @@ def test_data_convert_opens_every_image(tmp_path):
 
     def dataset(name: str, setup) -> Path:
         root = tmp_path / name
-        _image(root / "good.png")
+        write_image(root / "good.png")
         setup(root)
-        _coco(root, ["good.png", "bad.png"], sizes={"bad.png": (20, 16)})
+        write_coco(root, ["good.png", "bad.png"], sizes={"bad.png": (20, 16)})
         return root
 
     cases = {
         "empty": (lambda r: (r / "bad.png").write_bytes(b""), "bad.png: unreadable or corrupt image"),
         "corrupt": (lambda r: (r / "bad.png").write_bytes((r / "good.png").read_bytes()[:60]),
                     "bad.png: unreadable or corrupt image"),
-        "size": (lambda r: _image(r / "bad.png", size=(10, 10)), "declares a 20x16 image, but"),
+        "size": (lambda r: write_image(r / "bad.png", size=(10, 10)), "declares a 20x16 image, but"),
         "link": (lambda r: os.symlink("/etc/hostname", r / "bad.png"), "links to /etc/hostname, outside the dataset"),
         "missing": (lambda r: None, "bad.png: image not found"),
     }
@@ -346,8 +328,8 @@ def test_data_convert_opens_every_image(tmp_path):
 def test_converting_away_instance_masks_says_so(tmp_path):
     from tfpipe.data.formats.convert import convert, dropped
 
-    _image(tmp_path / "src" / "a.png")
-    _coco(tmp_path / "src", ["a.png"], segmentation=[[2, 2, 10, 2, 10, 10]])
+    write_image(tmp_path / "src" / "a.png")
+    write_coco(tmp_path / "src", ["a.png"], segmentation=[[2, 2, 10, 2, 10, 10]])
     for kind in ("voc", "yolo"):
         out = convert("coco", kind, tmp_path / "src", tmp_path / kind)
         assert dropped(out, kind).startswith("Not carried: 1 instance masks")
@@ -358,7 +340,7 @@ def test_a_long_list_of_bad_mask_ids_is_cut_short(tmp_path):
     from tfpipe.data.formats import folders
 
     mask = Image.fromarray(np.arange(200, dtype=np.uint8).reshape(10, 20), "L")
-    _image(tmp_path / "images" / "a.png", size=(20, 10))
+    write_image(tmp_path / "images" / "a.png", size=(20, 10))
     (tmp_path / "masks").mkdir()
     mask.save(tmp_path / "masks" / "a.png")
     (tmp_path / "labels.txt").write_text("background\nshirt\n")

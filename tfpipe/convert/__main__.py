@@ -64,9 +64,10 @@ def run(args, cfg) -> int:
                           "detector", "leave --max-drop out: QAT int8 (the default) is what detectors ship")
     modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
-    run = RunDir.for_config(cfg, args.workdir)
-    with run.writer(cfg):
-        export(cfg, run, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop, debug_quant=args.debug_quant)
+    run_dir = RunDir.for_config(cfg, args.workdir)
+    with run_dir.writer(cfg):
+        export(cfg, run_dir, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
+               debug_quant=args.debug_quant)
     return 0
 
 

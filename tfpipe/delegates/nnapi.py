@@ -43,8 +43,9 @@ def _op_row(graph, op) -> dict:
         reason = f"{op.kind} is not in the NNAPI delegate's op list"
     elif typed:
         reason = f"{op.kind} on a {typed[0].dtype} tensor (NNAPI has no operand type the delegate maps it to)"
-    return {"index": op.index, "op": op.kind, "min_api": MIN_API.get(op.kind), "supported": reason is None,
-            "reason": reason}
+    # an op needs the Android version of its NNAPI operation and of each of its tensors' types
+    min_api = max([MIN_API[op.kind], *(TENSOR_TYPES[t.dtype] for t in live)]) if reason is None else None
+    return {"index": op.index, "op": op.kind, "min_api": min_api, "supported": reason is None, "reason": reason}
 
 
 def check(path: Path) -> dict:
