@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO))
 import tfpipe  # noqa: E402,F401  (Keras-2 switch before TensorFlow)
 from tfpipe.config import load_config  # noqa: E402
 from tfpipe.data.pipeline import calibration_inputs, load_splits, make_dataset  # noqa: E402
-from tfpipe.data.preprocess import PreprocessSpec  # noqa: E402
 from tfpipe.evaluate.sharding import predict_sharded  # noqa: E402
 
 
@@ -54,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = load_config(REPO / "configs" / "quickstart.yaml", [])
     splits = load_splits(cfg.data, cfg.task)
-    spec = PreprocessSpec.from_config(cfg)
+    spec = cfg.preprocess_spec()
     inputs = np.concatenate(list(make_dataset(splits.test, spec, 512, len(splits.class_names),
                                               with_labels=False).as_numpy_iterator()))
     print(f"{len(inputs):,} test images, 1 interpreter thread per worker, {args.repeats} alternating repeats")

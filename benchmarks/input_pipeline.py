@@ -24,7 +24,6 @@ import tfpipe  # noqa: E402,F401  (Keras-2 switch before TensorFlow)
 from tfpipe import models  # noqa: E402
 from tfpipe.config import load_config  # noqa: E402
 from tfpipe.data.pipeline import load_splits  # noqa: E402
-from tfpipe.data.preprocess import PreprocessSpec  # noqa: E402
 from tfpipe.train.trainer import compile_for_training, training_batches, training_view  # noqa: E402
 
 WARMUP = 3  # batches (steps) before timing
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(cfg.data, cfg.task)
     model = training_view(models.build(cfg.model, cfg.task, len(splits.class_names)))  # as fit() trains it
     compile_for_training(model, cfg, len(splits.class_names), cfg.train.learning_rate)
-    train_ds, _ = training_batches(cfg, splits, PreprocessSpec.from_config(cfg), model)
+    train_ds, _ = training_batches(cfg, splits, cfg.preprocess_spec(), model)
     batch = cfg.train.batch_size
     pipeline = input_throughput(train_ds, args.steps, batch)
     batches = list(train_ds.take(WARMUP + args.steps).as_numpy_iterator())

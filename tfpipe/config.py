@@ -21,13 +21,10 @@ import yaml
 
 from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES, SceneSpec
 from tfpipe.errors import TfpipeError
+from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, PreprocessSpec
 
 TASKS = ("classification", "detection", "segmentation")
 DATASETS = ("fashion_mnist",)
-QUANT_MODES = ("none", "fp16", "dynamic", "int8", "int16x8")
-IO_DTYPES = ("uint8", "int8", "float")
-# What each deployment target runs; the first mode is the one `--target T` converts by default.
-TARGET_MODES = {"cpu": QUANT_MODES, "edgetpu": ("int8",), "gpu": ("fp16", "none"), "nnapi": ("int8", "fp16")}
 RESIZE_POLICIES = ("letterbox", "stretch")
 CHANNEL_ORDERS = ("rgb", "bgr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -164,6 +161,14 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
+    def preprocess_spec(self) -> PreprocessSpec:
+        """The run's preprocessing: resolved here once, then passed on to every stage and written
+        to model.json."""
+        p = self.preprocess
+        return PreprocessSpec(height=self.model.input_size[0], width=self.model.input_size[1],
+                              channels=self.model.channels, resize=p.resize, scale=p.scale, offset=p.offset,
+                              channel_order=p.channel_order, pad_value=p.pad_value)
+
     def validate(self) -> Config:
         """Check values and their combinations; raise TfpipeError naming the field."""
 
@@ -290,7 +295,7 @@ class Config:
         if not self.convert.quantize:
             raise TfpipeError("convert.quantize: the list is empty", f"name modes from: {', '.join(QUANT_MODES)}")
         for mode in self.convert.quantize:
-            one_of("convert.quantize", mode, QUANT_MODES)
+            one_of("convert.quantize", mode, tuple(QUANT_MODES))
         positive("convert.calibration_samples", self.convert.calibration_samples)
         one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
         one_of("convert.postprocess", self.convert.postprocess, ("tflite_op", "raw"))

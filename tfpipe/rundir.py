@@ -12,9 +12,7 @@ from pathlib import Path
 from tfpipe import io
 from tfpipe.config import Config, dump, to_dict
 from tfpipe.errors import TfpipeError
-
-# --quantize value -> the name used in file names and reports ("none" is the fp32 model).
-QUANT_LABELS = {"none": "fp32", "fp16": "fp16", "dynamic": "dynamic", "int8": "int8", "int16x8": "int16x8"}
+from tfpipe.runtime.contract import QUANT_MODES
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class RunDir:
         return self.root / "export"
 
     def tflite(self, quantize: str) -> Path:
-        return self.export / f"model_{QUANT_LABELS[quantize]}.tflite"
+        return self.export / f"model_{QUANT_MODES[quantize].label}.tflite"
 
     @property
     def model_json(self) -> Path:

@@ -97,7 +97,6 @@ def trial(cfg, splits, params: dict[str, float], epochs: int, out_dir: Path) -> 
     """Train a fresh model with these hyper-parameters; its last validation top-1 and loss."""
     from tfpipe import models
     from tfpipe.backend import keras
-    from tfpipe.data.preprocess import PreprocessSpec
     from tfpipe.train.schedules import make_schedule
     from tfpipe.train.trainer import fit, steps_per_epoch, validation_score
 
@@ -109,7 +108,7 @@ def trial(cfg, splits, params: dict[str, float], epochs: int, out_dir: Path) -> 
     model = models.build(cfg.model, cfg.task, len(splits.class_names))
     start = time.perf_counter()
     try:
-        history = fit(model, trial_cfg, splits, PreprocessSpec.from_config(cfg), epochs=epochs, out_dir=out_dir,
+        history = fit(model, trial_cfg, splits, cfg.preprocess_spec(), epochs=epochs, out_dir=out_dir,
                       learning_rate=make_schedule(train_cfg, steps_per_epoch(trial_cfg, splits)))
         top1, loss = validation_score(history)[1], float(history.history["val_loss"][-1])
     except TfpipeError as e:  # the divergence guard: a diverged trial scores zero, the search goes on

@@ -44,11 +44,10 @@ def test_run_directory_holds_every_artefact_and_no_temporary_file(tiny_run):
 
 def test_model_json_is_the_device_contract(tiny_run):
     cfg, run, splits, *_ = tiny_run
-    from tfpipe.data.preprocess import PreprocessSpec
 
     bundle = json.loads(run.model_json.read_text())
     assert bundle["task"] == "classification" and bundle["classes"] == list(splits.class_names)
-    assert bundle["preprocess"] == PreprocessSpec.from_config(cfg).to_json()
+    assert bundle["preprocess"] == cfg.preprocess_spec().to_json()
     int8 = bundle["models"]["int8"]
     assert int8["source"] == "qat" and int8["io_dtype"] == "uint8"
     assert int8["inputs"]["images"]["shape"] == [1, 32, 32, 1] and int8["inputs"]["images"]["dtype"] == "uint8"
@@ -64,9 +63,10 @@ def test_model_json_is_the_device_contract(tiny_run):
 def test_preprocess_is_identical_in_training_evaluation_calibration_and_model_json(tiny_run):
     cfg, run, splits, *_ = tiny_run
     from tfpipe.data.pipeline import Split, calibration_inputs, evaluation_arrays, make_dataset
-    from tfpipe.data.preprocess import PreprocessSpec, preprocess
+    from tfpipe.data.preprocess import preprocess
+    from tfpipe.runtime.contract import PreprocessSpec
 
-    spec = PreprocessSpec.from_config(cfg)
+    spec = cfg.preprocess_spec()
     device_spec = PreprocessSpec.from_json(json.loads(run.model_json.read_text())["preprocess"])
     assert device_spec == spec
     first = Split(splits.test.images[:64], splits.test.labels[:64])
@@ -163,11 +163,10 @@ def test_tflite_runtime_in_its_own_venv_predicts_exactly_as_litert(tiny_run, tmp
     import shutil
 
     from tfpipe.data.pipeline import make_dataset
-    from tfpipe.data.preprocess import PreprocessSpec
     from tfpipe.runtime import Worker
 
     cfg, run, splits, *_ = tiny_run
-    inputs = next(make_dataset(splits.test, PreprocessSpec.from_config(cfg), 128, 10,
+    inputs = next(make_dataset(splits.test, cfg.preprocess_spec(), 128, 10,
                                with_labels=False).as_numpy_iterator())
     for mode in ("int8", "none"):
         # Reference kernels: bit-identical. (XNNPACK's int8 kernels differ between the two versions.)

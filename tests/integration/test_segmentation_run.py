@@ -65,7 +65,6 @@ def test_miou_matches_an_independent_computation_from_the_tflite_and_the_mask_pn
     from PIL import Image
 
     from tfpipe.data.pipeline import evaluation_arrays, load_splits
-    from tfpipe.data.preprocess import PreprocessSpec
 
     cfg, run, report, workdir = seg_run
     import os
@@ -75,7 +74,7 @@ def test_miou_matches_an_independent_computation_from_the_tflite_and_the_mask_pn
         splits = load_splits(cfg.data, cfg.task)
     finally:
         del os.environ["TFPIPE_CACHE"]
-    inputs, _ = evaluation_arrays(splits, PreprocessSpec.from_config(cfg))
+    inputs, _ = evaluation_arrays(splits, cfg.preprocess_spec())
     records = splits.dataset.splits["val"]
     # the scenes are 64 px and so is the model: the masks are the labels pixel for pixel
     masks = np.stack([np.asarray(Image.open(splits.dataset.root / r.mask)) for r in records])

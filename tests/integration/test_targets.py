@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_fashion_mnist, run_cli, tiny_args
-from tfpipe.config import QUANT_MODES, TARGET_MODES
 from tfpipe.convert.converter import modes_for_target
 from tfpipe.data.pipeline import evaluation_arrays
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker
+from tfpipe.runtime.contract import QUANT_MODES, TARGET_DEFAULT, target_modes
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
-MATRIX = [(target, mode) for target, modes in TARGET_MODES.items() for mode in modes]
+MATRIX = [(target, mode) for target in TARGET_DEFAULT for mode in target_modes(target)]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def source_top1(tiny_run):
     from tfpipe.train.trainer import load_float_model
 
     cfg, run, splits, *_ = tiny_run
-    inputs = evaluation_arrays(splits, PreprocessSpec.from_config(cfg))[0]
+    inputs = evaluation_arrays(splits, cfg.preprocess_spec())[0]
     assert len(inputs) == 256
     return inputs, {"float": np.argmax(load_float_model(run).predict(inputs, verbose=0), axis=-1),
                     "QAT": np.argmax(load_qat_model(run.qat_model).predict(inputs, verbose=0), axis=-1)}
@@ -75,8 +74,8 @@ def test_conversion_matrix_every_valid_pair_converts_and_runs(tiny_run, ptq_run,
     assert agree >= 0.85, f"{target}/{mode}: agrees with the {source} Keras model on {agree:.0%} of 256 test images"
 
 
-@pytest.mark.parametrize("target, mode", [(t, m) for t in TARGET_MODES for m in QUANT_MODES
-                                          if m not in TARGET_MODES[t]])
+@pytest.mark.parametrize("target, mode", [(t, m) for t in TARGET_DEFAULT for m in QUANT_MODES
+                                          if m not in target_modes(t)])
 def test_invalid_target_and_mode_pairs_are_refused(target, mode):
     with pytest.raises(TfpipeError, match=f"the {target} target does not run {mode} models"):
         modes_for_target(target, [mode], ("none",))

@@ -9,7 +9,8 @@ from tfpipe.backend import tf
 from tfpipe.config import AugmentConfig
 from tfpipe.data.annotated import clip_and_drop, make_annotated_dataset
 from tfpipe.data.formats import Dataset, ImageRecord
-from tfpipe.data.preprocess import PreprocessSpec, preprocess
+from tfpipe.data.preprocess import preprocess
+from tfpipe.runtime.contract import PreprocessSpec
 
 COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
 SPEC = PreprocessSpec(128, 128, 3, resize="letterbox", scale=1.0, offset=0.0)  # model input = pixels

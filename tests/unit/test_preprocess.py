@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from tfpipe.data.preprocess import PreprocessSpec, letterbox_geometry, preprocess
+from tfpipe.data.preprocess import letterbox_geometry, preprocess
+from tfpipe.runtime.contract import PreprocessSpec
 
 
 def spec(**kw) -> PreprocessSpec:

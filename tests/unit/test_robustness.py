@@ -364,7 +364,7 @@ def test_a_decompression_bomb_is_one_line(tmp_path):
     """A 20000x20000 image in --calibration-data raised DecompressionBombError (a traceback)."""
     from tfpipe.convert.external import folder_images
     from tfpipe.data.formats.records import image_size
-    from tfpipe.data.preprocess import PreprocessSpec
+    from tfpipe.runtime.contract import PreprocessSpec
 
     bomb_png(tmp_path / "big.png")
     with pytest.raises(TfpipeError, match="big.png: unreadable image .*decompression bomb"):

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.data.preprocess import preprocess as pipeline_preprocess
+from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.runtime.preprocess import preprocess
 
 
@@ -18,11 +18,11 @@ def test_the_device_preprocessing_equals_the_pipelines(image_shape, size, channe
     spec = PreprocessSpec(size[0], size[1], channels, resize, 1 / 127.5, -1.0, order, 114.0)
     image = rng.integers(0, 256, image_shape).astype(np.uint8)
     expected = pipeline_preprocess(image, spec).numpy()
-    got = preprocess(image, spec.to_json())
+    got = preprocess(image, PreprocessSpec.from_json(spec.to_json()))
     assert got.shape == expected.shape == (*size, channels) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=3e-5)  # float32 rounding; one pixel level is 0.0078
 
 
 def test_a_bad_image_shape_is_named():
     with pytest.raises(ValueError, match=r"an image must be .* or \[h, w, 3\], got shape \[4, 4, 2\]"):
-        preprocess(np.zeros((4, 4, 2)), {"channels": 1, "height": 4, "width": 4, "scale": 1.0, "offset": 0.0})
+        preprocess(np.zeros((4, 4, 2)), PreprocessSpec(4, 4, 1, scale=1.0, offset=0.0))

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 from tfpipe.cli import Stage, main, points
-from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES
+from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, TARGET_DEFAULT
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--target", choices=TARGET_MODES, default="cpu",
+    parser.add_argument("--target", choices=TARGET_DEFAULT, default="cpu",
                         help="deployment preset: edgetpu = int8 with uint8 I/O; gpu = fp16 or none; nnapi = int8 "
                              "or fp16; cpu (default) = any mode. A mode the target does not run is refused")
     parser.add_argument("--quantize", choices=QUANT_MODES, action="append", default=None,

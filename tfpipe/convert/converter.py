@@ -14,22 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io, models
-from tfpipe.config import IO_DTYPES, QUANT_MODES, TARGET_MODES, Config
+from tfpipe.config import Config
 from tfpipe.convert.tflite import to_tflite
 from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
-from tfpipe.rundir import QUANT_LABELS, RunDir
+from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker
-from tfpipe.runtime.contract import CLASS_MAP
+from tfpipe.runtime.contract import CLASS_MAP, IO_DTYPES, QUANT_MODES, TARGET_DEFAULT, target_modes
 from tfpipe.runtime.detection import BOXES, SCALES, SCORES
 from tfpipe.runtime.graph import read_graph
 
 
 def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
     """Integer I/O applies to int8 models only; every other mode keeps float I/O unless asked."""
-    return requested or (cfg.convert.io_dtype if quantize == "int8" else "float")
+    return requested or (cfg.convert.io_dtype if QUANT_MODES[quantize].integer_io else "float")
 
 
 def check_request(quantize: str, io_dtype: str) -> None:
@@ -38,7 +37,7 @@ def check_request(quantize: str, io_dtype: str) -> None:
         raise TfpipeError(f"--quantize: {quantize!r} is not accepted", f"use one of: {', '.join(QUANT_MODES)}")
     if io_dtype not in IO_DTYPES:
         raise TfpipeError(f"--io-dtype: {io_dtype!r} is not accepted", f"use one of: {', '.join(IO_DTYPES)}")
-    if io_dtype != "float" and quantize != "int8":
+    if io_dtype != "float" and not QUANT_MODES[quantize].integer_io:
         raise TfpipeError(f"--io-dtype {io_dtype} needs --quantize int8 (got {quantize})",
                           "integer input/output exists only for full-integer models; use --io-dtype float")
 
@@ -47,9 +46,9 @@ def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
                      configured: tuple[str, ...]) -> list[str]:
     """The modes to convert for a deployment target: those asked for, each checked against what the
     target runs, else the target's default (cpu: the config's convert.quantize)."""
-    if target not in TARGET_MODES:
-        raise TfpipeError(f"--target: {target!r} is not accepted", f"use one of: {', '.join(TARGET_MODES)}")
-    allowed = TARGET_MODES[target]
+    if target not in TARGET_DEFAULT:
+        raise TfpipeError(f"--target: {target!r} is not accepted", f"use one of: {', '.join(TARGET_DEFAULT)}")
+    allowed = target_modes(target)
     for mode in requested or ():
         if mode not in allowed:
             raise TfpipeError(f"--target {target} --quantize {mode}: the {target} target does not run {mode} models",
@@ -61,7 +60,7 @@ def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
 
 def check_targets(quantize: str) -> list[str]:
     """The accelerators a model of this mode is meant for, so convert checks it for each of them."""
-    return [t for t, modes in TARGET_MODES.items() if t != "cpu" and quantize in modes]
+    return list(QUANT_MODES[quantize].targets)
 
 
 
@@ -132,7 +131,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
                    io_dtype: str, source: str, path: Path, info: dict) -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
     models = dict(bundle.get("models", {}))
-    models[QUANT_LABELS[quantize]] = {
+    models[QUANT_MODES[quantize].label] = {
         "file": path.name,
         "quantize": quantize,
         "source": source,
@@ -151,7 +150,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "model": cfg.model.name,
         "classes": list(class_names),
         "labels_file": run.labels.name,
-        "preprocess": PreprocessSpec.from_config(cfg).to_json(),
+        "preprocess": cfg.preprocess_spec().to_json(),
         "outputs": output_contract(cfg),
         "models": dict(sorted(models.items())),
     }
@@ -184,17 +183,17 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     selective = max_drop is not None and quantize == "int8"
     use_qat = from_qat and not selective and quantize == "int8" and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
-    source = "qat" if use_qat else ("ptq" if quantize in ("int8", "int16x8") else "float")
-    spec = PreprocessSpec.from_config(cfg)
+    source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
+    spec = cfg.preprocess_spec()
     calibration = None
-    if quantize in ("int8", "int16x8"):
+    if QUANT_MODES[quantize].calibrated:
         calibration = images[0] if images is not None else calibration_inputs(
             splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
     if (selective or debug_quant) and quantize == "int8" and not use_qat:
         data, source = _debugged_int8(cfg, run, model, splits, io_dtype, calibration, max_drop, debug_quant)
     else:
         data = None
-    print(f"Converting the {source} model to {QUANT_LABELS[quantize]} TFLite"
+    print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
           + (f" (calibrating on {len(calibration)} images)" if calibration is not None
              and source != "qat" else ""), flush=True)
     if data is None:
@@ -226,7 +225,7 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
     if cfg.convert.class_map:
         raise TfpipeError("--max-drop/--debug-quant with convert.class_map: the debugger's converter cannot name "
                           "the class_map output", "convert without --set convert.class_map=true")
-    inputs, labels = held_out_arrays(splits, PreprocessSpec.from_config(cfg))
+    inputs, labels = held_out_arrays(splits, cfg.preprocess_spec())
     rows = None
     if debug_quant:
         rows = selective.layer_errors(model, io_dtype, calibration, inputs)

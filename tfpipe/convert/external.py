@@ -21,10 +21,11 @@ import numpy as np
 from tfpipe import io
 from tfpipe.config import Config, ModelConfig, load_config
 from tfpipe.data.formats.records import IMAGE_SUFFIXES
-from tfpipe.data.preprocess import PreprocessSpec, preprocess
+from tfpipe.data.preprocess import preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import EXTERNAL, MAIN_OUTPUT
 from tfpipe.rundir import RunDir
+from tfpipe.runtime.contract import PreprocessSpec
 
 
 def refuse_code_in_h5(path: Path) -> None:
@@ -231,7 +232,7 @@ def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides
     names = class_names(classes, outputs, data_names, model_path)
     images = None
     if not from_config:
-        spec = PreprocessSpec.from_config(cfg)
+        spec = cfg.preprocess_spec()
         print(f"Calibration: images from {calibration}, preprocess {spec.resize} to {h}x{w}x{c}, "
               f"x * {spec.scale:g} + {spec.offset:g} (change with --set preprocess.*)", flush=True)
         images = folder_images(calibration, spec, cfg.convert.calibration_samples, cfg.train.seed)

@@ -10,7 +10,7 @@ from tfpipe.backend import native_output_silenced, tf
 from tfpipe.convert.postprocess import postprocess_last, with_postprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
-from tfpipe.runtime.contract import CLASS_MAP
+from tfpipe.runtime.contract import CLASS_MAP, QUANT_MODES
 from tfpipe.train.trainer import output_names
 
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
@@ -85,7 +85,7 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | dic
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize in ("int8", "int16x8"):
+    if QUANT_MODES[quantize].calibrated:
         if calibration is None:
             raise ValueError(f"{quantize} needs calibration data")
         # For a QAT model the ranges come from its fake-quant nodes; the converter still insists

@@ -15,8 +15,9 @@ from tfpipe.backend import tf
 from tfpipe.config import AugmentConfig
 from tfpipe.data.augment import build_box_augmenter
 from tfpipe.data.formats import Dataset, safe_path
-from tfpipe.data.preprocess import PreprocessSpec, fit_to_model, preprocess
+from tfpipe.data.preprocess import fit_to_model, preprocess
 from tfpipe.errors import TfpipeError
+from tfpipe.runtime.contract import PreprocessSpec
 
 TASKS = ("detection", "segmentation")
 MIN_BOX_SIDE = 1.0  # pixels: a box thinner than this after clipping is dropped

@@ -16,8 +16,9 @@ from tfpipe.backend import tf
 from tfpipe.config import DataConfig
 from tfpipe.data import fashion_mnist
 from tfpipe.data.formats import Dataset
-from tfpipe.data.preprocess import PreprocessSpec, preprocess
+from tfpipe.data.preprocess import preprocess
 from tfpipe.errors import TfpipeError
+from tfpipe.runtime.contract import PreprocessSpec
 
 
 @dataclass(frozen=True)

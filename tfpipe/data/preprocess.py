@@ -1,7 +1,7 @@
 """THE preprocessing function: the only code that turns pixels into model input.
 
-Training, calibration and evaluation call `preprocess`; the same `PreprocessSpec` is written to
-model.json so the device does exactly this:
+Training, calibration and evaluation call `preprocess` with the run's `PreprocessSpec`
+(tfpipe.runtime.contract, written to model.json), so the device does exactly this:
 
   1. channels: grayscale is repeated to RGB, RGB becomes grayscale with ITU-R 601 luma weights;
      then `channel_order: bgr` reverses RGB.
@@ -13,39 +13,11 @@ model.json so the device does exactly this:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from tfpipe.backend import tf
-from tfpipe.config import Config
+from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.runtime.preprocess import LUMA, letterbox_geometry  # the device's twin shares the geometry
 
-__all__ = ["LUMA", "PreprocessSpec", "fit_to_model", "letterbox_geometry", "preprocess"]
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    height: int
-    width: int
-    channels: int
-    resize: str = "letterbox"
-    scale: float = 1 / 127.5
-    offset: float = -1.0
-    channel_order: str = "rgb"
-    pad_value: float = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> PreprocessSpec:
-        p = cfg.preprocess
-        return cls(height=cfg.model.input_size[0], width=cfg.model.input_size[1], channels=cfg.model.channels,
-                   resize=p.resize, scale=p.scale, offset=p.offset, channel_order=p.channel_order,
-                   pad_value=p.pad_value)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> PreprocessSpec:
-        return cls(**data)
+__all__ = ["LUMA", "fit_to_model", "letterbox_geometry", "preprocess"]
 
 
 def _channels(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:

@@ -13,7 +13,6 @@ import numpy as np
 from tfpipe import io
 from tfpipe.config import Config
 from tfpipe.convert.external import folder_images
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.evaluate.classification import output_agreement
 from tfpipe.evaluate.parity import check_signatures, model_label, runtime_python, tflite_files
 from tfpipe.evaluate.sharding import predict_sharded
@@ -31,7 +30,7 @@ def folder_agreement(cfg: Config, run: RunDir, folder: Path, models: list[Path] 
     files = tflite_files(run, models)
     worker_options = {**worker_options, "python": runtime_python(worker_options.get("python") or
                                                                  cfg.evaluate.runtime_python)}
-    inputs = folder_images(folder, PreprocessSpec.from_config(cfg), MAX_IMAGES, cfg.train.seed, flag="--images")
+    inputs = folder_images(folder, cfg.preprocess_spec(), MAX_IMAGES, cfg.train.seed, flag="--images")
     check_signatures(files, inputs.shape[1:], {MAIN_OUTPUT}, worker_options)
     print(f"Agreement on {len(inputs):,} unlabelled images from {folder} (no labels: no accuracy, no gate)",
           flush=True)

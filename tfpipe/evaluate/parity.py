@@ -16,7 +16,6 @@ import numpy as np
 from tfpipe.config import Config
 from tfpipe.convert.converter import output_contract
 from tfpipe.data.pipeline import SceneSplits, Splits, evaluation_arrays, load_splits
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.classification import classification_metrics, disagreement, output_agreement
 from tfpipe.evaluate.detection import COCO_STATS, ImageBoxes, coco_metrics, detection_agreement, predictions
@@ -26,7 +25,7 @@ from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
-from tfpipe.runtime.contract import CLASS_MAP
+from tfpipe.runtime.contract import CLASS_MAP, PreprocessSpec
 from tfpipe.runtime.detection import BOXES, SCORES
 
 SCHEMA = "tfpipe-parity/1"
@@ -209,7 +208,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     score, gate_metric = TASKS[cfg.task]
     float_model = load_float_model(run)
     splits = splits or load_splits(cfg.data, cfg.task)
-    spec = PreprocessSpec.from_config(cfg)
+    spec = cfg.preprocess_spec()
     inputs, targets = evaluation_arrays(splits, spec)
     check_signatures(files, inputs.shape[1:], set(output_contract(cfg)) - {CLASS_MAP}, options)
     split_name = "test" if isinstance(splits, Splits) else splits.test

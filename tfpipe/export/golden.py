@@ -89,7 +89,7 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
             "expected": expected,
         })
     return {"format": FORMAT, "task": bundle.task, "model": model, "model_file": bundle.model_file.name,
-            "classes": bundle.classes, "preprocess": bundle.spec, "top_k": top_k,
+            "classes": bundle.classes, "preprocess": bundle.spec.to_json(), "top_k": top_k,
             "detection": {k: v for k, v in bundle.meta.get("detection", {}).items() if k != "box_coding"},
             "samples": samples}
 

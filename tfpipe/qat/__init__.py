@@ -17,7 +17,6 @@ from tfpipe import io
 from tfpipe.backend import keras, tfmot, tfmot_quantize_configs
 from tfpipe.config import Config
 from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.rundir import RunDir
 
 # Layers tfmot's default registry does not know, by the QuantizeConfig they get. None has weights.
@@ -140,7 +139,7 @@ def finetune(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = Non
     keras.utils.set_random_seed(cfg.train.seed)
     float_model = load_float_model(run)
     model = apply_qat(float_model)
-    spec = PreprocessSpec.from_config(cfg)
+    spec = cfg.preprocess_spec()
     images = calibration_inputs(splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
     count = calibrate_ranges(model, float_model, images)
     print(f"Started {count} activation ranges at the float model's, measured on {len(images)} training images",

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime import detection
-from tfpipe.runtime.contract import CLASS_MAP, PROBABILITIES
+from tfpipe.runtime.contract import CLASS_MAP, PROBABILITIES, PreprocessSpec
 from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
 
 
@@ -59,7 +59,10 @@ class Bundle:
         self.entry = models[model]
         self.task = self.meta["task"]
         self.classes = list(self.meta["classes"])
-        self.spec = self.meta["preprocess"]
+        try:
+            self.spec = PreprocessSpec.from_json(self.meta["preprocess"])
+        except (TypeError, ValueError) as e:
+            raise TfpipeError(f"{path}: preprocess: {e}", "convert the run again to rewrite it") from None
         self.model_file = self.folder / self.entry["file"]
 
     def input_of(self, pixels: np.ndarray) -> np.ndarray:
@@ -70,7 +73,7 @@ class Bundle:
                min_score: float = 0.0) -> Prediction:
         """Batch-1 float outputs -> the image's prediction (see the module docstring); detections
         scoring under `min_score` are left out."""
-        size = (self.spec["height"], self.spec["width"])
+        size = (self.spec.height, self.spec.width)
         if self.task == "classification":
             p = outputs[PROBABILITIES][0]
             order = np.argsort(-p, kind="stable")[:top_k]
@@ -92,8 +95,8 @@ class Bundle:
 
     def _geometry(self, image_hw):
         h, w = image_hw
-        height, width = self.spec["height"], self.spec["width"]
-        if self.spec.get("resize", "letterbox") == "stretch" or (h, w) == (height, width):
+        height, width = self.spec.height, self.spec.width
+        if self.spec.resize == "stretch" or (h, w) == (height, width):
             return height, width, 0, 0
         return letterbox_geometry(h, w, height, width)
 

@@ -1,6 +1,74 @@
-"""Names of the device contract that every floor shares, TensorFlow-free: the outputs a device
-reads by name from a tfpipe .tflite (model.json describes them). Detector outputs are named in
-tfpipe.runtime.detection, beside their decoding."""
+"""The device contract that every floor shares, TensorFlow-free: what a tfpipe .tflite takes and
+gives, and how model.json describes it. The training pipeline, the converter, the evaluator, the
+Coral runner and the Android core all read these, so each fact is written once.
+
+- Output names a device reads by name (detector outputs are named in tfpipe.runtime.detection,
+  beside their decoding).
+- `PreprocessSpec`: the one description of the preprocessing (model.json's `preprocess`);
+  tfpipe.data.preprocess applies it in TensorFlow, tfpipe.runtime.preprocess in NumPy.
+- `QUANT_MODES`: every quantization mode and its facts (file label, calibration, integer I/O,
+  which deployment targets run it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
 
 PROBABILITIES = "probabilities"  # classification [1, classes], segmentation [1, H, W, classes]: softmax
 CLASS_MAP = "class_map"  # segmentation, optional: uint8 [1, H, W], the argmax over classes, in the graph
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Pixels 0..255 -> model input: channels (gray <-> RGB, then `channel_order`), resize to
+    height x width (`letterbox` on a `pad_value` canvas, or `stretch`), then pixel * scale + offset."""
+
+    height: int
+    width: int
+    channels: int
+    resize: str = "letterbox"
+    scale: float = 1 / 127.5
+    offset: float = -1.0
+    channel_order: str = "rgb"
+    pad_value: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> PreprocessSpec:
+        """model.json's `preprocess` (fields it lacks take their defaults); an unknown field is a
+        ValueError naming it, so a bundle from a newer tfpipe is not silently misread."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown preprocess field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class QuantMode:
+    name: str  # the --quantize value
+    label: str  # in file names (model_<label>.tflite), model.json and reports
+    calibrated: bool  # needs representative inputs (activation ranges), from calibration or QAT
+    integer_io: bool  # may take and give uint8/int8 tensors (convert.io_dtype)
+    targets: tuple[str, ...]  # the accelerators it is meant for (cpu runs every mode)
+
+
+QUANT_MODES: dict[str, QuantMode] = {m.name: m for m in (
+    QuantMode("none", "fp32", calibrated=False, integer_io=False, targets=("gpu",)),
+    QuantMode("fp16", "fp16", calibrated=False, integer_io=False, targets=("gpu", "nnapi")),
+    QuantMode("dynamic", "dynamic", calibrated=False, integer_io=False, targets=()),
+    QuantMode("int8", "int8", calibrated=True, integer_io=True, targets=("edgetpu", "nnapi")),
+    QuantMode("int16x8", "int16x8", calibrated=True, integer_io=False, targets=()),
+)}
+IO_DTYPES = ("uint8", "int8", "float")
+# What `--target T` converts when no mode is asked for (cpu: the config's convert.quantize).
+TARGET_DEFAULT = {"cpu": "none", "edgetpu": "int8", "gpu": "fp16", "nnapi": "int8"}
+
+
+def target_modes(target: str) -> tuple[str, ...]:
+    """The modes a deployment target runs, its default first (cpu runs every mode)."""
+    default = TARGET_DEFAULT[target]
+    runs = [m.name for m in QUANT_MODES.values() if target == "cpu" or target in m.targets]
+    return (default, *(m for m in runs if m != default))

@@ -1,8 +1,8 @@
 """The device's side of THE preprocessing function (tfpipe/data/preprocess.py), in NumPy.
 
-model.json's `preprocess` section is a PreprocessSpec; this applies it to one image exactly as the
-TensorFlow pipeline does for training, calibration and evaluation (a test compares the two on
-random images of every size, channel count and resize policy):
+model.json's `preprocess` section is a PreprocessSpec (tfpipe.runtime.contract); this applies it
+to one image exactly as the TensorFlow pipeline does for training, calibration and evaluation (a
+test compares the two on random images of every size, channel count and resize policy):
 
   1. channels: grayscale repeated to RGB, or RGB to grayscale with ITU-R 601 luma; then `bgr`
      reverses RGB;
@@ -15,6 +15,8 @@ random images of every size, channel count and resize policy):
 from __future__ import annotations
 
 import numpy as np
+
+from tfpipe.runtime.contract import PreprocessSpec
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -49,27 +51,27 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return (upper + (lower - upper) * wy[:, None, None]).astype(np.float32)
 
 
-def preprocess(pixels: np.ndarray, spec: dict) -> np.ndarray:
+def preprocess(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Pixels 0..255 [h, w] or [h, w, c] (c = 1 or 3) -> float32 model input [H, W, C]."""
     x = np.asarray(pixels, np.float32)
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] not in (1, 3):
         raise ValueError(f"an image must be [h, w], [h, w, 1] or [h, w, 3], got shape {list(np.shape(pixels))}")
-    if spec["channels"] == 3:
+    if spec.channels == 3:
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
-        if spec.get("channel_order", "rgb") == "bgr":
+        if spec.channel_order == "bgr":
             x = x[..., ::-1]
     elif x.shape[-1] == 3:
         x = (x * np.array(LUMA, np.float32)).sum(axis=-1, keepdims=True, dtype=np.float32)
-    height, width = spec["height"], spec["width"]
+    height, width = spec.height, spec.width
     if x.shape[:2] != (height, width):
-        if spec.get("resize", "letterbox") == "stretch":
+        if spec.resize == "stretch":
             x = resize_bilinear(x, height, width)
         else:
             new_h, new_w, top, left = letterbox_geometry(x.shape[0], x.shape[1], height, width)
-            canvas = np.full((height, width, x.shape[-1]), spec.get("pad_value", 0.0), np.float32)
+            canvas = np.full((height, width, x.shape[-1]), spec.pad_value, np.float32)
             canvas[top:top + new_h, left:left + new_w] = resize_bilinear(x, new_h, new_w)
             x = canvas
-    return (x * np.float32(spec["scale"]) + np.float32(spec["offset"])).astype(np.float32)
+    return (x * np.float32(spec.scale) + np.float32(spec.offset)).astype(np.float32)

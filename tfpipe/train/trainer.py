@@ -16,7 +16,6 @@ from tfpipe.config import Config
 from tfpipe.data.annotated import make_annotated_dataset
 from tfpipe.data.augment import build_augmenter
 from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
-from tfpipe.data.preprocess import PreprocessSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.models.detection.boxes import (
     BOXES,
@@ -28,6 +27,7 @@ from tfpipe.models.detection.boxes import (
 from tfpipe.models.detection.faster_rcnn import HEAD, HEAD_PARTS, RPN_BOXES, RPN_OBJECTNESS, two_stage_targets
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
+from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
 from tfpipe.train.losses import (
     IGNORE,
@@ -245,7 +245,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) 
     epochs (saved to train/frozen_weights.h5 when that phase ends, so a kill after it does not
     repeat it), then all layers train at train.finetune_lr_factor x the rate."""
     splits = splits or load_splits(cfg.data, cfg.task)
-    spec = PreprocessSpec.from_config(cfg)
+    spec = cfg.preprocess_spec()
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = distribution(cfg.train.strategy)
     steps = steps_per_epoch(cfg, splits)
