@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tfpipe  # noqa: E402,F401  (Keras-2 switch before TensorFlow)
+from tfpipe import tasks  # noqa: E402
 from tfpipe.config import load_config  # noqa: E402
-from tfpipe.data.pipeline import calibration_inputs, load_splits, make_dataset  # noqa: E402
 from tfpipe.evaluate.sharding import predict_sharded  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def models_to_time(run: Path, cfg, splits, spec, scratch: Path) -> dict[str, Pat
 
     print(f"No models in {run / 'export'}: converting the untrained quickstart network", flush=True)
     model = models.build(cfg.model, cfg.task, len(splits.class_names))
-    calibration = calibration_inputs(splits, spec, 64)
+    calibration = splits.calibration_inputs(spec, 64)
     made = {}
     for name, mode, io_dtype in (("fp32", "none", "float"), ("int8", "int8", "uint8")):
         made[name] = scratch / f"model_{name}.tflite"
@@ -52,10 +52,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cfg = load_config(REPO / "configs" / "quickstart.yaml", [])
-    splits = load_splits(cfg.data, cfg.task)
+    splits = tasks.of(cfg).load_splits(cfg)
     spec = cfg.preprocess_spec()
-    inputs = np.concatenate(list(make_dataset(splits.test, spec, 512, len(splits.class_names),
-                                              with_labels=False).as_numpy_iterator()))
+    inputs = splits.evaluation_arrays(spec)[0]
     print(f"{len(inputs):,} test images, 1 interpreter thread per worker, {args.repeats} alternating repeats")
     with tempfile.TemporaryDirectory() as scratch:
         files = models_to_time(args.run, cfg, splits, spec, Path(scratch))

@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py [--config configs/detection/yolov3_tiny.yaml] [--steps 30]
 
 Both are measured in this run on the quickstart detector config: the input side is exactly what
-training reads (`training_batches`: decode, letterbox, the config's augmentation, clipping, the
+training reads (the task's `training_batches`: decode, letterbox, the config's augmentation, clipping, the
 per-anchor target encoding, batching), drained alone; the training side is the model's
 `train_on_batch` on batches taken from that pipeline beforehand, so it measures the step and
 nothing else. The input pipeline must be at least 3x faster, or training waits for data
@@ -21,10 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tfpipe  # noqa: E402,F401  (Keras-2 switch before TensorFlow)
-from tfpipe import models  # noqa: E402
+from tfpipe import models, tasks  # noqa: E402
 from tfpipe.config import load_config  # noqa: E402
-from tfpipe.data.pipeline import load_splits  # noqa: E402
-from tfpipe.train.trainer import compile_for_training, training_batches, training_view  # noqa: E402
+from tfpipe.train.trainer import compile_for_training  # noqa: E402
 
 WARMUP = 3  # batches (steps) before timing
 
@@ -54,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed batches on each side")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
-    splits = load_splits(cfg.data, cfg.task)
-    model = training_view(models.build(cfg.model, cfg.task, len(splits.class_names)))  # as fit() trains it
+    task = tasks.of(cfg)
+    splits = task.load_splits(cfg)
+    model = task.training_view(models.build(cfg.model, cfg.task, len(splits.class_names)), cfg)  # as fit() trains it
     compile_for_training(model, cfg, len(splits.class_names), cfg.train.learning_rate)
-    train_ds, _ = training_batches(cfg, splits, cfg.preprocess_spec(), model)
+    train_ds, _ = task.training_batches(cfg, splits, cfg.preprocess_spec(), model)
     batch = cfg.train.batch_size
     pipeline = input_throughput(train_ds, args.steps, batch)
     batches = list(train_ds.take(WARMUP + args.steps).as_numpy_iterator())

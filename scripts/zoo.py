@@ -177,9 +177,11 @@ def _scene_row_start(path: Path, task: str, num_classes: int, workdir: Path) -> 
 
 
 def _segmentation_row(path: Path, workdir: Path) -> str:
-    from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
+    from tfpipe import tasks
+    from tfpipe.data.fashion_mnist import CLASS_NAMES
 
-    start, name = _scene_row_start(path, "segmentation", len(SEGMENTATION_CLASSES), workdir)
+    classes = tasks.get("segmentation").class_names(CLASS_NAMES)
+    start, name = _scene_row_start(path, "segmentation", len(classes), workdir)
     out = workdir / name
     rows, missing = _parity(out, 9)
     if missing:

@@ -33,12 +33,12 @@ def lint(cfg) -> Path:
     """The config's architecture, untrained, as an int8 .tflite in a scratch directory."""
     import numpy as np
 
-    from tfpipe import models
+    from tfpipe import models, tasks
     from tfpipe.convert.tflite import to_tflite
-    from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES
+    from tfpipe.data.fashion_mnist import CLASS_NAMES
 
     # The head's width does not change which ops the graph has: no need to read the dataset here.
-    model = models.build(cfg.model, cfg.task, len(SEGMENTATION_CLASSES) if cfg.task == "segmentation" else 10)
+    model = models.build(cfg.model, cfg.task, len(tasks.of(cfg).class_names(CLASS_NAMES)))
     h, w = cfg.model.input_size
     rng = np.random.default_rng(cfg.train.seed)
     calibration = rng.uniform(-1, 1, (LINT_CALIBRATION, h, w, cfg.model.channels)).astype(np.float32)

@@ -19,19 +19,57 @@ from typing import Any
 
 import yaml
 
-from tfpipe.data.fashion_scenes import SEGMENTATION_CLASSES, SceneSpec
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, PreprocessSpec
 
 TASKS = ("classification", "detection", "segmentation")
 DATASETS = ("fashion_mnist",)
 RESIZE_POLICIES = ("letterbox", "stretch")
+# Settings only one task reads -> (that task, the hint when another task's config sets them)
+ONE_TASK = {
+    "train.class_weights": ("segmentation", "class weights are per pixel class; remove them"),
+    "train.dice_weight": ("segmentation", "set it to 0 for classification"),
+    "convert.class_map": ("segmentation", "the argmax class map is a segmentation output; set it to false"),
+}
 CHANNEL_ORDERS = ("rgb", "bgr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step")
 STRATEGIES = ("default", "mirrored", "multiworker")
 BACKENDS = ("auto", "litert", "tflite_runtime", "tf")
 BUILTIN_DATASETS = (None, "fashion_scenes")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """The options of data.builtin: fashion_scenes (its generator: tfpipe/data/fashion_scenes.py)."""
+
+    size: int = 128  # square images, pixels
+    train: int = 4000
+    val: int = 500
+    min_objects: int = 1
+    max_objects: int = 5
+    min_scale: float = 1.0  # garments are 28 px scaled by this ... (so 28-112 px by default)
+    max_scale: float = 4.0  # ... to this
+    max_occlusion: float = 0.4  # share of a garment's silhouette later garments may cover
+    seed: int = 0
+
+    def check(self, prefix: str = "") -> SceneSpec:
+        """Raise a TfpipeError naming the first field (as `prefix`field) that cannot work."""
+        problems = [
+            ("size", self.size >= 32, "use at least 32 (pixels)"),
+            ("train", self.train > 0, "use at least 1 scene"),
+            ("val", self.val > 0, "use at least 1 scene"),
+            ("min_objects", 1 <= self.min_objects <= self.max_objects, "use 1 <= min_objects <= max_objects"),
+            ("min_scale", 0 < self.min_scale <= self.max_scale, "use 0 < min_scale <= max_scale"),
+            ("max_scale", 28 * self.max_scale <= self.size,
+             f"garments 28 px x {self.max_scale:g} would not fit the {self.size} px image: use at most "
+             f"{self.size / 28:.2f}"),
+            ("max_occlusion", 0 <= self.max_occlusion < 1, "use a share in [0, 1)"),
+        ]
+        for name, ok, hint in problems:
+            if not ok:
+                raise TfpipeError(f"{prefix}{name}: {getattr(self, name)!r} is not accepted", hint)
+        return self
 
 
 @dataclass(frozen=True)
@@ -198,7 +236,7 @@ class Config:
         if self.task != "classification" and self.data.builtin != "fashion_scenes":
             raise TfpipeError(f"task: {self.task} needs annotated scenes, data.builtin is {self.data.builtin!r}",
                               "set data.builtin: fashion_scenes")
-        if (self.task == "classification" and self.data.train_limit is not None
+        if (self.data.builtin is None and self.data.train_limit is not None  # val_samples: held out of data.dataset
                 and self.data.val_samples >= self.data.train_limit):
             raise TfpipeError(f"data.val_samples: {self.data.val_samples} leaves no training images out of "
                               f"data.train_limit={self.data.train_limit}", "make val_samples smaller")
@@ -279,17 +317,10 @@ class Config:
             raise TfpipeError(f"train.label_smoothing: {self.train.label_smoothing} is not accepted",
                               "use a value in [0, 1)")
         weights = self.train.class_weights
-        if weights is not None and (self.task != "segmentation" or min(weights, default=-1) < 0
-                                    or not any(weights)):
+        if weights is not None and (min(weights, default=-1) < 0 or not any(weights)):
             raise TfpipeError(f"train.class_weights: {list(weights)} is not accepted",
                               "segmentation only: one weight >= 0 per class (background first), not all 0")
-        if weights is not None and self.data.builtin == "fashion_scenes" and len(weights) != len(SEGMENTATION_CLASSES):
-            raise TfpipeError(f"train.class_weights: {len(weights)} weights for {len(SEGMENTATION_CLASSES)} classes",
-                              f"give one weight per class: {', '.join(SEGMENTATION_CLASSES)}")
         positive("train.dice_weight", self.train.dice_weight, allow_zero=True)
-        if self.train.dice_weight and self.task != "segmentation":
-            raise TfpipeError(f"train.dice_weight: {self.train.dice_weight} needs task: segmentation",
-                              "set it to 0 for classification")
         positive("qat.epochs", self.qat.epochs)
         positive("qat.learning_rate", self.qat.learning_rate)
         if not self.convert.quantize:
@@ -299,9 +330,13 @@ class Config:
         positive("convert.calibration_samples", self.convert.calibration_samples)
         one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
         one_of("convert.postprocess", self.convert.postprocess, ("tflite_op", "raw"))
-        if self.convert.class_map and self.task != "segmentation":
-            raise TfpipeError("convert.class_map: true needs task: segmentation",
-                              "the argmax class map is a segmentation output; set it to false")
+        for key, (task, hint) in ONE_TASK.items():  # read by one task only: elsewhere an error, not ignored
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value and self.task != task:
+                shown = yaml.safe_dump(value if not isinstance(value, tuple) else list(value),
+                                       default_flow_style=True).strip().removesuffix("...").strip()
+                raise TfpipeError(f"{key}: {shown} needs task: {task}", hint)
         positive("evaluate.max_drop", self.evaluate.max_drop, allow_zero=True)
         positive("evaluate.threads", self.evaluate.threads)
         positive("evaluate.latency_runs", self.evaluate.latency_runs)

@@ -16,6 +16,7 @@ import math
 import time
 from pathlib import Path
 
+from tfpipe import tasks
 from tfpipe.cli import Stage, main
 from tfpipe.errors import TfpipeError
 
@@ -42,7 +43,7 @@ def _check(args, cfg) -> None:
     for flag, pair in (("--lr-range", args.lr_range), ("--wd-range", args.wd_range)):
         if pair is not None and not 0 < pair[0] < pair[1]:
             raise TfpipeError(f"{flag}: {list(pair)} is not accepted", "use LOW HIGH with 0 < LOW < HIGH")
-    if cfg.task != "classification":
+    if tasks.of(cfg).gate.metric != "top1":
         raise TfpipeError(f"task: {cfg.task}: the search ranks trials by validation top-1, classification only",
                           "search the learning rate on a classification config")
     if not cfg.data.val_samples:
@@ -121,11 +122,11 @@ def trial(cfg, splits, params: dict[str, float], epochs: int, out_dir: Path) -> 
 def run(args, cfg) -> int:
     import numpy as np
 
-    from tfpipe.data.pipeline import load_splits
+    from tfpipe import tasks
     from tfpipe.rundir import RunDir
 
     _check(args, cfg)
-    splits = load_splits(cfg.data, cfg.task)
+    splits = tasks.of(cfg).load_splits(cfg)
     out = RunDir.for_config(cfg, args.workdir).root / "search"
     out.mkdir(parents=True, exist_ok=True)
     results = _read(out / "results.csv")

@@ -16,8 +16,8 @@ def tiny_run(tmp_path_factory):
     from io import StringIO
 
     from tests.conftest import QUICKSTART, TINY
+    from tfpipe import tasks
     from tfpipe.config import load_config
-    from tfpipe.data.pipeline import load_splits
     from tfpipe.rundir import RunDir
 
     workdir = tmp_path_factory.mktemp("runs")
@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory):
     cfg = load_config(QUICKSTART, [*TINY, "name=tiny"])
     run = RunDir.for_config(cfg, workdir)
     report = json.loads((run.eval / "parity.json").read_text())
-    return cfg, run, load_splits(cfg.data, cfg.task), report, printed.getvalue()
+    return cfg, run, tasks.of(cfg).load_splits(cfg), report, printed.getvalue()
 
 
 @pytest.fixture

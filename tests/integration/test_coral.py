@@ -27,7 +27,6 @@ def run_runner(*args: str, python=TFLITE_PYTHON) -> subprocess.CompletedProcess:
 def test_the_runner_prints_the_evaluators_predictions_on_the_cpu_fallback(tiny_run, tmp_path):
     from PIL import Image
 
-    from tfpipe.data.pipeline import evaluation_arrays
     from tfpipe.runtime import Worker
 
     cfg, run, splits, *_ = tiny_run
@@ -46,7 +45,7 @@ def test_the_runner_prints_the_evaluators_predictions_on_the_cpu_fallback(tiny_r
     assert lines[-1].endswith("(model_int8.tflite, CPU, 1 thread(s), tflite_runtime)")
     printed = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in lines[1:-1]}
     # the evaluator's path for the same images: TensorFlow's preprocessing, the runtime worker
-    inputs = evaluation_arrays(splits, cfg.preprocess_spec())[0][:count]
+    inputs = splits.evaluation_arrays(cfg.preprocess_spec())[0][:count]
     with Worker(run.tflite("int8"), backend="tflite_runtime", python=str(TFLITE_PYTHON), threads=1) as worker:
         probabilities = worker.predict({"images": inputs})["probabilities"]
     for path, p in zip(paths, probabilities, strict=True):

@@ -72,8 +72,8 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
     """The same fp32 model exported raw and with the op: tfpipe.runtime.detection's decoding and
     class-wise NMS reproduce TFLite_Detection_PostProcess's boxes, classes and scores. The raw int8
     bundle's golden vectors then hold the Android core (Kotlin) to the same decoding and NMS."""
+    from tfpipe import tasks
     from tfpipe.config import load_config
-    from tfpipe.data.pipeline import evaluation_arrays, load_splits
     from tfpipe.models.registry import anchors
     from tfpipe.rundir import RunDir
     from tfpipe.runtime import Worker
@@ -85,7 +85,7 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
                                                "--set", "convert.postprocess=raw"]) == 0
     raw_model = RunDir(tmp_path / "det").tflite("none")
     cfg = load_config(CONFIG, list(TINY))
-    inputs = evaluation_arrays(load_splits(cfg.data, cfg.task), cfg.preprocess_spec())[0][:8]
+    inputs = tasks.of(cfg).load_splits(cfg).evaluation_arrays(cfg.preprocess_spec())[0][:8]
     with Worker(raw_model, threads=1) as worker:
         raw = worker.predict({"images": inputs})
     with Worker(run.tflite("none"), threads=1) as worker:

@@ -14,7 +14,6 @@ pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
 def test_golden_vectors_hold_the_pipelines_input_outputs_and_predictions(tiny_run, tmp_path, capsys):
-    from tfpipe.data.pipeline import evaluation_arrays
     from tfpipe.runtime import Worker
     from tfpipe.runtime.quant import dequantize, quantize
 
@@ -25,7 +24,7 @@ def test_golden_vectors_hold_the_pipelines_input_outputs_and_predictions(tiny_ru
     golden = json.loads(out.read_text())
     assert golden["format"] == "tfpipe-golden/1" and golden["task"] == "classification"
     assert golden["model_file"] == "model_int8.tflite" and len(golden["samples"]) == 4
-    inputs = evaluation_arrays(splits, cfg.preprocess_spec())[0][:4]
+    inputs = splits.evaluation_arrays(cfg.preprocess_spec())[0][:4]
     bundle = json.loads(run.model_json.read_text())["models"]["int8"]
     scale, zero_point = bundle["inputs"]["images"]["scale"], bundle["inputs"]["images"]["zero_point"]
     with Worker(run.tflite("int8"), threads=1) as worker:

@@ -62,24 +62,24 @@ def test_model_json_is_the_device_contract(tiny_run):
 
 def test_preprocess_is_identical_in_training_evaluation_calibration_and_model_json(tiny_run):
     cfg, run, splits, *_ = tiny_run
-    from tfpipe.data.pipeline import Split, calibration_inputs, evaluation_arrays, make_dataset
+    from tfpipe.data.pipeline import ArraySplit, make_dataset
     from tfpipe.data.preprocess import preprocess
     from tfpipe.runtime.contract import PreprocessSpec
 
     spec = cfg.preprocess_spec()
     device_spec = PreprocessSpec.from_json(json.loads(run.model_json.read_text())["preprocess"])
     assert device_spec == spec
-    first = Split(splits.test.images[:64], splits.test.labels[:64])
+    first = ArraySplit(splits.test.images[:64], splits.test.labels[:64])
     expected = preprocess(first.images, device_spec).numpy()
     evaluated = next(make_dataset(first, spec, 64, 10).as_numpy_iterator())[0]
     np.testing.assert_array_equal(evaluated, expected)
     # Training shuffles; with augmentation off its batch is a permutation of the same inputs.
     trained = next(make_dataset(first, spec, 64, 10, training=True, augmenter=None, seed=3).as_numpy_iterator())[0]
     assert sorted(row.tobytes() for row in trained) == sorted(row.tobytes() for row in expected)
-    calib = calibration_inputs(splits, spec, 8, seed=0)
+    calib = splits.calibration_inputs(spec, 8, seed=0)
     picked = np.sort(np.random.default_rng(0).choice(len(splits.train), 8, replace=False))
     np.testing.assert_array_equal(calib, preprocess(splits.train.images[picked], device_spec).numpy())
-    inputs, labels = evaluation_arrays(splits, spec)  # what the evaluator feeds every model
+    inputs, labels = splits.evaluation_arrays(spec)  # what the evaluator feeds every model
     np.testing.assert_array_equal(inputs[:64], expected)
     np.testing.assert_array_equal(labels, splits.test.labels)
 

@@ -64,20 +64,20 @@ def test_miou_matches_an_independent_computation_from_the_tflite_and_the_mask_pn
     from ai_edge_litert.interpreter import Interpreter  # directly, not through tfpipe.runtime
     from PIL import Image
 
-    from tfpipe.data.pipeline import evaluation_arrays, load_splits
+    from tfpipe import tasks
 
     cfg, run, report, workdir = seg_run
     import os
 
     os.environ["TFPIPE_CACHE"] = str(workdir / "cache")
     try:
-        splits = load_splits(cfg.data, cfg.task)
+        splits = tasks.of(cfg).load_splits(cfg)
     finally:
         del os.environ["TFPIPE_CACHE"]
-    inputs, _ = evaluation_arrays(splits, cfg.preprocess_spec())
-    records = splits.dataset.splits["val"]
+    inputs, _ = splits.evaluation_arrays(cfg.preprocess_spec())
+    records = splits.test.dataset.splits["val"]
     # the scenes are 64 px and so is the model: the masks are the labels pixel for pixel
-    masks = np.stack([np.asarray(Image.open(splits.dataset.root / r.mask)) for r in records])
+    masks = np.stack([np.asarray(Image.open(splits.test.dataset.root / r.mask)) for r in records])
     runner = Interpreter(model_path=str(run.tflite("int8"))).get_signature_runner()
     (input_name,) = runner.get_input_details()
     detail = runner.get_input_details()[input_name]

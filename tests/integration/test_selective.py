@@ -78,8 +78,8 @@ def test_max_drop_is_refused_for_a_detector_before_anything_is_written(tmp_path,
     argv = ["--config", str(REPO / "configs" / "detection" / "yolov3_tiny.yaml"), "--workdir", str(tmp_path),
             "--max-drop", "1"]
     assert run_cli("tfpipe.convert.__main__", argv) == 2
-    assert "--max-drop: selective int8 is for classification and segmentation, and det_yolov3_tiny is a detector" \
-        in capsys.readouterr().err
+    assert ("--max-drop: selective int8 is for classification and segmentation, and det_yolov3_tiny is a detection "
+            "model") in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

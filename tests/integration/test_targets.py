@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import needs_fashion_mnist, run_cli, tiny_args
 from tfpipe.convert.converter import modes_for_target
-from tfpipe.data.pipeline import evaluation_arrays
 from tfpipe.errors import TfpipeError
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker
@@ -48,7 +47,7 @@ def source_top1(tiny_run):
     from tfpipe.train.trainer import load_float_model
 
     cfg, run, splits, *_ = tiny_run
-    inputs = evaluation_arrays(splits, cfg.preprocess_spec())[0]
+    inputs = splits.evaluation_arrays(cfg.preprocess_spec())[0]
     assert len(inputs) == 256
     return inputs, {"float": np.argmax(load_float_model(run).predict(inputs, verbose=0), axis=-1),
                     "QAT": np.argmax(load_qat_model(run.qat_model).predict(inputs, verbose=0), axis=-1)}

@@ -40,8 +40,9 @@ def test_yolo_losses_train_in_float_and_in_qat(yolo_run):
 
 
 def test_saved_models_export_boxes_and_scores_only_and_int8_ends_in_the_op(yolo_run):
+    from tfpipe.models.registry import output_names
     from tfpipe.qat import load_qat_model
-    from tfpipe.train.trainer import load_float_model, output_names
+    from tfpipe.train.trainer import load_float_model
 
     run, _ = yolo_run
     assert load_float_model(run).output_names == ["box_encodings", "class_scores"]

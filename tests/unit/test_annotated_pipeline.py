@@ -76,7 +76,7 @@ GEOMETRIC = {
 
 @pytest.mark.parametrize("name", GEOMETRIC)
 def test_boxes_stay_on_their_painted_objects(painted, name):
-    ds = make_annotated_dataset(painted, "train", SPEC, 6, "detection", training=True, augment=GEOMETRIC[name],
+    ds = make_annotated_dataset(painted, "train", SPEC, 6, "boxes", training=True, augment=GEOMETRIC[name],
                                 seed=1)
     ious, sizes = [], set()
     # 12 images make 2 batches an epoch; multi-scale draws over 4 epochs (8 batches), so that one size
@@ -95,7 +95,7 @@ def test_boxes_stay_on_their_painted_objects(painted, name):
 @pytest.mark.parametrize("augment", [AugmentConfig(horizontal_flip=True),
                                      AugmentConfig(horizontal_flip=True, jitter_scale=(0.6, 1.4), color_jitter=0.0)])
 def test_masks_stay_on_their_images(painted, augment):
-    ds = make_annotated_dataset(painted, "train", SPEC, 6, "segmentation", training=True, augment=augment, seed=2)
+    ds = make_annotated_dataset(painted, "train", SPEC, 6, "masks", training=True, augment=augment, seed=2)
     for x, masks in ds.take(3):
         assert masks.dtype == tf.int32
         image, mask = x.numpy(), masks.numpy()[..., 0]
@@ -108,7 +108,7 @@ def test_masks_stay_on_their_images(painted, augment):
 
 
 def test_evaluation_is_the_preprocess_geometry_and_nothing_else(painted):
-    ds = make_annotated_dataset(painted, "train", SPEC, 4, "segmentation")
+    ds = make_annotated_dataset(painted, "train", SPEC, 4, "masks")
     x, masks = next(iter(ds))
     first = painted.splits["train"][0]
     pixels = np.asarray(Image.open(painted.root / first.image), np.float32)
@@ -118,7 +118,7 @@ def test_evaluation_is_the_preprocess_geometry_and_nothing_else(painted):
     np.testing.assert_array_equal(mask[16:112], np.asarray(Image.open(painted.root / first.mask)))
     again, _ = next(iter(ds))
     np.testing.assert_array_equal(again.numpy(), x.numpy())  # no randomness
-    ds = make_annotated_dataset(painted, "train", SPEC, 4, "detection")
+    ds = make_annotated_dataset(painted, "train", SPEC, 4, "boxes")
     _, targets = next(iter(ds))
     np.testing.assert_allclose(targets["boxes"][0].numpy(), first.boxes + [0, 16, 0, 16])
     assert targets["classes"][0].numpy().tolist() == first.classes.tolist()
@@ -136,10 +136,10 @@ def test_boxes_are_clipped_and_degenerate_ones_dropped():
 @pytest.mark.parametrize("switch", ["mixup", "cutmix"])
 def test_classification_mixup_and_cutmix_mix_the_labels(switch):
     from tfpipe.data.augment import build_augmenter
-    from tfpipe.data.pipeline import Split, make_dataset
+    from tfpipe.data.pipeline import ArraySplit, make_dataset
 
     rng = np.random.default_rng(0)
-    split = Split(rng.integers(0, 256, (64, 32, 32, 1), dtype=np.uint8), np.arange(64, dtype=np.int32) % 10)
+    split = ArraySplit(rng.integers(0, 256, (64, 32, 32, 1), dtype=np.uint8), np.arange(64, dtype=np.int32) % 10)
     augment = AugmentConfig(horizontal_flip=False, **{switch: True})
     spec = PreprocessSpec(32, 32, 1)
     ds = make_dataset(split, spec, 32, 10, training=True, augmenter=build_augmenter(augment, 0), seed=0)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tfpipe.evaluate.classification import classification_metrics, confusion_matrix, output_agreement, top_k_hits
+from tfpipe.metrics.classification import classification_metrics, confusion_matrix, output_agreement, top_k_hits
 
 
 def test_top_k_counts_ties_against_the_label():

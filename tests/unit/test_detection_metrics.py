@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfpipe.evaluate.detection import (
+from tfpipe.metrics.detection import (
     COCO_STATS,
     ImageBoxes,
     coco_metrics,

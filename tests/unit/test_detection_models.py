@@ -20,11 +20,18 @@ def test_ssdlite_outputs_one_row_per_anchor(size, args):
     assert np.all(anchors[:, 2:] > 0) and np.all((anchors[:, :2] > 0) & (anchors[:, :2] < 1))
 
 
-def test_only_detectors_register_anchors():
-    with pytest.raises(ValueError, match="only a detector, registers its anchors"):
-        registry.register("not_a_detector", "classification", lambda **_: None, anchors=lambda **_: None)
-    with pytest.raises(ValueError, match="only a detector, registers its anchors"):
-        registry.register("detector_without_anchors", "detection", lambda **_: None)
+def test_a_detector_registered_without_a_head_is_one_line_naming_it(monkeypatch):
+    """The detection task asks the family's head for everything a detector trains with: a family
+    that forgot to register one is named, not an AttributeError deep in training."""
+    from tfpipe import tasks
+    from tfpipe.config import Config
+    from tfpipe.errors import TfpipeError
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register("detector_without_head", "detection", lambda input_shape, num_classes: None)
+    cfg = Config(task="detection", model=ModelConfig("detector_without_head", (64, 64), 3, {}))
+    with pytest.raises(TfpipeError, match="model.name: detector_without_head has no detector head"):
+        tasks.get("detection").training_view(object(), cfg)
 
 
 def test_ssdlite_qat_int8_is_integer_only_with_separate_outputs_and_maps_on_the_edge_tpu(tmp_path):
@@ -53,7 +60,7 @@ def test_ssdlite_qat_int8_is_integer_only_with_separate_outputs_and_maps_on_the_
 
 
 def test_box_loss_is_smooth_l1_over_the_positives():
-    from tfpipe.train.losses import BoxLoss
+    from tfpipe.models.detection.losses import BoxLoss
 
     rng = np.random.default_rng(0)
     predicted = rng.normal(size=(2, 6, 4)).astype(np.float32)
@@ -66,7 +73,7 @@ def test_box_loss_is_smooth_l1_over_the_positives():
 
 
 def test_focal_loss_matches_its_definition():
-    from tfpipe.train.losses import FocalLoss
+    from tfpipe.models.detection.losses import FocalLoss
 
     rng = np.random.default_rng(1)
     p = rng.uniform(0.01, 0.99, (2, 5, 3)).astype(np.float32)

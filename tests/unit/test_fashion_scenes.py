@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import needs_fashion_mnist, run_cli
+from tfpipe.config import SceneSpec
 from tfpipe.data import fashion_scenes
-from tfpipe.data.fashion_scenes import SceneSpec
 from tfpipe.errors import TfpipeError
 
 pytestmark = needs_fashion_mnist

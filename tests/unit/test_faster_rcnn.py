@@ -5,7 +5,7 @@ int8 model of builtin ops that the Edge TPU checker refuses with a named op."""
 import numpy as np
 import pytest
 
-from tfpipe.config import ModelConfig
+from tfpipe.config import Config, ModelConfig
 from tfpipe.models import registry
 from tfpipe.models.detection import faster_rcnn as F
 
@@ -129,7 +129,7 @@ def test_two_stage_targets_leave_the_rpns_middle_band_out_and_pass_the_ground_tr
 
 
 def test_fast_rcnn_loss_matches_proposals_to_ground_truths():
-    from tfpipe.train.losses import FastRCNNLoss
+    from tfpipe.models.detection.losses import FastRCNNLoss
 
     ground_truth = np.zeros((1, 3, 5), np.float32)
     ground_truth[0, 0] = [0.1, 0.1, 0.5, 0.5, 2]  # class 1
@@ -160,16 +160,17 @@ def test_unit_anchor_encoding_decodes_to_the_refined_box():
 def test_int8_runs_on_builtin_ops_and_the_edge_tpu_checker_names_where_it_stops(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
+    from tfpipe import tasks
     from tfpipe.convert.tflite import to_tflite
     from tfpipe.delegates import edgetpu
     from tfpipe.qat import apply_qat
     from tfpipe.runtime.graph import read_graph
-    from tfpipe.train.trainer import training_view
 
     cfg = ModelConfig("faster_rcnn_resnet18", (64, 64), 3, {"proposals": 8, "roi_channels": 8, "head_units": 16,
                                                             "rpn_filters": 16})
     model = registry.build(cfg, "detection", 3)
-    assert [o.shape[1:] for o in training_view(model).outputs] == [(144, 4), (144, 1), (8, 4 + 4 + 4)]
+    view = tasks.get("detection").training_view(model, Config(task="detection", model=cfg))
+    assert [o.shape[1:] for o in view.outputs] == [(144, 4), (144, 1), (8, 4 + 4 + 4)]
     x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
     path = tmp_path / "frcnn_int8.tflite"
     path.write_bytes(to_tflite(apply_qat(model), "int8", "uint8", x, float_layers=registry.float_layers(cfg)))
@@ -182,7 +183,7 @@ def test_int8_runs_on_builtin_ops_and_the_edge_tpu_checker_names_where_it_stops(
     tensors = interpreter.get_tensor_details()
     arithmetic = [(op["op_name"], tensors[op["outputs"][0]]) for op in interpreter._get_ops_details()
                   if op["op_name"] in ("ADD", "SUB", "MUL", "EXP", "LOG", "MINIMUM", "MAXIMUM")
-                  and any(f"/quant_{n}/" in tensors[op["outputs"][0]]["name"] for n in F.FLOAT_LAYERS)]
+                  and any(f"/quant_{n}/" in tensors[op["outputs"][0]]["name"] for n in F.TwoStageHead.float_layers)]
     assert len(arithmetic) > 10 and all(t["dtype"] in (np.float32, np.int32) for _, t in arithmetic), \
         [(name, t["name"]) for name, t in arithmetic if t["dtype"] not in (np.float32, np.int32)]
     assert {t["dtype"] for t in tensors if "head_fc1" in t["name"]} == {np.int8}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tfpipe.evaluate.segmentation import confusion, pixel_agreement, segmentation_metrics
+from tfpipe.metrics.segmentation import confusion, pixel_agreement, segmentation_metrics
 
 
 def brute_force_miou(labels, predictions, num_classes):

@@ -93,7 +93,7 @@ def test_pyramid_pooling_gives_bins_1_2_3_6_and_keeps_the_feature_size():
 
 
 def test_segmentation_loss_ignores_void_pixels_and_weighs_classes():
-    from tfpipe.train.losses import SegmentationLoss
+    from tfpipe.tasks.segmentation import SegmentationLoss
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, (2, 4, 4)).astype(np.int32)

@@ -15,13 +15,13 @@ def probabilities(class_map: np.ndarray, num_classes: int = 3) -> np.ndarray:
 
 
 def test_scores_compare_class_maps_over_labelled_pixels_and_rank_the_worst_images():
-    from tfpipe.evaluate.parity import _segmentation_scores
+    from tfpipe.tasks.segmentation import SegmentationScorer
 
     labels = np.array([[[0, 1], [2, 255]], [[0, 0], [1, 1]], [[2, 2], [2, 2]]])
     float_map = np.array([[[0, 1], [2, 0]], [[0, 0], [1, 1]], [[2, 2], [2, 1]]])
     model_map = np.array([[[0, 1], [1, 2]], [[0, 0], [1, 1]], [[2, 2], [1, 1]]])
     float_outputs = {"probabilities": probabilities(float_map)}
-    scored = _segmentation_scores({"probabilities": probabilities(model_map)}, float_outputs, labels, gallery=2)
+    scored = SegmentationScorer(labels, gallery=2).score({"probabilities": probabilities(model_map)}, float_outputs)
     # model vs labels over the 11 labelled pixels (the void one, predicted 2, is left out):
     # class 0: tp 3 of 3 labelled, 3 predicted -> 1; class 1: tp 3, 3 labelled, 6 predicted -> 3/6;
     # class 2: tp 2, 5 labelled, 2 predicted -> 2/5
@@ -38,7 +38,7 @@ def test_scores_compare_class_maps_over_labelled_pixels_and_rank_the_worst_image
 
 
 def test_a_class_map_output_is_scored_instead_of_the_probabilities():
-    from tfpipe.evaluate.segmentation import class_maps
+    from tfpipe.metrics.segmentation import class_maps
 
     maps = np.array([[[1, 2], [0, 1]]])
     outputs = {"probabilities": probabilities(np.zeros_like(maps)), "class_map": maps.astype(np.float32)}
@@ -100,7 +100,6 @@ def test_the_report_speaks_miou_and_draws_the_maps(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"train": {"class_weights": [1.0] * 10}}, "train.class_weights: 10 weights for 11 classes"),
     ({"train": {"class_weights": [0.0] * 11}}, "train.class_weights: [0.0, 0.0"),
     ({"task": "classification", "data": {"builtin": None}, "train": {"dice_weight": 0.5}},
      "train.dice_weight: 0.5 needs task: segmentation"),

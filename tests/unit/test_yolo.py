@@ -41,7 +41,8 @@ def test_box_encodings_decode_to_yolos_own_formula(name, args, size):
 
     cfg = ModelConfig(name, size, 3, args)
     model = registry.build(cfg, "detection", 3)
-    anchors, cells = registry.anchors(cfg, 3), registry.cells(cfg, 3)
+    geometry = registry.geometry(cfg, 3)
+    anchors, cells = geometry["anchors"], geometry["cells"]
     assert model.output_names == ["box_encodings", "class_scores"]
     levels = sorted({layer.name.split("_")[0] for layer in model.layers if layer.name.endswith("_yx")})
     raw = keras.Model(model.input, [model.get_layer("box_encodings").output, model.get_layer("class_scores").output]
@@ -82,7 +83,7 @@ def test_assignment_gives_each_object_to_the_cell_holding_its_centre_and_its_bes
 
 
 def test_yolo_box_loss_measures_centres_in_cells_and_sizes_in_log_units():
-    from tfpipe.train.losses import YoloBoxLoss
+    from tfpipe.models.detection.losses import YoloBoxLoss
 
     anchors = np.array([[0.25, 0.25, 0.2, 0.4], [0.75, 0.75, 0.5, 0.5]], np.float32)
     cells = np.full((2, 2), 0.5, np.float32)
@@ -97,7 +98,7 @@ def test_yolo_box_loss_measures_centres_in_cells_and_sizes_in_log_units():
 
 
 def test_objectness_and_class_losses_match_their_definitions_and_skip_ignored_anchors():
-    from tfpipe.train.losses import ObjectnessLoss, YoloClassLoss
+    from tfpipe.models.detection.losses import ObjectnessLoss, YoloClassLoss
 
     ids = np.array([[2, 0, -1, 0]], np.int32)
     p = np.array([[[0.7], [0.2], [0.9], [0.1]]], np.float32)
@@ -109,17 +110,23 @@ def test_objectness_and_class_losses_match_their_definitions_and_skip_ignored_an
 
 
 def test_training_view_trains_objectness_and_class_probabilities_also_on_a_qat_copy():
+    from tfpipe import tasks
+    from tfpipe.config import Config
+    from tfpipe.models.registry import output_names
     from tfpipe.qat import apply_qat
-    from tfpipe.train.trainer import output_names, training_view
+
+    def training_view(model, name: str):
+        cfg = Config(task="detection", model=ModelConfig(name, (64, 64), 3, {}))
+        return tasks.get("detection").training_view(model, cfg)
 
     model = registry.build(ModelConfig("yolov3_tiny", (64, 64), 3, {}), "detection", 2)
-    view = training_view(model)
+    view = training_view(model, "yolov3_tiny")
     assert view.output_names == ["box_encodings", "objectness", "class_probabilities"]
     assert len(view.trainable_weights) == len(model.trainable_weights)
-    qat_view = training_view(apply_qat(model))
+    qat_view = training_view(apply_qat(model), "yolov3_tiny")
     assert output_names(qat_view) == ["box_encodings", "objectness", "class_probabilities"]
     ssd = registry.build(ModelConfig("ssdlite_mnv2", (64, 64), 3, {}), "detection", 2)
-    assert training_view(ssd) is ssd
+    assert training_view(ssd, "ssdlite_mnv2") is ssd
 
 
 @pytest.mark.parametrize("args, message", [

@@ -45,6 +45,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
+    from tfpipe import tasks
     from tfpipe.convert.converter import export, modes_for_target
     from tfpipe.errors import TfpipeError
     from tfpipe.rundir import RunDir
@@ -57,11 +58,11 @@ def run(args, cfg) -> int:
     if args.calibration_data or args.input_size or args.output or args.classes or args.name or args.force:
         raise TfpipeError("--calibration-data, --input-size, --output, --classes, --name and --force go with "
                           "--model PATH", "add --model, or leave them out to convert the config's run")
-    if args.max_drop is not None and cfg.task == "detection":
-        # its search scores held-out images by top-1 or mIoU and converts without the detectors'
+    if args.max_drop is not None and not tasks.of(cfg).selective:
+        # its search scores held-out images by the task's metric and converts without the detectors'
         # post-processing op or float layers
         raise TfpipeError(f"--max-drop: selective int8 is for classification and segmentation, and {cfg.name} is a "
-                          "detector", "leave --max-drop out: QAT int8 (the default) is what detectors ship")
+                          f"{cfg.task} model", "leave --max-drop out: QAT int8 (the default) is what it ships")
     modes = modes_for_target(args.target, args.quantize, cfg.convert.quantize)
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
     run_dir = RunDir.for_config(cfg, args.workdir)

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tfpipe import io, models
+from tfpipe import io, models, tasks
 from tfpipe.config import Config
 from tfpipe.convert.tflite import to_tflite
-from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
+from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker
-from tfpipe.runtime.contract import CLASS_MAP, IO_DTYPES, QUANT_MODES, TARGET_DEFAULT, target_modes
-from tfpipe.runtime.detection import BOXES, SCALES, SCORES
+from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, TARGET_DEFAULT, PreprocessSpec, target_modes
 from tfpipe.runtime.graph import read_graph
 
 
@@ -31,7 +30,7 @@ def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> st
     return requested or (cfg.convert.io_dtype if QUANT_MODES[quantize].integer_io else "float")
 
 
-def check_request(quantize: str, io_dtype: str) -> None:
+def check_request(cfg: Config, quantize: str, io_dtype: str) -> None:
     """Reject impossible combinations before anything is loaded or written."""
     if quantize not in QUANT_MODES:
         raise TfpipeError(f"--quantize: {quantize!r} is not accepted", f"use one of: {', '.join(QUANT_MODES)}")
@@ -40,6 +39,7 @@ def check_request(quantize: str, io_dtype: str) -> None:
     if io_dtype != "float" and not QUANT_MODES[quantize].integer_io:
         raise TfpipeError(f"--io-dtype {io_dtype} needs --quantize int8 (got {quantize})",
                           "integer input/output exists only for full-integer models; use --io-dtype float")
+    tasks.of(cfg).check_conversion(cfg, quantize)
 
 
 def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
@@ -78,58 +78,10 @@ def _read_bundle(run: RunDir) -> dict:
     return bundle
 
 
-def output_contract(cfg: Config) -> dict[str, str]:
-    """What each output of the task's models holds, for model.json (the device reads outputs by name)."""
-    if cfg.task == "segmentation":
-        h, w = cfg.model.input_size
-        outputs = {"probabilities": f"float [1, {h}, {w}, num_classes] softmax over `classes` per pixel of the "
-                                    "model input (letterboxed: undo the preprocess geometry to map back)"}
-        if cfg.convert.class_map:
-            outputs[CLASS_MAP] = f"uint8 [1, {h}, {w}] the class index per pixel (argmax), never quantized"
-        return outputs
-    if cfg.task == "detection" and cfg.convert.postprocess == "tflite_op":
-        m = cfg.detection.max_detections
-        return {"detection_boxes": f"float [1, {m}, 4] (ymin, xmin, ymax, xmax) normalised to the model input",
-                "detection_classes": f"float [1, {m}] class index into `classes`",
-                "detection_scores": f"float [1, {m}] score, highest first",
-                "num_detections": "float [1] how many of the rows are detections"}
-    if cfg.task == "detection":
-        return {BOXES: "float [1, N, 4] box encodings (ty, tx, th, tw) relative to `detection.anchors`; see "
-                       "`detection.box_coding`",
-                SCORES: "float [1, N, num_classes] a sigmoid score per anchor and class, in the order of `classes`"}
-    return {"probabilities": "float [1, num_classes] softmax over `classes`, in their order"}
-
-
-def detection_postprocess(cfg: Config, num_classes: int):
-    """(anchors, detection settings) for serving_function when the detector exports the op, else None."""
-    if cfg.task != "detection" or cfg.convert.postprocess != "tflite_op":
-        return None
-    from tfpipe.models.registry import anchors
-
-    return anchors(cfg.model, num_classes), cfg.detection
-
-
-def detection_contract(cfg: Config, num_classes: int) -> dict:
-    """What a device needs to turn a detector's raw outputs into boxes, exactly as the evaluator does
-    (tfpipe.runtime.detection.detect)."""
-    from tfpipe.models.registry import anchors
-
-    d = cfg.detection
-    return {
-        "box_coding": {"encodings": "ty tx th tw", "anchors": "cy cx h w, normalised to the model input",
-                       "scales": list(SCALES), "decode": "cy = cy_a + ty / 10 * h_a; h = h_a * exp(th / 5) (x, w "
-                       "alike); class-wise NMS on those corners, then the kept boxes clipped to 0..1 (as "
-                       "TFLite_Detection_PostProcess)"},
-        "score_threshold": d.score_threshold,
-        "nms_iou": d.nms_iou,
-        "max_detections": d.max_detections,
-        "anchors": np.round(anchors(cfg.model, num_classes), 7).tolist(),
-    }
-
-
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
                    io_dtype: str, source: str, path: Path, info: dict) -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
+    task = tasks.of(cfg)
     models = dict(bundle.get("models", {}))
     models[QUANT_MODES[quantize].label] = {
         "file": path.name,
@@ -151,17 +103,16 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "classes": list(class_names),
         "labels_file": run.labels.name,
         "preprocess": cfg.preprocess_spec().to_json(),
-        "outputs": output_contract(cfg),
+        "outputs": task.output_contract(cfg),
         "models": dict(sorted(models.items())),
+        **task.bundle_fields(cfg, len(class_names)),
     }
-    if cfg.task == "detection":
-        bundle["detection"] = detection_contract(cfg, len(class_names))
     io.write_text(run.labels, "".join(f"{name}\n" for name in class_names))
     io.write_json(run.model_json, bundle)
 
 
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
-            splits: Splits | SceneSplits | None = None, from_qat: bool = True, max_drop: float | None = None,
+            splits: Splits | None = None, from_qat: bool = True, max_drop: float | None = None,
             debug_quant: bool = False, images: tuple[np.ndarray, tuple[str, ...]] | None = None) -> Path:
     """Write export/model_<q>.tflite from the run's trained model and update the bundle.
 
@@ -173,10 +124,11 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     from tfpipe.train.trainer import load_float_model
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
-    check_request(quantize, io_dtype)
+    check_request(cfg, quantize, io_dtype)
+    task = tasks.of(cfg)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
     if images is None:
-        splits = splits or load_splits(cfg.data, cfg.task)
+        splits = splits or task.load_splits(cfg)
     elif max_drop is not None or debug_quant:
         raise TfpipeError("--max-drop/--debug-quant need labelled held-out data",
                           "give --calibration-data a config (its dataset's validation split is used)")
@@ -187,10 +139,10 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     spec = cfg.preprocess_spec()
     calibration = None
     if QUANT_MODES[quantize].calibrated:
-        calibration = images[0] if images is not None else calibration_inputs(
-            splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
+        calibration = images[0] if images is not None else splits.calibration_inputs(
+            spec, cfg.convert.calibration_samples, cfg.train.seed)
     if (selective or debug_quant) and quantize == "int8" and not use_qat:
-        data, source = _debugged_int8(cfg, run, model, splits, io_dtype, calibration, max_drop, debug_quant)
+        data, source = _debugged_int8(cfg, run, model, splits, spec, io_dtype, calibration, max_drop, debug_quant)
     else:
         data = None
     print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
@@ -198,8 +150,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
              and source != "qat" else ""), flush=True)
     if data is None:
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
-                         postprocess=detection_postprocess(cfg, len(images[1] if images is not None
-                                                                    else splits.class_names)),
+                         postprocess=task.postprocess(cfg, len(images[1] if images is not None
+                                                               else splits.class_names)),
                          float_layers=models.registry.float_layers(cfg.model))
     path = run.tflite(quantize)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
@@ -215,17 +167,16 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     return path
 
 
-def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calibration: np.ndarray,
-                   max_drop: float | None, debug_quant: bool) -> tuple[bytes | None, str]:
+def _debugged_int8(cfg: Config, run: RunDir, model, splits: Splits, spec: PreprocessSpec, io_dtype: str,
+                   calibration: np.ndarray, max_drop: float | None, debug_quant: bool) -> tuple[bytes | None, str]:
     """--debug-quant (per-layer error table and plot) and --max-drop (selective int8) on the
     held-out split; returns the selective model's bytes (None without --max-drop) and its source."""
     from tfpipe.convert import selective
-    from tfpipe.data.pipeline import held_out_arrays
 
     if cfg.convert.class_map:
         raise TfpipeError("--max-drop/--debug-quant with convert.class_map: the debugger's converter cannot name "
                           "the class_map output", "convert without --set convert.class_map=true")
-    inputs, labels = held_out_arrays(splits, cfg.preprocess_spec())
+    inputs, labels = splits.held_out_arrays(spec)
     rows = None
     if debug_quant:
         rows = selective.layer_errors(model, io_dtype, calibration, inputs)
@@ -235,13 +186,15 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits, io_dtype: str, calib
               f"at {worst['op']} {' '.join(worst['keras_layers'])} ({', '.join(p.name for p in written)})", flush=True)
     if max_drop is None:
         return None, "ptq"
-    metric = "mIoU" if cfg.task == "segmentation" else "top-1"
-    float_score = selective.task_score(cfg.task, {MAIN_OUTPUT: model.predict(inputs, batch_size=64, verbose=0)},
-                                       labels)
-    data, report = selective.select(model, cfg.task, io_dtype, calibration, (inputs, labels), float_score, max_drop,
-                                    errors=rows)
+    task = tasks.of(cfg)
+
+    def score(outputs: dict) -> float:
+        return task.held_out_score(outputs, labels)
+
+    float_score = score({MAIN_OUTPUT: model.predict(inputs, batch_size=64, verbose=0)})
+    data, report = selective.select(model, score, io_dtype, calibration, inputs, float_score, max_drop, errors=rows)
     io.write_json(run.export / "selective_int8.json", report)
-    print("\n".join(selective.describe(report, metric)), flush=True)
+    print("\n".join(selective.describe(report, task.gate.label)), flush=True)
     if not report["met"]:
         print(f"Post-training int8 misses --max-drop {max_drop:g}: quantization-aware training usually closes the "
               f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
@@ -279,7 +232,7 @@ def check_delegates(path: Path, targets: list[str]) -> None:
 
 
 def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
-           from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False) -> Splits | SceneSplits:
+           from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False) -> Splits:
     """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
     input fails here, before the run directory is touched), train and run QAT when the run has no
     such model (saying so), then convert each mode. Returns the splits for evaluation."""
@@ -287,8 +240,8 @@ def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtyp
     from tfpipe.train.trainer import ensure_trained
 
     for mode in modes:
-        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
-    splits = load_splits(cfg.data, cfg.task)
+        check_request(cfg, mode, io_dtype_for(cfg, mode, io_dtype))
+    splits = tasks.of(cfg).load_splits(cfg)
     run.write_config(cfg)
     ensure_trained(cfg, run, splits)
     if "int8" in modes and from_qat:

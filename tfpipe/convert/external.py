@@ -226,9 +226,9 @@ def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides
     outputs = int(model.outputs[list(model.output_names).index(out)].shape[-1])
     data_names = None
     if from_config:
-        from tfpipe.data.pipeline import load_splits
+        from tfpipe import tasks
 
-        data_names = load_splits(cfg.data, cfg.task).class_names
+        data_names = tasks.of(cfg).load_splits(cfg).class_names
     names = class_names(classes, outputs, data_names, model_path)
     images = None
     if not from_config:

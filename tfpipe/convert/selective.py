@@ -12,8 +12,8 @@ every consumer become denylisted nodes (a float tensor between int8 ops would be
 at the consumer's input), and the model is converted again. It reports which layers stayed float
 and what that costs in latency and size.
 
-The held-out score uses the evaluator's metric functions (pure numpy), so the figures mean what
-they mean in parity.json.
+The held-out score is the task's (tfpipe.tasks), by the evaluator's metric functions
+(tfpipe.metrics, pure NumPy), so the figures mean what they mean in parity.json.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,6 @@ import numpy as np
 from tfpipe.backend import native_output_silenced, tf
 from tfpipe.convert.tflite import TF_IO, representative_dataset, serving_function, variables_of
 from tfpipe.delegates.edgetpu import keras_layers
-from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.runtime import Worker
 from tfpipe.runtime.graph import read_graph_bytes
 
@@ -87,18 +87,7 @@ def layer_errors(model, io_dtype: str, calibration: np.ndarray, held_out: np.nda
     return rows
 
 
-def task_score(task: str, outputs: dict[str, np.ndarray], labels: np.ndarray) -> float:
-    """top-1 (classification) or mIoU (segmentation), by the evaluator's own functions."""
-    if task == "segmentation":
-        from tfpipe.evaluate.segmentation import class_maps, confusion, segmentation_metrics
-
-        return segmentation_metrics(confusion(labels, class_maps(outputs), outputs[MAIN_OUTPUT].shape[-1]))["miou"]
-    from tfpipe.evaluate.classification import top_k_accuracy
-
-    return top_k_accuracy(outputs[MAIN_OUTPUT], labels, 1)
-
-
-def _measure(data: bytes, task: str, inputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _measure(data: bytes, score: Callable[[dict], float], inputs: np.ndarray) -> tuple[float, float]:
     """(held-out score, median latency in ms at one thread) of a .tflite given as bytes."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.tflite"
@@ -106,7 +95,7 @@ def _measure(data: bytes, task: str, inputs: np.ndarray, labels: np.ndarray) -> 
         with Worker(path, threads=1) as worker:
             outputs = worker.predict({next(iter(worker.inputs)): inputs})
             latency = float(np.median(worker.latency({next(iter(worker.inputs)): inputs[:1]}, 5, 50)) * 1000)
-    return task_score(task, outputs, labels), latency
+    return score(outputs), latency
 
 
 def _within(drop_points: float, max_drop: float) -> bool:
@@ -130,16 +119,16 @@ def _consumers(graph, tensor_name: str) -> list[str]:
     return [graph.tensors[op.outputs[0]].name for op in graph.ops if index in op.inputs and op.outputs]
 
 
-def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: tuple[np.ndarray, np.ndarray],
+def select(model, score: Callable[[dict], float], io_dtype: str, calibration: np.ndarray, inputs: np.ndarray,
            float_score: float, max_drop: float, errors: list[dict] | None = None) -> tuple[bytes, dict]:
     """Full int8, then worst tensors kept float one at a time until the drop is at most `max_drop`
-    points. Returns the chosen model's bytes and the report (rounds, layers kept float, costs).
-    `errors` is `layer_errors`' table when the caller has it already (--debug-quant)."""
-    inputs, labels = held_out
+    points. `score` is the task's metric of a model's outputs on the held-out `inputs` (the task
+    object's `held_out_score`). Returns the chosen model's bytes and the report (rounds, layers kept
+    float, costs). `errors` is `layer_errors`' table when the caller has it already (--debug-quant)."""
     with native_output_silenced((1, 2)):
         full = _converter(model, io_dtype, calibration).convert()
-    score, latency = _measure(full, task, inputs, labels)
-    rounds = [{"kept_float": [], "score": score, "drop_points": 100 * (float_score - score),
+    held_out, latency = _measure(full, score, inputs)
+    rounds = [{"kept_float": [], "score": held_out, "drop_points": 100 * (float_score - held_out),
                "latency_ms": latency, "size_bytes": len(full)}]
     errors = errors if errors is not None else layer_errors(model, io_dtype, calibration, inputs)
     ranking = sorted(errors, key=lambda r: r["sqnr_db"])
@@ -157,12 +146,12 @@ def select(model, task: str, io_dtype: str, calibration: np.ndarray, held_out: t
         with native_output_silenced((1, 2)):
             debugger = _debugger(_converter(model, io_dtype, calibration), inputs, denylist)
             data = _with_io_type(debugger.get_nondebug_quantized_model(), io_dtype)
-        score, latency = _measure(data, task, inputs, labels)
-        rounds.append({"kept_float": list(denylist), "suspect": suspect, "score": score,
-                       "drop_points": 100 * (float_score - score), "latency_ms": latency, "size_bytes": len(data)})
+        held_out, latency = _measure(data, score, inputs)
+        rounds.append({"kept_float": list(denylist), "suspect": suspect, "score": held_out,
+                       "drop_points": 100 * (float_score - held_out), "latency_ms": latency, "size_bytes": len(data)})
     met = _within(rounds[-1]["drop_points"], max_drop)
     report = {
-        "max_drop_points": max_drop, "held_out_samples": int(len(labels)), "float_score": float_score,
+        "max_drop_points": max_drop, "held_out_samples": int(len(inputs)), "float_score": float_score,
         "met": met, "rounds": rounds,
         "kept_float_layers": sorted({layer for name in denylist for layer in keras_layers(name)}),
         "latency_ratio_vs_full_int8": rounds[-1]["latency_ms"] / rounds[0]["latency_ms"],

@@ -9,9 +9,8 @@ import numpy as np
 from tfpipe.backend import native_output_silenced, tf
 from tfpipe.convert.postprocess import postprocess_last, with_postprocess
 from tfpipe.errors import TfpipeError
-from tfpipe.models.registry import MAIN_OUTPUT
+from tfpipe.models.registry import MAIN_OUTPUT, output_names
 from tfpipe.runtime.contract import CLASS_MAP, QUANT_MODES
-from tfpipe.train.trainer import output_names
 
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
 

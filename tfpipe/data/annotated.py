@@ -3,8 +3,8 @@ contract of design.md) -> the model's size by the preprocess geometry, boxes and
 training only: zoom, augment, multi-scale -> boxes clipped, degenerate ones dropped -> batches of
 (model input, targets).
 
-Targets: detection {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input,
-"classes": ragged float32 [B, None]}; segmentation int32 [B, H, W, 1] class ids, 255 = void.
+Targets ("boxes" or "masks"): {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input,
+"classes": ragged float32 [B, None]}; or class maps int32 [B, H, W, 1], 255 = void.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tfpipe.data.preprocess import fit_to_model, preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import PreprocessSpec
 
-TASKS = ("detection", "segmentation")
+TARGETS = ("boxes", "masks")  # what this pipeline gives with each image
 MIN_BOX_SIDE = 1.0  # pixels: a box thinner than this after clipping is dropped
 
 
@@ -31,13 +31,13 @@ def _read_mask(path: bytes) -> np.ndarray:
         return np.asarray(mask, np.int32)[..., None]
 
 
-def _records(dataset: Dataset, split: str, task: str) -> tf.data.Dataset:
+def _records(dataset: Dataset, split: str, targets: str) -> tf.data.Dataset:
     if split not in dataset.splits:
         raise TfpipeError(f"split {split!r} is not in the dataset", f"use one of: {', '.join(dataset.splits)}")
     records = dataset.splits[split]
     if not records:
         raise TfpipeError(f"split {split!r} is empty", "every split needs at least one image")
-    if task == "segmentation" and not all(r.mask for r in records):
+    if targets == "masks" and not all(r.mask for r in records):
         missing = next(r.image for r in records if not r.mask)
         raise TfpipeError(f"{missing}: no segmentation mask", "segmentation needs a class-map PNG per image")
     lengths = [len(r.classes) for r in records]
@@ -83,14 +83,15 @@ def clip_and_drop(boxes: tf.RaggedTensor, classes: tf.RaggedTensor, height, widt
     return tf.ragged.boolean_mask(clipped, keep), tf.ragged.boolean_mask(classes, keep)
 
 
-def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, batch_size: int, task: str, *,
+def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, batch_size: int, targets: str, *,
                            training: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
                            cache: bool = False) -> tf.data.Dataset:
     """Batches of (model input, targets); see the module docstring. Evaluation and calibration
     (training=False) keep the split's order and never augment."""
-    if task not in TASKS:
-        raise TfpipeError(f"task: {task!r} has no annotated pipeline", f"use one of: {', '.join(TASKS)}")
-    segmentation = task == "segmentation"
+    if targets not in TARGETS:
+        raise TfpipeError(f"an annotated dataset gives {' or '.join(TARGETS)}, not {targets}",
+                          "class labels come from an image classification dataset (data.dataset)")
+    segmentation = targets == "masks"
 
     def decode(item: dict) -> dict:
         image = tf.cast(tf.io.decode_image(tf.io.read_file(item["image"]), channels=3, expand_animations=False),
@@ -105,7 +106,7 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
             sample["segmentation_masks"] = mask
         return sample
 
-    ds = _records(dataset, split, task)
+    ds = _records(dataset, split, targets)
     if training:
         ds = ds.shuffle(len(dataset.splits[split]), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
@@ -121,7 +122,7 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
 
         ds = ds.map(zoom, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.ragged_batch(batch_size, drop_remainder=training)
-    augmenter = build_box_augmenter(augment, task, (spec.height, spec.width), seed) if augment else None
+    augmenter = build_box_augmenter(augment, targets, (spec.height, spec.width), seed) if augment else None
     sizes = tuple(augment.multi_scale) if augment is not None and augment.multi_scale and not segmentation else ()
 
     def to_model(sample: dict):

@@ -40,7 +40,7 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> Callable[[dict], dict] | N
     return augment
 
 
-def build_box_augmenter(cfg: AugmentConfig, task: str, size: tuple[int, int], seed: int
+def build_box_augmenter(cfg: AugmentConfig, targets: str, size: tuple[int, int], seed: int
                         ) -> Callable[[dict], dict] | None:
     """Detection and segmentation: a callable on a batched sample dict with ragged xyxy pixel boxes
     (and `segmentation_masks`), or None when nothing is switched on. keras-cv moves boxes and masks
@@ -52,7 +52,8 @@ def build_box_augmenter(cfg: AugmentConfig, task: str, size: tuple[int, int], se
     layers = []
     if cfg.horizontal_flip:
         layers.append(keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format="xyxy", seed=seed))
-    if task == "detection" and cfg.jitter_scale:
+    boxes_only = targets == "boxes"  # layers that move boxes but would interpolate or misplace masks
+    if boxes_only and cfg.jitter_scale:
         layers.append(keras_cv.layers.JitteredResize(size, scale_factor=tuple(cfg.jitter_scale),
                                                      bounding_box_format="xyxy", seed=seed + 1))
     if cfg.color_jitter:
@@ -60,9 +61,9 @@ def build_box_augmenter(cfg: AugmentConfig, task: str, size: tuple[int, int], se
         layers.append(keras_cv.layers.RandomColorJitter((0, 255), brightness_factor=c, contrast_factor=c,
                                                         saturation_factor=(0.5 - c / 2, 0.5 + c / 2),
                                                         hue_factor=c / 4, seed=seed + 2))
-    if task == "detection" and cfg.mosaic:
+    if boxes_only and cfg.mosaic:
         layers.append(mosaic)
-    if task == "detection" and cfg.mixup:
+    if boxes_only and cfg.mixup:
         layers.append(keras_cv.layers.MixUp(seed=seed + 4))
     if not layers:
         return None

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import io
+from tfpipe.config import SceneSpec
 from tfpipe.data import fashion_mnist
-from tfpipe.errors import TfpipeError
 
 SILHOUETTE = 24  # garment pixels above this (of 255) belong to the garment
 SPLITS = ("train", "val")
@@ -38,41 +38,11 @@ SEGMENTATION_CLASSES = ("background", *fashion_mnist.CLASS_NAMES)
 JPEG_QUALITY = 92
 
 
-@dataclass(frozen=True)
-class SceneSpec:
-    size: int = 128  # square images, pixels
-    train: int = 4000
-    val: int = 500
-    min_objects: int = 1
-    max_objects: int = 5
-    min_scale: float = 1.0  # garments are 28 px scaled by this ... (so 28-112 px by default)
-    max_scale: float = 4.0  # ... to this
-    max_occlusion: float = 0.4  # share of a garment's silhouette later garments may cover
-    seed: int = 0
-
-    def check(self, prefix: str = "") -> SceneSpec:
-        """Raise a TfpipeError naming the first field (as `prefix`field) that cannot work."""
-        problems = [
-            ("size", self.size >= 32, "use at least 32 (pixels)"),
-            ("train", self.train > 0, "use at least 1 scene"),
-            ("val", self.val > 0, "use at least 1 scene"),
-            ("min_objects", 1 <= self.min_objects <= self.max_objects, "use 1 <= min_objects <= max_objects"),
-            ("min_scale", 0 < self.min_scale <= self.max_scale, "use 0 < min_scale <= max_scale"),
-            ("max_scale", 28 * self.max_scale <= self.size,
-             f"garments 28 px x {self.max_scale:g} would not fit the {self.size} px image: use at most "
-             f"{self.size / 28:.2f}"),
-            ("max_occlusion", 0 <= self.max_occlusion < 1, "use a share in [0, 1)"),
-        ]
-        for name, ok, hint in problems:
-            if not ok:
-                raise TfpipeError(f"{prefix}{name}: {getattr(self, name)!r} is not accepted", hint)
-        return self
-
-    def key(self) -> str:
-        """A short hash of the spec and the generator version: the cache folder's name."""
-        text = json.dumps({**asdict(self), "version": 1, "silhouette": SILHOUETTE, "jpeg": JPEG_QUALITY},
-                          sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+def cache_key(spec: SceneSpec) -> str:
+    """A short hash of the spec and the generator version: the cache folder's name."""
+    text = json.dumps({**asdict(spec), "version": 1, "silhouette": SILHOUETTE, "jpeg": JPEG_QUALITY},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -254,7 +224,7 @@ def build(root: Path, spec: SceneSpec, data_path: str | None = None, processes: 
         io.write_text(voc_root / "ImageSets" / "Segmentation" / f"{split}.txt",
                       "".join(f"{Path(r.image).stem}\n" for r in records))
     io.write_text(root / "segmentation_classes.txt", "".join(f"{n}\n" for n in SEGMENTATION_CLASSES))
-    io.write_json(root / "spec.json", {**asdict(spec), "key": spec.key()})
+    io.write_json(root / "spec.json", {**asdict(spec), "key": cache_key(spec)})
     return root
 
 
@@ -278,7 +248,7 @@ def cache_dir(configured: str | None) -> Path:
 def ensure(cache: Path, spec: SceneSpec, data_path: str | None = None) -> Path:
     """The dataset for `spec` under `cache`, generated on first use: built in a temporary folder and
     renamed into place, so an interrupted build leaves nothing that looks finished."""
-    target = Path(cache) / f"fashion_scenes-{spec.check().key()}"
+    target = Path(cache) / f"fashion_scenes-{cache_key(spec.check())}"
     if (target / "spec.json").is_file():
         return target
     print(f"Generating FashionScenes ({spec.train:,} train + {spec.val:,} val scenes, {spec.size}px) into {target}",

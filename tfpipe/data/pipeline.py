@@ -1,109 +1,96 @@
-"""Splits and tf.data pipelines: sample dicts -> (augment) -> preprocess -> batches for the model.
+"""The one dataset interface: `Splits` of `Split`s, whatever the source.
 
-Classification reads Fashion-MNIST into arrays (`Splits`); segmentation reads annotated scenes
-from disk (`SceneSplits`, batched by data/annotated.py). Both expose `class_names` and
-`num_train`, and `calibration_inputs` / `evaluation_arrays` serve either.
+A `Split` is a sequence of samples that can make tf.data batches of (model input, target) for
+training, and NumPy arrays for calibration and evaluation, always through the one preprocess. Two
+sources implement it: `ArraySplit` (images and labels in memory: Fashion-MNIST) and `RecordSplit`
+(an annotated `Dataset` on disk: FashionScenes, COCO / VOC / YOLO folders). `Splits` names the
+training, held-out and test splits, the class names and which target the task learns from
+(`TARGETS`, keys of the sample contract in design.md); tasks (tfpipe.tasks) load them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 from tfpipe.backend import tf
-from tfpipe.config import DataConfig
+from tfpipe.config import AugmentConfig, DataConfig
 from tfpipe.data import fashion_mnist
 from tfpipe.data.formats import Dataset
 from tfpipe.data.preprocess import preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import PreprocessSpec
 
+# labels: an int class per image; boxes: xyxy pixel boxes and their classes; masks: a class map
+TARGETS = ("labels", "boxes", "masks")
+
+
+class Split(Protocol):
+    eval_batch: int  # images preprocessed at a time for evaluation
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: np.ndarray) -> Split:
+        """The samples `indices`, in that order."""
+
+    def batches(self, spec: PreprocessSpec, batch_size: int, targets: str, num_classes: int, *,
+                training: bool = False, augment: AugmentConfig | None = None, seed: int = 0) -> tf.data.Dataset:
+        """(model input, target) batches. Training shuffles, augments and drops the last partial
+        batch; otherwise the order is the split's and nothing random happens."""
+
+    def arrays(self, spec: PreprocessSpec, targets: str, batch_size: int) -> tuple[np.ndarray, object]:
+        """Every sample preprocessed, in order: model inputs float32 [N, H, W, C] and targets as
+        the evaluator scores them (see `Splits.evaluation_arrays`)."""
+
+    def originals(self, count: int, split_name: str) -> list[tuple[str, np.ndarray]]:
+        """(name, uint8 pixels [h, w, c]) of the first `count` samples as stored, before any
+        preprocessing: what a device is handed (golden vectors)."""
+
 
 @dataclass(frozen=True)
-class Split:
+class ArraySplit:
     images: np.ndarray  # uint8 [N, H, W, C], pixels 0..255
     labels: np.ndarray  # int32 [N]
+    eval_batch: ClassVar[int] = 512  # in memory: large batches are cheap
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices: np.ndarray) -> ArraySplit:
+        return ArraySplit(self.images[indices], self.labels[indices])
 
-@dataclass(frozen=True)
-class Splits:
-    train: Split
-    val: Split | None  # the tail of the training split, held out to watch over-fitting
-    test: Split
-    class_names: tuple[str, ...]
+    def batches(self, spec: PreprocessSpec, batch_size: int, targets: str, num_classes: int, *,
+                training: bool = False, augment: AugmentConfig | None = None, seed: int = 0) -> tf.data.Dataset:
+        """Batches of (model input, one-hot label): one-hot before augmenting, as mixup and cutmix
+        mix labels."""
+        _only_labels(targets)
+        from tfpipe.data.augment import build_augmenter
 
+        augmenter = build_augmenter(augment, seed) if training and augment is not None else None
+        return make_dataset(self, spec, batch_size, num_classes, training=training, augmenter=augmenter, seed=seed)
 
-    @property
-    def num_train(self) -> int:
-        return len(self.train)
+    def arrays(self, spec: PreprocessSpec, targets: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        _only_labels(targets)
+        inputs = make_dataset(self, spec, batch_size, num_classes=1, with_labels=False)
+        return np.concatenate(list(inputs.as_numpy_iterator())), self.labels
 
-
-@dataclass(frozen=True)
-class SceneSplits:
-    """An annotated dataset on disk (FashionScenes): training reads its `train` split; validation
-    and evaluation read `val`, which is the held-out split, as in Pascal VOC."""
-
-    dataset: Dataset
-    class_names: tuple[str, ...]  # the model's classes; for segmentation background is class 0
-    task: str
-    train: str = "train"
-    test: str = "val"
-
-    @property
-    def num_train(self) -> int:
-        return len(self.dataset.splits[self.train])
-
-    def subset(self, split: str, indices: np.ndarray) -> SceneSplits:
-        """The same dataset with only the records `indices` of `split` (in the split `split`)."""
-        records = self.dataset.splits[split]
-        return replace(self, dataset=replace(self.dataset, splits={
-            **self.dataset.splits, split: [records[i] for i in indices]}))
+    def originals(self, count: int, split_name: str) -> list[tuple[str, np.ndarray]]:
+        return [(f"{split_name}[{i}]", np.asarray(image, np.uint8).reshape(image.shape[0], image.shape[1], -1))
+                for i, image in enumerate(self.images[:count])]
 
 
-def load_splits(cfg: DataConfig, task: str) -> Splits | SceneSplits:
-    """The data of `task`: Fashion-MNIST arrays for classification, else the built scenes (built
-    on first use). data.train_limit / test_limit keep the first N images of the train / test split."""
-    if task != "classification":
-        return _load_scenes(cfg, task)
-    data = fashion_mnist.load(cfg.path, cfg.download)
-    images, labels = data["train"]
-    if cfg.train_limit:
-        images, labels = images[: cfg.train_limit], labels[: cfg.train_limit]
-    n_train = len(labels) - cfg.val_samples
-    val = Split(images[n_train:], labels[n_train:]) if cfg.val_samples else None
-    test_images, test_labels = data["test"]
-    if cfg.test_limit:
-        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
-    return Splits(Split(images[:n_train], labels[:n_train]), val, Split(test_images, test_labels),
-                  tuple(data["class_names"]))
+def _only_labels(targets: str) -> None:
+    if targets != "labels":
+        raise TfpipeError(f"this dataset has class labels only, the task needs {targets}",
+                          "use an annotated dataset (data.builtin: fashion_scenes)")
 
 
-def _load_scenes(cfg: DataConfig, task: str) -> SceneSplits:
-    from tfpipe.data import fashion_scenes
-
-    root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.cache), cfg.scenes, cfg.path)
-    dataset = fashion_scenes.read(root, cfg.on_bad_sample)
-    names = fashion_scenes.SEGMENTATION_CLASSES if task == "segmentation" else dataset.class_names
-    splits = SceneSplits(dataset, tuple(names), task)
-    for split, limit in ((splits.train, cfg.train_limit), (splits.test, cfg.test_limit)):
-        if limit:
-            splits = splits.subset(split, np.arange(min(limit, len(dataset.splits[split]))))
-    return splits
-
-
-def make_dataset(split: Split, spec: PreprocessSpec, batch_size: int, num_classes: int, *, training: bool = False,
-                 augmenter: Callable[[dict], dict] | None = None, seed: int = 0,
-                 with_labels: bool = True) -> tf.data.Dataset:
-    """Batches of (model input, one-hot label), or model input alone with `with_labels=False`.
-
-    Training shuffles, drops the last partial batch and augments; otherwise the order is the
-    split's and nothing random happens, so evaluation and calibration see exactly `preprocess(x)`.
-    """
+def make_dataset(split: ArraySplit, spec: PreprocessSpec, batch_size: int, num_classes: int, *,
+                 training: bool = False, augmenter=None, seed: int = 0, with_labels: bool = True) -> tf.data.Dataset:
+    """An ArraySplit's batches of (model input, one-hot label), or model input alone with
+    `with_labels=False`: batched first, then cast and preprocessed a batch at a time."""
     ds = tf.data.Dataset.from_tensor_slices({"images": split.images, "labels": split.labels})
     if training:
         ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
@@ -120,45 +107,122 @@ def make_dataset(split: Split, spec: PreprocessSpec, batch_size: int, num_classe
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def calibration_inputs(splits: Splits | SceneSplits, spec: PreprocessSpec, count: int, seed: int = 0) -> np.ndarray:
-    """`count` training images drawn at random (seeded), preprocessed: float32 [count, H, W, C]."""
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(splits.num_train, size=min(count, splits.num_train), replace=False))
-    if isinstance(splits, SceneSplits):
-        return evaluation_arrays(splits.subset(splits.train, pick), spec, splits.train)[0]
-    chosen = Split(splits.train.images[pick], splits.train.labels[pick])
-    ds = make_dataset(chosen, spec, batch_size=64, num_classes=1, with_labels=False)
-    return np.concatenate(list(ds.as_numpy_iterator()))
+@dataclass(frozen=True)
+class RecordSplit:
+    """One split of an annotated dataset on disk, read by data/annotated.py."""
 
+    dataset: Dataset
+    split: str
+    eval_batch: ClassVar[int] = 64  # decoded from disk a sample at a time
 
-def held_out_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed inputs and targets of the split that tunes conversion choices (--max-drop):
-    the validation tail of the training split, so the test split stays unseen. FashionScenes has
-    no third split: its val scenes serve, as they do for validation during training."""
-    if isinstance(splits, SceneSplits):
-        return evaluation_arrays(splits, spec)
-    if splits.val is None or not len(splits.val):
-        raise TfpipeError("data.val_samples is 0: selective quantization (--max-drop) needs a held-out split",
-                          "set data.val_samples, e.g. --set data.val_samples=5000")
-    inputs = make_dataset(splits.val, spec, 512, len(splits.class_names), with_labels=False)
-    return np.concatenate(list(inputs.as_numpy_iterator())), splits.val.labels
+    def __len__(self) -> int:
+        return len(self.dataset.splits[self.split])
 
+    def subset(self, indices: np.ndarray) -> RecordSplit:
+        records = self.dataset.splits[self.split]
+        return RecordSplit(replace(self.dataset, splits={**self.dataset.splits,
+                                                         self.split: [records[i] for i in indices]}), self.split)
 
-def evaluation_arrays(splits: Splits | SceneSplits, spec: PreprocessSpec, split: str | None = None
-                      ) -> tuple[np.ndarray, np.ndarray | list[tuple[np.ndarray, np.ndarray]]]:
-    """The test split (or `split` of scenes), preprocessed, in its order, never augmented: model
-    inputs float32 [N, H, W, C] and targets: labels int32 [N]; class maps int32 [N, H, W] with
-    255 = void, at the model's input size; or, for detection, one (boxes float32 [K, 4] x1 y1 x2 y2
-    in pixels of the model input, classes int32 [K]) pair per image."""
-    if isinstance(splits, SceneSplits):
+    def batches(self, spec: PreprocessSpec, batch_size: int, targets: str, num_classes: int, *,
+                training: bool = False, augment: AugmentConfig | None = None, seed: int = 0) -> tf.data.Dataset:
         from tfpipe.data.annotated import make_annotated_dataset
 
-        batches = list(make_annotated_dataset(splits.dataset, split or splits.test, spec, 64, splits.task)
-                       .as_numpy_iterator())
+        return make_annotated_dataset(self.dataset, self.split, spec, batch_size, targets, training=training,
+                                      augment=augment, seed=seed)
+
+    def arrays(self, spec: PreprocessSpec, targets: str, batch_size: int):
+        batches = list(self.batches(spec, batch_size, targets, 0).as_numpy_iterator())
         inputs = np.concatenate([x for x, _ in batches])
-        if splits.task == "detection":
+        if targets == "boxes":
             return inputs, [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int32))
                             for _, y in batches for b, c in zip(y["boxes"], y["classes"], strict=True)]
         return inputs, np.concatenate([y[..., 0] for _, y in batches])
-    inputs = make_dataset(splits.test, spec, 512, len(splits.class_names), with_labels=False)
-    return np.concatenate(list(inputs.as_numpy_iterator())), splits.test.labels
+
+    def originals(self, count: int, split_name: str) -> list[tuple[str, np.ndarray]]:
+        from PIL import Image
+
+        out = []
+        for record in self.dataset.splits[self.split][:count]:
+            with Image.open(self.dataset.root / record.image) as image:
+                out.append((record.image, np.asarray(image.convert("RGB"), np.uint8)))
+        return out
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset as a task sees it. `val` is held out of training: it watches over-fitting and
+    tunes conversion choices (--max-drop); `test` is what the evaluator scores. A source without
+    a third split (FashionScenes, like Pascal VOC) uses its val split for both."""
+
+    name: str  # the dataset, for reports
+    train: Split
+    val: Split | None
+    test: Split
+    test_name: str  # which of the source's splits `test` is
+    class_names: tuple[str, ...]  # the model's classes (segmentation: background first)
+    targets: str = "labels"  # what the task learns from, one of TARGETS
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
+
+    def for_task(self, targets: str, class_names: tuple[str, ...]) -> Splits:
+        if targets not in TARGETS:
+            raise ValueError(f"targets {targets!r}: use one of {TARGETS}")
+        return replace(self, targets=targets, class_names=tuple(class_names))
+
+    def batches(self, split: Split, spec: PreprocessSpec, batch_size: int, **options) -> tf.data.Dataset:
+        return split.batches(spec, batch_size, self.targets, len(self.class_names), **options)
+
+    def calibration_inputs(self, spec: PreprocessSpec, count: int, seed: int = 0) -> np.ndarray:
+        """`count` training images drawn at random (seeded), preprocessed: float32 [count, H, W, C]."""
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(self.num_train, size=min(count, self.num_train), replace=False))
+        return self.train.subset(pick).arrays(spec, self.targets, 64)[0]
+
+    def held_out_arrays(self, spec: PreprocessSpec) -> tuple[np.ndarray, object]:
+        """Inputs and targets of the held-out split, so the test split stays unseen."""
+        if self.val is None or not len(self.val):
+            raise TfpipeError("data.val_samples is 0: selective quantization (--max-drop) needs a held-out split",
+                              "set data.val_samples, e.g. --set data.val_samples=5000")
+        return self.val.arrays(spec, self.targets, self.val.eval_batch)
+
+    def evaluation_arrays(self, spec: PreprocessSpec) -> tuple[np.ndarray, object]:
+        """The test split, preprocessed, in its order, never augmented: model inputs float32
+        [N, H, W, C] and targets: labels int32 [N]; class maps int32 [N, H, W] with 255 = void at
+        the model's input size; or, for boxes, one (boxes float32 [K, 4] x1 y1 x2 y2 in pixels of
+        the model input, classes int32 [K]) pair per image."""
+        return self.test.arrays(spec, self.targets, self.test.eval_batch)
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """The configured dataset, with its own class names and class-label targets (a task sets its
+    own with `Splits.for_task`): the built scenes (built on first use) when data.builtin names them,
+    else Fashion-MNIST's arrays. data.train_limit / test_limit keep the first N images of the train
+    / test split."""
+    if cfg.builtin:
+        return _load_scenes(cfg)
+    data = fashion_mnist.load(cfg.path, cfg.download)
+    images, labels = data["train"]
+    if cfg.train_limit:
+        images, labels = images[: cfg.train_limit], labels[: cfg.train_limit]
+    n_train = len(labels) - cfg.val_samples
+    val = ArraySplit(images[n_train:], labels[n_train:]) if cfg.val_samples else None
+    test_images, test_labels = data["test"]
+    if cfg.test_limit:
+        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
+    return Splits(cfg.dataset, ArraySplit(images[:n_train], labels[:n_train]), val,
+                  ArraySplit(test_images, test_labels), "test", tuple(data["class_names"]))
+
+
+def _load_scenes(cfg: DataConfig) -> Splits:
+    from tfpipe.data import fashion_scenes
+
+    root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.cache), cfg.scenes, cfg.path)
+    dataset = fashion_scenes.read(root, cfg.on_bad_sample)
+    train, val = RecordSplit(dataset, "train"), RecordSplit(dataset, "val")
+    if cfg.train_limit:
+        train = train.subset(np.arange(min(cfg.train_limit, len(train))))
+    if cfg.test_limit:
+        val = val.subset(np.arange(min(cfg.test_limit, len(val))))
+    return Splits(cfg.builtin, train, val, val, "val", tuple(dataset.class_names))

@@ -13,9 +13,9 @@ import numpy as np
 from tfpipe import io
 from tfpipe.config import Config
 from tfpipe.convert.external import folder_images
-from tfpipe.evaluate.classification import output_agreement
 from tfpipe.evaluate.parity import check_signatures, model_label, runtime_python, tflite_files
 from tfpipe.evaluate.sharding import predict_sharded
+from tfpipe.metrics.classification import output_agreement
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 

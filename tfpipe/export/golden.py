@@ -32,22 +32,10 @@ def _array(x: np.ndarray, **extra) -> dict:
 
 def images_of(cfg, count: int) -> list[tuple[str, np.ndarray]]:
     """(name, uint8 pixels [h, w, c]) of the first `count` images of the run's evaluation split."""
-    from tfpipe.data.pipeline import Splits, load_splits
+    from tfpipe import tasks
 
-    splits = load_splits(cfg.data, cfg.task)
-    if isinstance(splits, Splits):
-        images = splits.test.images[:count]
-        return [(f"test[{i}]", np.asarray(image, np.uint8).reshape(image.shape[0], image.shape[1], -1))
-                for i, image in enumerate(images)]
-    from PIL import Image
-
-    records = splits.dataset.splits[splits.test][:count]
-    out = []
-    for record in records:
-        with Image.open(splits.dataset.root / record.image) as image:
-            pixels = np.asarray(image.convert("RGB"), np.uint8)
-        out.append((record.image, pixels))
-    return out
+    splits = tasks.of(cfg).load_splits(cfg)
+    return splits.test.originals(count, splits.test_name)
 
 
 def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) -> dict:
@@ -73,13 +61,7 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
         outputs = {k: dequantize(v, interpreter.outputs[k]["scale"], interpreter.outputs[k]["zero_point"])
                    for k, v in raw.items()}
         prediction = bundle.decode(outputs, pixels.shape[:2], top_k)
-        if prediction.task == "classification":
-            expected = {"top": [[c, s] for c, s in prediction.top]}
-        elif prediction.task == "detection":
-            expected = {"boxes": np.round(prediction.boxes, 6).tolist(), "classes": prediction.classes,
-                        "scores": np.asarray(prediction.scores, np.float64).round(6).tolist()}
-        else:
-            expected = {"class_map": _array(prediction.class_map.astype(np.int32))}
+        expected = {k: _array(v) if isinstance(v, np.ndarray) else v for k, v in prediction.to_json().items()}
         samples.append({
             "name": name,
             "pixels": _array(pixels),

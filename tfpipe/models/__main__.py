@@ -45,7 +45,8 @@ def run(args, cfg) -> int:
                                             for task, (size, classes) in LISTING.items()))
         for name in models.registry.names():
             task = models.registry.get(name).task
-            model = _size(name, *((LISTING[task][0], 3, LISTING[task][1]) if task in LISTING else ()))
+            size, classes = LISTING.get(task, (None, None))  # else classification's ImageNet shape
+            model = _size(name, *((size, 3, classes) if size else ()))
             print(f"{name:<26} {task:<15} {model.count_params() / 1e6:>8.2f}M "
                   f"{multiply_adds(model) / 1e9:>9.3f}G")
         return 0

@@ -11,6 +11,7 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tfpipe.config import ModelConfig
 from tfpipe.errors import TfpipeError
@@ -24,18 +25,21 @@ MAIN_OUTPUT = PROBABILITIES
 _FROM_CONFIG = ("input_shape", "num_classes")
 
 
+def output_names(model) -> list[str]:
+    """The model's output names as built: tfmot renames a QAT copy's to quant_<name>; training
+    targets and the device contract use the float names."""
+    return [name.removeprefix("quant_") for name in model.output_names]
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
     task: str
     builder: Callable
     fixed: dict = field(default_factory=dict)
-    anchors: Callable | None = None  # detection: the model's anchors [N, 4] from the builder's arguments
-    cells: Callable | None = None  # YOLO: each anchor's grid cell (h, w) [N, 2]; it assigns by cell
-    rpn: Callable | None = None  # two-stage detectors: the region proposal network's anchors [A, 4]
-    # layers whose own arithmetic int8 conversion keeps in float (float kernels next to the int8
-    # ones, so the model runs on the CPU): Faster R-CNN's box and sampling arithmetic
-    float_layers: tuple[str, ...] = ()
+    # a detector's head (models/detection/head.py): anchors, training geometry, losses, targets,
+    # layers int8 keeps in float; None for the other tasks' models
+    head: Any = None
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -45,14 +49,10 @@ class Entry:
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, task: str, builder: Callable, *, anchors: Callable | None = None,
-             cells: Callable | None = None, rpn: Callable | None = None, float_layers: tuple[str, ...] = (),
-             **fixed) -> None:
+def register(name: str, task: str, builder: Callable, *, head=None, **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
-    if (task == "detection") != (anchors is not None) or ((cells or rpn) is not None and anchors is None):
-        raise ValueError(f"model {name!r}: a detector, and only a detector, registers its anchors")
-    _REGISTRY[name] = Entry(name, task, builder, fixed, anchors, cells, rpn, float_layers)
+    _REGISTRY[name] = Entry(name, task, builder, fixed, head)
 
 
 def names(task: str | None = None) -> list[str]:
@@ -90,8 +90,8 @@ def check(cfg: ModelConfig, task: str) -> Entry | None:
             close = difflib.get_close_matches(key, options, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"{cfg.name} accepts: {', '.join(options)}"
             raise TfpipeError(f"model.args: unknown option {key!r} for {cfg.name}", hint)
-    if entry.anchors is not None:  # a detector's anchor settings are checked before anything is built
-        _calling(cfg, entry.anchors, input_shape=(*cfg.input_size, cfg.channels), num_classes=0)
+    if entry.head is not None:  # a detector's anchor settings are checked before anything is built
+        _calling(cfg, entry.head.geometry, input_shape=(*cfg.input_size, cfg.channels), num_classes=0)
     return entry
 
 
@@ -113,31 +113,27 @@ def build(cfg: ModelConfig, task: str, num_classes: int):
     return _calling(cfg, entry.builder, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
 
 
+def head(cfg: ModelConfig):
+    """The detector head of model.name (None for a model without one, or an imported model)."""
+    return None if cfg.name == EXTERNAL else get(cfg.name).head
+
+
+def geometry(cfg: ModelConfig, num_classes: int) -> dict:
+    """A detector's geometry from its head: `anchors` [N, 4] (cy, cx, h, w), normalised, in the
+    order of its outputs, and what else its training needs (YOLO's `cells`, Faster R-CNN's `rpn`)."""
+    entry = check(cfg, get(cfg.name).task)
+    if entry.head is None:
+        raise TfpipeError(f"model.name: {cfg.name} is not a detector", "it has no anchors")
+    return _calling(cfg, entry.head.geometry, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
+
+
 def anchors(cfg: ModelConfig, num_classes: int):
     """A detector's anchors [N, 4] (cy, cx, h, w), normalised, in the order of its outputs."""
-    entry = check(cfg, "detection")
-    return _calling(cfg, entry.anchors, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
-
-
-def cells(cfg: ModelConfig, num_classes: int):
-    """A YOLO detector's grid cell (h, w) per anchor [N, 2], normalised; None for a detector that
-    matches by IoU (SSD)."""
-    entry = check(cfg, "detection")
-    if entry.cells is None:
-        return None
-    return _calling(cfg, entry.cells, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
-
-
-def rpn_anchors(cfg: ModelConfig, num_classes: int):
-    """A two-stage detector's region proposal anchors [A, 4] (cy, cx, h, w); None for one stage."""
-    entry = check(cfg, "detection")
-    if entry.rpn is None:
-        return None
-    return _calling(cfg, entry.rpn, input_shape=(*cfg.input_size, cfg.channels), num_classes=num_classes)
+    return geometry(cfg, num_classes)["anchors"]
 
 
 def float_layers(cfg: ModelConfig) -> tuple[str, ...]:
     """The layers int8 conversion keeps in float; none (integer kernels only) for most models and
     for an imported one."""
-    entry = check(cfg, get(cfg.name).task) if cfg.name != EXTERNAL else None
-    return () if entry is None else entry.float_layers
+    found = head(cfg)
+    return () if found is None else found.float_layers

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfpipe import io
+from tfpipe import io, tasks
 from tfpipe.backend import keras, tfmot, tfmot_quantize_configs
 from tfpipe.config import Config
-from tfpipe.data.pipeline import SceneSplits, Splits, calibration_inputs, load_splits
+from tfpipe.data.pipeline import Splits
 from tfpipe.rundir import RunDir
 
 # Layers tfmot's default registry does not know, by the QuantizeConfig they get. None has weights.
@@ -130,17 +130,17 @@ def load_qat_model(path: Path):
         return keras.models.load_model(path, compile=False)
 
 
-def finetune(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
+def finetune(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     """Fine-tune train/model.keras with QAT for qat.epochs; saves qat/model.h5."""
     from tfpipe.train.schedules import warmup_cosine
     from tfpipe.train.trainer import describe_validation, fit, load_float_model, steps_per_epoch
 
-    splits = splits or load_splits(cfg.data, cfg.task)
+    splits = splits or tasks.of(cfg).load_splits(cfg)
     keras.utils.set_random_seed(cfg.train.seed)
     float_model = load_float_model(run)
     model = apply_qat(float_model)
     spec = cfg.preprocess_spec()
-    images = calibration_inputs(splits, spec, cfg.convert.calibration_samples, cfg.train.seed)
+    images = splits.calibration_inputs(spec, cfg.convert.calibration_samples, cfg.train.seed)
     count = calibrate_ranges(model, float_model, images)
     print(f"Started {count} activation ranges at the float model's, measured on {len(images)} training images",
           flush=True)
@@ -155,7 +155,7 @@ def finetune(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = Non
     return run.qat_model
 
 
-def ensure_qat(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
+def ensure_qat(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     if run.qat_model.is_file():
         print(f"Using the QAT model {run.qat_model}", flush=True)
         return run.qat_model

@@ -8,14 +8,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
-    from tfpipe.data.pipeline import load_splits
+    from tfpipe import tasks
     from tfpipe.qat import finetune
     from tfpipe.rundir import RunDir
     from tfpipe.train.trainer import require_float_model
 
     run_dir = RunDir.for_config(cfg, args.workdir)
     require_float_model(run_dir)  # fails early, naming the missing file
-    splits = load_splits(cfg.data, cfg.task)
+    splits = tasks.of(cfg).load_splits(cfg)
     with run_dir.writer(cfg):
         run_dir.write_config(cfg)
         finetune(cfg, run_dir, splits)

@@ -13,7 +13,7 @@ are given back in the original image's pixels (the letterbox undone).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +25,54 @@ from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
 
 
 @dataclass
-class Prediction:
-    """One image's result: `top` [(class, score)] (classification), `boxes` [N, 4] x1 y1 x2 y2 in
-    the image's pixels with `classes` and `scores` (detection), or `class_map` [h, w] (segmentation)."""
+class TopClasses:
+    """A classifier's answer for one image: the `top` (class, score) pairs, best first."""
 
-    task: str
-    top: list[tuple[str, float]] = field(default_factory=list)
-    boxes: np.ndarray | None = None
-    classes: list[str] = field(default_factory=list)
-    scores: np.ndarray | None = None
-    class_map: np.ndarray | None = None
+    top: list[tuple[str, float]]
+
+    def lines(self, classes: list[str]) -> list[str]:
+        return [", ".join(f"{name} {score:.4f}" for name, score in self.top)]
+
+    def to_json(self) -> dict:
+        return {"top": [[c, s] for c, s in self.top]}
+
+
+@dataclass
+class Detections:
+    """A detector's answer: `boxes` [N, 4] x1 y1 x2 y2 in the image's pixels, `classes`, `scores`."""
+
+    boxes: np.ndarray
+    classes: list[str]
+    scores: np.ndarray
+
+    def lines(self, classes: list[str]) -> list[str]:
+        lines = [f"{len(self.classes)} detection(s)"]
+        for box, name, score in zip(self.boxes, self.classes, self.scores, strict=True):
+            lines.append(f"  {name} {score:.4f} at x1={box[0]:.1f} y1={box[1]:.1f} x2={box[2]:.1f} y2={box[3]:.1f}")
+        return lines
+
+    def to_json(self) -> dict:
+        return {"boxes": np.round(self.boxes, 6).tolist(), "classes": self.classes,
+                "scores": np.asarray(self.scores, np.float64).round(6).tolist()}
+
+
+@dataclass
+class ClassMap:
+    """A segmenter's answer: the class index per pixel of the image, `class_map` [h, w]."""
+
+    class_map: np.ndarray
+
+    def lines(self, classes: list[str]) -> list[str]:
+        counts = np.bincount(self.class_map.reshape(-1), minlength=len(classes))
+        share = counts / max(1, self.class_map.size)
+        return [", ".join(f"{classes[k]} {100 * share[k]:.1f}%" for k in np.argsort(-counts, kind="stable")
+                          if counts[k])]
+
+    def to_json(self) -> dict:
+        return {"class_map": self.class_map.astype(np.int32)}
+
+
+Prediction = TopClasses | Detections | ClassMap
 
 
 class Bundle:
@@ -58,6 +96,9 @@ class Bundle:
             raise TfpipeError(f"{path}: no {model!r} model", f"this bundle has: {', '.join(models) or 'none'}")
         self.entry = models[model]
         self.task = self.meta["task"]
+        if self.task not in DECODERS:
+            raise TfpipeError(f"{path}: task {self.task!r} is not one this runtime decodes",
+                              f"known: {', '.join(DECODERS)}; update tfpipe on the device")
         self.classes = list(self.meta["classes"])
         try:
             self.spec = PreprocessSpec.from_json(self.meta["preprocess"])
@@ -73,25 +114,29 @@ class Bundle:
                min_score: float = 0.0) -> Prediction:
         """Batch-1 float outputs -> the image's prediction (see the module docstring); detections
         scoring under `min_score` are left out."""
+        return DECODERS[self.task](self, outputs, image_hw, top_k, min_score)
+
+    def _top_classes(self, outputs, image_hw, top_k: int, min_score: float) -> TopClasses:
+        p = outputs[PROBABILITIES][0]
+        order = np.argsort(-p, kind="stable")[:top_k]
+        return TopClasses([(self.classes[i], float(p[i])) for i in order])
+
+    def _detections(self, outputs, image_hw, top_k: int, min_score: float) -> Detections:
         size = (self.spec.height, self.spec.width)
-        if self.task == "classification":
-            p = outputs[PROBABILITIES][0]
-            order = np.argsort(-p, kind="stable")[:top_k]
-            return Prediction(self.task, top=[(self.classes[i], float(p[i])) for i in order])
-        if self.task == "detection":
-            if "num_detections" in outputs:
-                boxes, classes, scores = detection.finished({k: v[0] for k, v in outputs.items()}, size)
-            else:
-                d = self.meta["detection"]
-                boxes, classes, scores = detection.detect(
-                    outputs[detection.BOXES][0], outputs[detection.SCORES][0], np.asarray(d["anchors"], np.float32),
-                    size, d["score_threshold"], d["nms_iou"], d["max_detections"])
-            keep = np.asarray(scores) >= min_score
-            return Prediction(self.task, boxes=self._to_image(np.asarray(boxes)[keep], image_hw),
-                              classes=[self.classes[int(c)] for c in np.asarray(classes)[keep]],
-                              scores=np.asarray(scores)[keep])
+        if "num_detections" in outputs:
+            boxes, classes, scores = detection.finished({k: v[0] for k, v in outputs.items()}, size)
+        else:
+            d = self.meta["detection"]
+            boxes, classes, scores = detection.detect(
+                outputs[detection.BOXES][0], outputs[detection.SCORES][0], np.asarray(d["anchors"], np.float32),
+                size, d["score_threshold"], d["nms_iou"], d["max_detections"])
+        keep = np.asarray(scores) >= min_score
+        return Detections(self._to_image(np.asarray(boxes)[keep], image_hw),
+                          [self.classes[int(c)] for c in np.asarray(classes)[keep]], np.asarray(scores)[keep])
+
+    def _class_map(self, outputs, image_hw, top_k: int, min_score: float) -> ClassMap:
         class_map = outputs[CLASS_MAP][0] if CLASS_MAP in outputs else np.argmax(outputs[PROBABILITIES][0], -1)
-        return Prediction(self.task, class_map=self._map_to_image(np.asarray(class_map).astype(np.int32), image_hw))
+        return ClassMap(self._map_to_image(np.asarray(class_map).astype(np.int32), image_hw))
 
     def _geometry(self, image_hw):
         h, w = image_hw
@@ -118,15 +163,11 @@ class Bundle:
         return inner[rows][:, cols]
 
 
+# model.json's task -> how its outputs become one image's answer
+DECODERS = {"classification": Bundle._top_classes, "detection": Bundle._detections,
+            "segmentation": Bundle._class_map}
+
+
 def describe(prediction: Prediction, classes: list[str]) -> list[str]:
     """The lines a runner prints for one prediction."""
-    if prediction.task == "classification":
-        return [", ".join(f"{name} {score:.4f}" for name, score in prediction.top)]
-    if prediction.task == "detection":
-        lines = [f"{len(prediction.classes)} detection(s)"]
-        for box, name, score in zip(prediction.boxes, prediction.classes, prediction.scores, strict=True):
-            lines.append(f"  {name} {score:.4f} at x1={box[0]:.1f} y1={box[1]:.1f} x2={box[2]:.1f} y2={box[3]:.1f}")
-        return lines
-    counts = np.bincount(prediction.class_map.reshape(-1), minlength=len(classes))
-    share = counts / max(1, prediction.class_map.size)
-    return [", ".join(f"{classes[k]} {100 * share[k]:.1f}%" for k in np.argsort(-counts, kind="stable") if counts[k])]
+    return prediction.lines(classes)

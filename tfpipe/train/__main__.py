@@ -8,11 +8,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
-    from tfpipe.data.pipeline import load_splits
+    from tfpipe import tasks
     from tfpipe.rundir import RunDir
     from tfpipe.train.trainer import train
 
-    splits = load_splits(cfg.data, cfg.task)  # bad data fails here, before the run directory is touched
+    splits = tasks.of(cfg).load_splits(cfg)  # bad data fails here, before the run directory is touched
     run_dir = RunDir.for_config(cfg, args.workdir)
     with run_dir.writer(cfg):
         run_dir.write_config(cfg)

@@ -10,36 +10,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from tfpipe import io, models
+from tfpipe import io, models, tasks
 from tfpipe.backend import keras, tf
 from tfpipe.config import Config
-from tfpipe.data.annotated import make_annotated_dataset
-from tfpipe.data.augment import build_augmenter
-from tfpipe.data.pipeline import SceneSplits, Splits, load_splits, make_dataset
+from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
-from tfpipe.models.detection.boxes import (
-    BOXES,
-    CLASS_PROBABILITIES,
-    OBJECTNESS,
-    SCORES,
-    training_targets,
-)
-from tfpipe.models.detection.faster_rcnn import HEAD, HEAD_PARTS, RPN_BOXES, RPN_OBJECTNESS, two_stage_targets
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
-from tfpipe.train.losses import (
-    IGNORE,
-    BoxLoss,
-    FastRCNNLoss,
-    FocalLoss,
-    ObjectnessLoss,
-    RpnObjectnessLoss,
-    SegmentationLoss,
-    YoloBoxLoss,
-    YoloClassLoss,
-)
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -53,125 +32,29 @@ def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
     return keras.optimizers.Adam(learning_rate, weight_decay=decay)
 
 
-def output_names(model) -> list[str]:
-    """The model's output names as built: tfmot renames a QAT copy's to quant_<name>; training
-    targets and the device contract use the float names."""
-    return [name.removeprefix("quant_") for name in model.output_names]
-
-
 def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                          label_smoothing: float | None = None) -> None:
-    """The task's loss on `probabilities`: cross-entropy with label smoothing (classification) or
-    tfpipe's SegmentationLoss (void pixels left out, optional class weights and Dice). A model with
-    auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) adds theirs, weighted by
-    train.aux_loss_weight. The metric (accuracy, or mIoU over labelled pixels) is the main output's."""
+    """The task's losses and metric on the model as training sees it, with the configured optimizer."""
     t = cfg.train
-    if cfg.task == "detection":
-        d = cfg.detection
-        cells = models.registry.cells(cfg.model, num_classes)
-        if models.registry.rpn_anchors(cfg.model, num_classes) is not None:  # Faster R-CNN: RPN + head
-            losses = {RPN_BOXES: BoxLoss(), RPN_OBJECTNESS: RpnObjectnessLoss(), HEAD: FastRCNNLoss(d.match_iou)}
-        elif cells is None:  # SSD: localisation (smooth L1 on positives) + confidence (focal)
-            losses = {BOXES: BoxLoss(), SCORES: FocalLoss(d.focal_alpha, d.focal_gamma)}
-        else:  # YOLO: coordinates, objectness with lambda_noobj, classification (its training_view)
-            anchors = models.registry.anchors(cfg.model, num_classes)
-            losses = {BOXES: YoloBoxLoss(anchors, cells, d.lambda_coord), OBJECTNESS: ObjectnessLoss(d.lambda_noobj),
-                      CLASS_PROBABILITIES: YoloClassLoss()}
-        model.compile(optimizer=make_optimizer(t.optimizer, learning_rate, t.weight_decay),
-                      loss=[losses[name] for name in output_names(model)])
-        return
-    if cfg.task == "segmentation":  # class_weights' length is checked with the config
-        loss = SegmentationLoss(num_classes, list(t.class_weights) if t.class_weights else None, t.dice_weight)
-        metric = keras.metrics.MeanIoU(num_classes, name="miou", ignore_class=IGNORE, sparse_y_pred=False)
-    else:
-        loss = keras.losses.CategoricalCrossentropy(
-            label_smoothing=t.label_smoothing if label_smoothing is None else label_smoothing)
-        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
-    optimizer = make_optimizer(t.optimizer, learning_rate, t.weight_decay)
-    if len(model.outputs) == 1:
-        model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
-        return
-    names = model.output_names
-    model.compile(optimizer=optimizer, loss={n: loss for n in names},
-                  loss_weights={n: 1.0 if n == MAIN_OUTPUT else t.aux_loss_weight for n in names},
-                  metrics={MAIN_OUTPUT: [metric]})
-
-
-def training_view(model):
-    """The model as training sees it. A YOLO detector (models/detection/yolo.py) exports
-    `box_encodings` and `class_scores`, the product of the objectness and the class probabilities
-    its loss trains: those two layers (tfmot's `quant_` copies in a QAT model) become the outputs
-    in place of the product. A Faster R-CNN (models/detection/faster_rcnn.py) trains its RPN's
-    outputs and its head's: proposals, encodings and softmax in one tensor, for the loss that
-    matches proposals to ground truths. The view shares every weight with `model`."""
-    layers = {layer.name.removeprefix("quant_"): layer for layer in model.layers}
-    if SCORES not in output_names(model):
-        return model
-    if RPN_OBJECTNESS in layers:  # Faster R-CNN: the RPN's outputs, and the head's with its proposals
-        head = keras.layers.Concatenate(name=HEAD)([layers[n].output for n in HEAD_PARTS])
-        return keras.Model(model.input, [layers[RPN_BOXES].output, layers[RPN_OBJECTNESS].output, head],
-                           name=model.name)
-    if OBJECTNESS not in layers:
-        return model
-    outputs = [model.outputs[output_names(model).index(BOXES)], layers[OBJECTNESS].output,
-               layers[CLASS_PROBABILITIES].output]
-    return keras.Model(model.input, outputs, name=model.name)
-
-
-def training_batches(cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, model
-                     ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """(training batches, augmented and shuffled; validation batches or None) for the task, with
-    targets as `model` takes them: a detector's per-anchor targets in the order of its outputs, and
-    for auxiliary outputs a copy of the main target each."""
-    if isinstance(splits, SceneSplits):
-        train_ds = make_annotated_dataset(splits.dataset, splits.train, spec, cfg.train.batch_size, splits.task,
-                                          training=True, augment=cfg.augment, seed=cfg.train.seed)
-        val_ds = make_annotated_dataset(splits.dataset, splits.test, spec, cfg.train.batch_size, splits.task)
-        if splits.task == "detection":  # ground-truth boxes -> per-anchor targets of this model
-            anchors = models.registry.anchors(cfg.model, len(splits.class_names))
-            cells = models.registry.cells(cfg.model, len(splits.class_names))
-            rpn = models.registry.rpn_anchors(cfg.model, len(splits.class_names))
-            names = output_names(model)
-
-            def to_targets(x, y):
-                if rpn is not None:
-                    targets = two_stage_targets(x, y["boxes"], y["classes"], rpn)
-                else:
-                    targets = training_targets(x, y["boxes"], y["classes"], anchors, cfg.detection.match_iou, cells)
-                return x, tuple(targets[n] for n in names)
-
-            return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),
-                    val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE))
-        return _per_output(model, train_ds), _per_output(model, val_ds)
-    num_classes = len(splits.class_names)
-    train_ds = make_dataset(splits.train, spec, cfg.train.batch_size, num_classes, training=True,
-                            augmenter=build_augmenter(cfg.augment, cfg.train.seed), seed=cfg.train.seed)
-    val_ds = make_dataset(splits.val, spec, cfg.train.batch_size, num_classes) if splits.val else None
-    return _per_output(model, train_ds), _per_output(model, val_ds)
-
-
-def _per_output(model, ds: tf.data.Dataset | None) -> tf.data.Dataset | None:
-    """Auxiliary outputs (GoogLeNet's classifiers, PSPNet's `aux`) learn the main target."""
-    if ds is None or len(model.outputs) == 1:
-        return ds
-    names = model.output_names
-    return ds.map(lambda x, y: (x, {n: y for n in names}))
+    tasks.of(cfg).compile(model, cfg, num_classes, make_optimizer(t.optimizer, learning_rate, t.weight_decay),
+                          label_smoothing)
 
 
 def has_backup(checkpoints: Path) -> bool:
     return any(checkpoints.rglob("checkpoint"))
 
 
-def fit(model, cfg: Config, splits: Splits | SceneSplits, spec: PreprocessSpec, *, epochs: int, learning_rate,
+def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate,
         out_dir: Path, label_smoothing: float | None = None, initial_epoch: int = 0,
         checkpoints: Path | None = None) -> keras.callbacks.History:
     """The one training loop, shared by float training, its frozen phase, QAT and the search.
 
     Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
     deleted, so the rerun (with a lower rate) starts afresh instead of resuming the blow-up."""
-    model = training_view(model)
+    task = tasks.of(cfg)
+    model = task.training_view(model, cfg)
     compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
-    train_ds, val_ds = training_batches(cfg, splits, spec, model)
+    train_ds, val_ds = task.training_batches(cfg, splits, spec, model)
     checkpoints = checkpoints or out_dir / "checkpoints"
     history_csv = out_dir / "history.csv"
     if initial_epoch == 0 and not has_backup(checkpoints) and history_csv.exists():
@@ -208,7 +91,7 @@ def describe_validation(history: keras.callbacks.History) -> str:
     return f", validation {score[0]} {score[1]:.4f}" if score else ""
 
 
-def steps_per_epoch(cfg: Config, splits: Splits | SceneSplits) -> int:
+def steps_per_epoch(cfg: Config, splits: Splits) -> int:
     """Full batches per epoch (training drops the last partial one, so every step has the batch's
     statistics); a batch larger than the split would leave none."""
     if splits.num_train < cfg.train.batch_size:
@@ -238,13 +121,13 @@ def _is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def train(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
+def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     """Train the float model and save it to train/model.keras; returns that path.
 
     With train.pretrained and train.freeze_epochs, the transferred layers are frozen for the first
     epochs (saved to train/frozen_weights.h5 when that phase ends, so a kill after it does not
     repeat it), then all layers train at train.finetune_lr_factor x the rate."""
-    splits = splits or load_splits(cfg.data, cfg.task)
+    splits = splits or tasks.of(cfg).load_splits(cfg)
     spec = cfg.preprocess_spec()
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = distribution(cfg.train.strategy)
@@ -280,8 +163,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) 
             schedule = make_schedule(cfg.train, steps)
         history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
                       initial_epoch=frozen_epochs)
-    if len(model.outputs) > 1 and cfg.task != "detection":  # auxiliary classifiers only serve training
-        model = keras.Model(model.input, model.get_layer(MAIN_OUTPUT).output, name=model.name)
+    model = tasks.of(cfg).trained_model(model)
     if _is_chief(strategy):
         io.write_with(run.float_model, lambda tmp: model.save(tmp))
     print(f"Saved the float model to {run.float_model}{describe_validation(history)}", flush=True)
@@ -299,7 +181,7 @@ def load_float_model(run: RunDir):
     return keras.models.load_model(require_float_model(run), compile=False)
 
 
-def ensure_trained(cfg: Config, run: RunDir, splits: Splits | SceneSplits | None = None) -> Path:
+def ensure_trained(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     """Reuse train/model.keras when present, otherwise train it (and say so)."""
     if run.float_model.is_file():
         print(f"Using the trained float model {run.float_model}", flush=True)

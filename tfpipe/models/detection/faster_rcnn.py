@@ -25,7 +25,7 @@ and `rcnn_head` (proposals, head box encodings and probabilities, concatenated f
 matches proposals to ground truths).
 
 int8: the convolutions and dense layers are int8; the proposals' decoding, RoIAlign's sampling
-arithmetic and the final box encoding stay float (`FLOAT_LAYERS`; FLOOR and CAST have no integer
+arithmetic and the final box encoding stay float (`TwoStageHead.float_layers`; FLOOR and CAST have no integer
 kernels anyway), so the model runs on the CPU. The Edge TPU checker names the first op it cannot map.
 """
 
@@ -40,6 +40,8 @@ from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.resnet import resnet
 from tfpipe.models.detection import anchors as A
 from tfpipe.models.detection.boxes import BOXES, OBJECTNESS, SCORES, pixels_to_normalised, training_targets
+from tfpipe.models.detection.head import Head
+from tfpipe.models.detection.losses import BoxLoss, FastRCNNLoss, RpnObjectnessLoss
 from tfpipe.models.registry import register
 from tfpipe.runtime.detection import SCALES
 
@@ -224,13 +226,6 @@ def _rpn(input_shape, num_classes: int = 0, sizes=(0.15, 0.3, 0.6), ratios=(0.5,
     return rpn_anchors(input_shape, sizes, ratios)
 
 
-# In int8 the proposals' decoding, RoIAlign's sampling arithmetic and the final box encoding stay
-# float: calibrated int8 there cost 2.9 mAP points against the QAT Keras model (+0.24 with them float)
-FLOAT_LAYERS = ("proposals", "roi_align", BOXES)
-register("faster_rcnn", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, float_layers=FLOAT_LAYERS)
-register("faster_rcnn_resnet18", "detection", faster_rcnn, anchors=_anchors, rpn=_rpn, float_layers=FLOAT_LAYERS,
-         depth=18)
-
 
 # Faster R-CNN's RPN (section 3.1.2): an anchor is an object at IoU >= 0.7 with a ground truth (or
 # as a ground truth's best anchor), background below 0.3, and left out in between.
@@ -250,3 +245,36 @@ def two_stage_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.Rag
     ids = (tf.cast(classes, tf.float32) + 1.0)[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS])
     ground_truth = tf.concat([corners, ids[..., None]], -1)
     return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[OBJECTNESS], HEAD: ground_truth}
+
+
+class TwoStageHead(Head):
+    """Faster R-CNN's training (approximate joint training): the RPN learns its anchors' targets
+    (smooth L1 + the balanced objectness term), the second stage its proposals', matched inside the
+    loss because the proposals exist only in the model."""
+
+    # In int8 the proposals' decoding, RoIAlign's sampling arithmetic and the final box encoding
+    # stay float: calibrated int8 there cost 2.9 mAP points against the QAT Keras model (+0.24 with
+    # them float)
+    float_layers = ("proposals", "roi_align", BOXES)
+
+    def __init__(self):
+        super().__init__(_anchors)
+
+    def geometry(self, **builder_args) -> dict:
+        return {"anchors": _anchors(**builder_args), "rpn": _rpn(**builder_args)}
+
+    def losses(self, settings, geometry: dict) -> dict:
+        return {RPN_BOXES: BoxLoss(), RPN_OBJECTNESS: RpnObjectnessLoss(), HEAD: FastRCNNLoss(settings.match_iou)}
+
+    def training_view(self, model, layers: dict):
+        """The RPN's outputs, and the head's proposals, encodings and softmax in one tensor."""
+        head = keras.layers.Concatenate(name=HEAD)([layers[n].output for n in HEAD_PARTS])
+        return keras.Model(model.input, [layers[RPN_BOXES].output, layers[RPN_OBJECTNESS].output, head],
+                           name=model.name)
+
+    def targets(self, images, boxes, classes, settings, geometry: dict) -> dict:
+        return two_stage_targets(images, boxes, classes, geometry["rpn"])
+
+
+register("faster_rcnn", "detection", faster_rcnn, head=TwoStageHead())
+register("faster_rcnn_resnet18", "detection", faster_rcnn, head=TwoStageHead(), depth=18)

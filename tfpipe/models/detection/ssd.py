@@ -9,7 +9,7 @@ encodings and anchors x classes scores.
 
 Outputs, flattened level by level in the anchors' order (models/detection/anchors.py):
 `box_encodings` [B, N, 4] (ty, tx, th, tw) and `class_scores` [B, N, classes], a sigmoid per
-class (background is every score low), trained with the focal loss (train/losses.py). Sigmoid,
+class (background is every score low), trained with the focal loss (models/detection/losses.py). Sigmoid,
 not SSD's softmax over background + classes: the Edge TPU maps LOGISTIC at any size, while its
 SOFTMAX takes one 1-D input of at most 16,000 elements, which would leave the scores on the CPU.
 Two outputs, not one: int8 gives every tensor one scale, and box offsets and probabilities in one
@@ -34,6 +34,7 @@ from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.mobilenet import mobilenet_v2
 from tfpipe.models.detection import anchors as A
 from tfpipe.models.detection.boxes import BOXES, SCORES
+from tfpipe.models.detection.head import Head
 from tfpipe.models.registry import register
 
 L = keras.layers
@@ -110,5 +111,6 @@ def ssdlite_mobilenet_v2(input_shape, num_classes: int, width: float = 1.0, extr
     return keras.Model(backbone.input, [box_encodings, class_scores], name=f"ssdlite_mobilenet_v2_{width:g}")
 
 
-register("ssdlite_mobilenet_v2", "detection", ssdlite_mobilenet_v2, anchors=ssd_anchors)
-register("ssdlite_mnv2", "detection", ssdlite_mobilenet_v2, anchors=ssd_anchors, width=0.5)
+HEAD = Head(ssd_anchors)  # IoU matching, smooth L1 + focal loss: the base head
+register("ssdlite_mobilenet_v2", "detection", ssdlite_mobilenet_v2, head=HEAD)
+register("ssdlite_mnv2", "detection", ssdlite_mobilenet_v2, head=HEAD, width=0.5)

@@ -42,8 +42,10 @@ from tfpipe.models.blocks import SpaceToDepth, conv_bn
 from tfpipe.models.classification.darknet import darknet19, darknet53
 from tfpipe.models.classification.mobilenet import mobilenet_v2
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES
-from tfpipe.models.registry import register
+from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES, training_targets
+from tfpipe.models.detection.head import Head
+from tfpipe.models.detection.losses import ObjectnessLoss, YoloBoxLoss, YoloClassLoss
+from tfpipe.models.registry import output_names, register
 from tfpipe.runtime.detection import SCALES
 
 L = keras.layers
@@ -280,16 +282,32 @@ def _v3_tiny_layout(input_shape, num_classes: int = 0, priors=V3_TINY_PRIORS, **
     return layout(input_shape, (16, 32), priors)
 
 
-def _anchors(layout_fn):
-    def anchors(input_shape, num_classes: int = 0, **args):
-        return layout_fn(input_shape, num_classes, **args)[0]
-    return anchors
+class YoloHead(Head):
+    """YOLO's training: each ground truth goes to the best-shaped prior of the grid cell holding its
+    centre (boxes.yolo_assign, which needs each anchor's cell); the loss has YOLO's three terms on
+    the factors of the exported scores: coordinates, objectness (with lambda_noobj) and classes."""
 
+    def __init__(self, layout_fn):
+        super().__init__(lambda **args: layout_fn(**args)[0])
+        self._layout = layout_fn
 
-def _cells(layout_fn):
-    def cells(input_shape, num_classes: int = 0, **args):
-        return layout_fn(input_shape, num_classes, **args)[1]
-    return cells
+    def geometry(self, **builder_args) -> dict:
+        anchors, cells = self._layout(**builder_args)
+        return {"anchors": anchors, "cells": cells}
+
+    def losses(self, settings, geometry: dict) -> dict:
+        return {BOXES: YoloBoxLoss(geometry["anchors"], geometry["cells"], settings.lambda_coord),
+                OBJECTNESS: ObjectnessLoss(settings.lambda_noobj), CLASS_PROBABILITIES: YoloClassLoss()}
+
+    def training_view(self, model, layers: dict):
+        """`objectness` and `class_probabilities` (tfmot's `quant_` copies in a QAT model) become
+        outputs in place of their product `class_scores`, which the device reads."""
+        outputs = [model.outputs[output_names(model).index(BOXES)], layers[OBJECTNESS].output,
+                   layers[CLASS_PROBABILITIES].output]
+        return keras.Model(model.input, outputs, name=model.name)
+
+    def targets(self, images, boxes, classes, settings, geometry: dict) -> dict:
+        return training_targets(images, boxes, classes, geometry["anchors"], settings.match_iou, geometry["cells"])
 
 
 for _name, _builder, _layout, _fixed in (
@@ -299,4 +317,4 @@ for _name, _builder, _layout, _fixed in (
         ("yolov3_mnv2", yolo_v3, _v3_layout, {"backbone": "mobilenet_v2"}),
         ("yolov3_darknet53", yolo_v3, _v3_layout, {"backbone": "darknet53"}),
         ("yolov3_tiny", yolo_v3_tiny, _v3_tiny_layout, {})):
-    register(_name, "detection", _builder, anchors=_anchors(_layout), cells=_cells(_layout), **_fixed)
+    register(_name, "detection", _builder, head=YoloHead(_layout), **_fixed)

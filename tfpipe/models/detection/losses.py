@@ -1,54 +1,11 @@
-"""Segmentation losses over per-pixel class maps in which 255 marks void pixels (VOC's border).
-
-`SegmentationLoss` is the softmax cross-entropy averaged over the labelled pixels only (a void pixel
-adds nothing to the loss or to the count), with optional per-class weights (weighted mean, as
-PyTorch's CrossEntropyLoss(weight=..., ignore_index=255)) and optional soft Dice added with a weight.
-The model's output is the `probabilities` softmax; labels are integer maps [batch, H, W].
-"""
+"""The detector families' losses (SSD: smooth L1 + focal; YOLO: coordinates, objectness, classes;
+Faster R-CNN: the RPN's and the second stage's). Each family's head (models/detection/head.py)
+picks its own; targets come from models/detection/boxes.py."""
 
 from __future__ import annotations
 
 from tfpipe.backend import keras, tf
 from tfpipe.runtime.detection import SCALES
-
-IGNORE = 255
-
-
-@keras.utils.register_keras_serializable(package="tfpipe")
-class SegmentationLoss(keras.losses.Loss):
-    def __init__(self, num_classes: int, class_weights: list[float] | None = None, dice_weight: float = 0.0,
-                 ignore_index: int = IGNORE, name: str = "segmentation_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if class_weights is not None and len(class_weights) != num_classes:
-            raise ValueError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
-        self.num_classes, self.class_weights = num_classes, class_weights
-        self.dice_weight, self.ignore_index = dice_weight, ignore_index
-
-    def call(self, y_true, y_pred):
-        labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
-        valid = tf.cast(tf.not_equal(labels, self.ignore_index), y_pred.dtype)
-        safe = tf.where(labels == self.ignore_index, 0, labels)
-        one_hot = tf.one_hot(safe, self.num_classes, dtype=y_pred.dtype)
-        probabilities = tf.clip_by_value(y_pred, 1e-7, 1.0)
-        nll = -tf.reduce_sum(one_hot * tf.math.log(probabilities), axis=-1)
-        weights = valid
-        if self.class_weights is not None:
-            weights = weights * tf.gather(tf.constant(self.class_weights, y_pred.dtype), safe)
-        axes = tf.range(1, tf.rank(nll))
-        # per image: the weighted mean over its labelled pixels (an all-void image contributes 0)
-        loss = tf.math.divide_no_nan(tf.reduce_sum(nll * weights, axes), tf.reduce_sum(weights, axes))
-        if self.dice_weight:
-            mask = valid[..., None]
-            spatial = tf.range(1, tf.rank(y_pred) - 1)
-            overlap = tf.reduce_sum(one_hot * y_pred * mask, spatial)
-            total = tf.reduce_sum((one_hot + y_pred) * mask, spatial)
-            dice = tf.reduce_mean((2 * overlap + 1) / (total + 1), axis=-1)  # per class, smoothed by 1
-            loss = loss + self.dice_weight * (1 - dice)
-        return loss
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "class_weights": self.class_weights,
-                "dice_weight": self.dice_weight, "ignore_index": self.ignore_index}
 
 
 @keras.utils.register_keras_serializable(package="tfpipe")
