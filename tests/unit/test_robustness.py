@@ -371,3 +371,24 @@ def test_a_decompression_bomb_is_one_line(tmp_path):
         folder_images(tmp_path, PreprocessSpec(height=28, width=28, channels=1), 10, 0)
     with pytest.raises(TfpipeError, match="big.png: unreadable or corrupt image"):
         image_size(tmp_path / "big.png")
+
+
+def test_an_op_the_16x8_quantizer_cannot_take_is_one_line():
+    """U-Net's DEPTH_TO_SPACE (and a detector's post-processing op) stopped int16x8 conversion
+    with a RuntimeError traceback from TFLite's calibrator."""
+    import numpy as np
+
+    from tfpipe.backend import keras
+    from tfpipe.convert.tflite import to_tflite
+    from tfpipe.models.segmentation.common import DepthToSpace
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 1)(inputs)
+    outputs = keras.layers.Softmax(name="probabilities")(keras.layers.Conv2D(4, 1)(DepthToSpace(2)(x)))
+    model = keras.Model(inputs, outputs, name="upsampler")
+    calibration = np.random.default_rng(0).random((4, 8, 8, 3), np.float32)
+    with pytest.raises(TfpipeError) as e:
+        to_tflite(model, "int16x8", "float", calibration)
+    assert e.value.message == ("--quantize int16x8: TFLite's 16x8-bit quantizer has no kernel for DEPTH_TO_SPACE in "
+                               "upsampler")
+    assert to_tflite(model, "int8", "float", calibration)[4:8] == b"TFL3"  # int8 has the kernel

@@ -30,7 +30,7 @@ def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> st
     return requested or (cfg.convert.io_dtype if QUANT_MODES[quantize].integer_io else "float")
 
 
-def check_request(cfg: Config, quantize: str, io_dtype: str) -> None:
+def check_request(quantize: str, io_dtype: str) -> None:
     """Reject impossible combinations before anything is loaded or written."""
     if quantize not in QUANT_MODES:
         raise TfpipeError(f"--quantize: {quantize!r} is not accepted", f"use one of: {', '.join(QUANT_MODES)}")
@@ -39,7 +39,6 @@ def check_request(cfg: Config, quantize: str, io_dtype: str) -> None:
     if io_dtype != "float" and not QUANT_MODES[quantize].integer_io:
         raise TfpipeError(f"--io-dtype {io_dtype} needs --quantize int8 (got {quantize})",
                           "integer input/output exists only for full-integer models; use --io-dtype float")
-    tasks.of(cfg).check_conversion(cfg, quantize)
 
 
 def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
@@ -124,7 +123,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     from tfpipe.train.trainer import load_float_model
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
-    check_request(cfg, quantize, io_dtype)
+    check_request(quantize, io_dtype)
     task = tasks.of(cfg)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
     if images is None:
@@ -240,7 +239,7 @@ def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtyp
     from tfpipe.train.trainer import ensure_trained
 
     for mode in modes:
-        check_request(cfg, mode, io_dtype_for(cfg, mode, io_dtype))
+        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
     splits = tasks.of(cfg).load_splits(cfg)
     run.write_config(cfg)
     ensure_trained(cfg, run, splits)

@@ -4,6 +4,8 @@ policy (which modes, which model, the bundle) is convert/converter.py's."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
@@ -12,6 +14,8 @@ from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT, output_names
 from tfpipe.runtime.contract import CLASS_MAP, QUANT_MODES
 
+# the converter's message when its quantizer meets an op it has no quantized kernel for
+UNSUPPORTED_OP = re.compile(r"Quantization to (\S+) not yet supported for op: '([^']+)'")
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
 
 
@@ -100,10 +104,18 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | dic
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     with native_output_silenced((1, 2)):
-        if quantize == "int8" and float_layers:
-            data = _int8_keeping_float(converter, float_layers, io_dtype)
-        else:
-            data = converter.convert()
+        try:
+            if quantize == "int8" and float_layers:
+                data = _int8_keeping_float(converter, float_layers, io_dtype)
+            else:
+                data = converter.convert()
+        except RuntimeError as e:
+            unsupported = UNSUPPORTED_OP.search(str(e))
+            if unsupported is None:
+                raise
+            # e.g. DEPTH_TO_SPACE (U-Net's upsampling) and the detection post-processing op (CUSTOM)
+            raise TfpipeError(f"--quantize {quantize}: TFLite's {unsupported[1]} quantizer has no kernel for "
+                              f"{unsupported[2]} in {model.name}", "choose another mode, e.g. int8") from None
     return data if postprocess is None else postprocess_last(data)
 
 

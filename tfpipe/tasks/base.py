@@ -86,9 +86,6 @@ class Task:
         post-processing op), or None."""
         return None
 
-    def check_conversion(self, cfg: Config, quantize: str) -> None:
-        """Refuse a conversion this task's graph cannot take, before anything is loaded."""
-
     # evaluation ---------------------------------------------------------------------------------
     def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
         raise NotImplementedError

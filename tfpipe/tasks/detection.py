@@ -97,13 +97,6 @@ class Detection(Task):
             return None
         return registry.anchors(cfg.model, num_classes), cfg.detection
 
-    def check_conversion(self, cfg: Config, quantize: str) -> None:
-        if quantize == "int16x8" and cfg.convert.postprocess == "tflite_op":
-            # the converter's 16x8 quantizer stops at any custom op, with a traceback
-            raise TfpipeError("--quantize int16x8: TFLite's 16x8 quantizer cannot take the detection "
-                              "post-processing op (TFLite_Detection_PostProcess)",
-                              "convert int16x8 with --set convert.postprocess=raw, or choose int8")
-
     def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
         d = cfg.detection
         detect = partial(predictions, anchors=registry.anchors(cfg.model, len(class_names)),
