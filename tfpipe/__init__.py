@@ -2,6 +2,28 @@
 
 Importing this package is cheap: it only sets environment switches that must be in place
 before TensorFlow is first imported. TensorFlow itself is imported through `tfpipe.backend`.
+
+Floors, bottom up: a module imports only from its own floor or below, inside functions too
+(tests/unit/test_architecture.py reads this list and walks every import):
+
+    errors io
+    runtime
+    metrics plots
+    backend config rundir
+    data
+    models
+    tasks
+    train
+    qat
+    delegates
+    convert
+    evaluate
+    report
+    explain track
+    run cli check doctor search export __main__
+
+`runtime` imports no TensorFlow: a device runs the same decoding the evaluator verifies. Every
+`__main__` module is a command, on the top floor.
 """
 
 import os

@@ -94,3 +94,51 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     (package / "sub" / "b.py").write_text("def helper():\n    from .. import a\n    return a\n")
     (package / "c.py").write_text("from pkg import a\n")  # imports into the cycle, not part of it
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b"]]
+
+
+def floors(package: Path) -> list[list[str]]:
+    """The floor order written in the package's docstring: one floor a line, bottom first."""
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+    block = doc.split("Floors, bottom up")[1].split("\n\n")[1]
+    return [line.split() for line in block.strip().splitlines()]
+
+
+def upward_imports(graph: dict[str, set[str]], order: list[list[str]]) -> list[str]:
+    """Imports from a module to one on a higher floor. A module's floor is that of its first name
+    below the package (a `__main__` module is a command: the top floor); the package itself, which
+    only sets environment switches, is the ground."""
+    top = len(order) - 1
+    rooms = {room: level for level, names in enumerate(order) for room in names}
+
+    def floor(module: str) -> int:
+        parts = module.split(".")[1:]
+        if not parts:
+            return -1
+        if parts[-1] == "__main__":
+            return top
+        if parts[0] not in rooms:
+            raise AssertionError(f"{module}: its room {parts[0]!r} is on no floor of the package docstring")
+        return rooms[parts[0]]
+
+    return [f"{module} ({order[floor(module)][0]} floor) imports {target} ({order[floor(target)][0]} floor)"
+            for module in sorted(graph) for target in sorted(graph[module]) if floor(target) > floor(module)]
+
+
+def test_every_import_goes_down_the_floors_of_the_package_docstring():
+    graph = import_graph(REPO / "tfpipe")
+    upward = upward_imports(graph, floors(REPO / "tfpipe"))
+    assert not upward, "imports against the floor order in tfpipe/__init__.py:\n" + "\n".join(upward)
+
+
+def test_an_upward_import_is_found(tmp_path):
+    """The check itself: a low floor reaching up, even inside a function, fails; down is fine."""
+    package = tmp_path / "pkg"
+    (package / "low").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""Floors, bottom up:\n\n    low\n    high\n"""\n')
+    (package / "low" / "__init__.py").write_text("")
+    (package / "low" / "a.py").write_text("def f():\n    from pkg.high import g\n")
+    (package / "high.py").write_text("from pkg.low import a\n")
+    (package / "__main__.py").write_text("from pkg import high\n")
+    graph = import_graph(package)
+    assert floors(package) == [["low"], ["high"]]
+    assert upward_imports(graph, floors(package)) == ["pkg.low.a (low floor) imports pkg.high (high floor)"]

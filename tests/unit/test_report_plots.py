@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from tfpipe import plots
 from tfpipe.metrics.detection import ImageBoxes, coco_metrics
 from tfpipe.metrics.segmentation import confusion, segmentation_metrics
-from tfpipe.report import plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -82,7 +82,8 @@ def segmentation_report() -> dict:
 
 
 def test_the_report_speaks_miou_and_draws_the_maps(tmp_path, capsys):
-    from tfpipe.report import Evaluation, per_class_rows, publish, table_rows
+    from tfpipe.evaluate.result import Evaluation
+    from tfpipe.report import per_class_rows, publish, table_rows
 
     report = segmentation_report()
     rows = table_rows(report)

@@ -157,7 +157,7 @@ train:
 
 def test_write_priors_edits_only_the_priors_line(tmp_path):
     from tfpipe.config import load_config
-    from tfpipe.data.priors import write_priors
+    from tfpipe.models.detection.priors import write_priors
 
     path = tmp_path / "yolo.yaml"
     path.write_text(CONFIG)
@@ -176,7 +176,7 @@ def test_write_priors_edits_only_the_priors_line(tmp_path):
 def test_model_input_sizes_follow_the_resize_policy():
     from types import SimpleNamespace
 
-    from tfpipe.data.priors import model_input_sizes
+    from tfpipe.models.detection.priors import model_input_sizes
 
     record = SimpleNamespace(boxes=np.array([[0, 0, 100, 50]]), width=200, height=100)
     np.testing.assert_allclose(model_input_sizes([record], (128, 128), "letterbox"), [[0.5, 0.25]])

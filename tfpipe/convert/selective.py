@@ -178,8 +178,7 @@ def describe(report: dict, metric: str) -> list[str]:
 
 def write_layer_errors(rows: list[dict], export: Path) -> list[Path]:
     """export/quant_debug_int8.csv (one row per quantized op, graph order) and its plot."""
-    from tfpipe import io
-    from tfpipe.report import plots
+    from tfpipe import io, plots
 
     table = _io.StringIO()
     writer = csv.writer(table)

@@ -72,7 +72,7 @@ def run(args, cfg) -> int:
 
     path = args.config or default_config()
     if args.command == "anchors":
-        from tfpipe.data.priors import compute, format_priors, write_priors
+        from tfpipe.models.detection.priors import compute, format_priors, write_priors
 
         cfg = load_config(path, args.overrides)
         priors, fit, boxes = compute(cfg, args.count, args.seed)

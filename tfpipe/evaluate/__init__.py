@@ -1,1 +1,1 @@
-"""Task metrics and parity of converted models with the float model."""
+"""Parity of converted models with the float model (the metrics themselves: tfpipe.metrics)."""

@@ -16,8 +16,8 @@ from tfpipe import tasks
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
+from tfpipe.evaluate.result import Evaluation
 from tfpipe.evaluate.sharding import predict_sharded
-from tfpipe.report import Evaluation
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
 from tfpipe.runtime.contract import PreprocessSpec

@@ -28,25 +28,13 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tfpipe import io
+from tfpipe import io, plots
 from tfpipe.errors import GateFailed
-from tfpipe.report import plots
-
-
-@dataclass
-class Evaluation:
-    report: dict  # what parity.json holds
-    images: dict[int, np.ndarray] = field(default_factory=dict)  # the gallery's test images by index
-    # segmentation galleries: "truth", "float" and each converted model's name -> index -> class map
-    class_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
-    # detection galleries: "truth", "float" and each converted model's name -> index -> ImageBoxes
-    boxes: dict[str, dict] = field(default_factory=dict)
-
+from tfpipe.evaluate.result import Evaluation
 
 GATE_METRICS = {"top1": "top-1", "miou": "mIoU", "map": "mAP"}
 
