@@ -11,15 +11,38 @@ def add_arguments(parser) -> None:
     pass
 
 
+def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
+                from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False):
+    """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
+    input fails here, before the run directory is touched), train, and run QAT for the modes made
+    from it, when the run has no such model (saying so), then convert each mode. Returns the
+    splits for evaluation."""
+    from tfpipe import tasks
+    from tfpipe.convert.converter import check_request, convert, io_dtype_for
+    from tfpipe.qat import ensure_qat
+    from tfpipe.runtime.contract import QUANT_MODES
+    from tfpipe.train.trainer import ensure_trained
+
+    for mode in modes:
+        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
+    splits = tasks.of(cfg).load_splits(cfg)
+    run_dir.write_config(cfg)
+    ensure_trained(cfg, run_dir, splits)
+    if from_qat and any(QUANT_MODES[mode].from_qat for mode in modes):
+        ensure_qat(cfg, run_dir, splits)
+    for mode in modes:
+        convert(cfg, run_dir, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)
+    return splits
+
+
 def run(args, cfg) -> int:
-    from tfpipe.convert.converter import export
     from tfpipe.evaluate.parity import evaluate
     from tfpipe.report import publish
     from tfpipe.rundir import RunDir
 
     run_dir = RunDir.for_config(cfg, args.workdir)
     with run_dir.writer(cfg):
-        splits = export(cfg, run_dir, cfg.convert.quantize)
+        splits = convert_run(cfg, run_dir, cfg.convert.quantize)
         return publish(evaluate(cfg, run_dir, splits=splits), run_dir.eval)
 
 

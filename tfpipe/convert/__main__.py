@@ -46,8 +46,9 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     from tfpipe import tasks
-    from tfpipe.convert.converter import export, modes_for_target
+    from tfpipe.convert.converter import modes_for_target
     from tfpipe.errors import TfpipeError
+    from tfpipe.run import convert_run
     from tfpipe.rundir import RunDir
 
     if args.from_qat and (args.max_drop is not None or args.debug_quant or args.model is not None):
@@ -67,7 +68,7 @@ def run(args, cfg) -> int:
     ptq = args.ptq or args.max_drop is not None or args.debug_quant  # both work on calibrated int8
     run_dir = RunDir.for_config(cfg, args.workdir)
     with run_dir.writer(cfg):
-        export(cfg, run_dir, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
+        convert_run(cfg, run_dir, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
                debug_quant=args.debug_quant)
     return 0
 

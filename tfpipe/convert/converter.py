@@ -1,4 +1,5 @@
-"""Keras -> .tflite in every quantization mode, with batch 1 and static shapes, plus the bundle.
+"""Keras -> .tflite in every quantization mode, with batch 1 and static shapes, plus the bundle
+(the train -> QAT -> convert orchestration is tfpipe.run.convert_run).
 
 Modes: none (fp32), fp16 (float16 weights), dynamic (int8 weights, float activations), int8
 (full integer: from the run's QAT model when it exists, else post-training calibration), int16x8
@@ -132,7 +133,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         raise TfpipeError("--max-drop/--debug-quant need labelled held-out data",
                           "give --calibration-data a config (its dataset's validation split is used)")
     selective = max_drop is not None and quantize == "int8"
-    use_qat = from_qat and not selective and quantize == "int8" and run.qat_model.is_file()
+    use_qat = from_qat and not selective and QUANT_MODES[quantize].from_qat and run.qat_model.is_file()
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
     source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     spec = cfg.preprocess_spec()
@@ -228,23 +229,3 @@ def check_delegates(path: Path, targets: list[str]) -> None:
         report = delegates.check(path, target)
         written = delegates.write(report, path)
         print("\n".join(delegates.summary_lines(report)) + f"\n  ({written.name})", flush=True)
-
-
-def export(cfg: Config, run: RunDir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
-           from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False) -> Splits:
-    """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
-    input fails here, before the run directory is touched), train and run QAT when the run has no
-    such model (saying so), then convert each mode. Returns the splits for evaluation."""
-    from tfpipe.qat import ensure_qat
-    from tfpipe.train.trainer import ensure_trained
-
-    for mode in modes:
-        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
-    splits = tasks.of(cfg).load_splits(cfg)
-    run.write_config(cfg)
-    ensure_trained(cfg, run, splits)
-    if "int8" in modes and from_qat:
-        ensure_qat(cfg, run, splits)
-    for mode in modes:
-        convert(cfg, run, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)
-    return splits

@@ -53,13 +53,14 @@ class QuantMode:
     calibrated: bool  # needs representative inputs (activation ranges), from calibration or QAT
     integer_io: bool  # may take and give uint8/int8 tensors (convert.io_dtype)
     targets: tuple[str, ...]  # the accelerators it is meant for (cpu runs every mode)
+    from_qat: bool = False  # converted from the run's QAT model when there is one (else calibrated)
 
 
 QUANT_MODES: dict[str, QuantMode] = {m.name: m for m in (
     QuantMode("none", "fp32", calibrated=False, integer_io=False, targets=("gpu",)),
     QuantMode("fp16", "fp16", calibrated=False, integer_io=False, targets=("gpu", "nnapi")),
     QuantMode("dynamic", "dynamic", calibrated=False, integer_io=False, targets=()),
-    QuantMode("int8", "int8", calibrated=True, integer_io=True, targets=("edgetpu", "nnapi")),
+    QuantMode("int8", "int8", calibrated=True, integer_io=True, targets=("edgetpu", "nnapi"), from_qat=True),
     QuantMode("int16x8", "int16x8", calibrated=True, integer_io=False, targets=()),
 )}
 IO_DTYPES = ("uint8", "int8", "float")
