@@ -32,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tfpipe import io, plots
+from tfpipe import io, plots, tasks
 from tfpipe.errors import GateFailed
 from tfpipe.evaluate.result import Evaluation
 
-GATE_METRICS = {"top1": "top-1", "miou": "mIoU", "map": "mAP"}
+# each task's gate metric by its key in parity.json -> how the report names it
+GATE_METRICS = {task.gate.metric: task.gate.label for task in tasks.TASKS.values()}
 
 
 def _fmt(value, spec: str) -> str:

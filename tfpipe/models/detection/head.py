@@ -25,7 +25,7 @@ class Head:
     float_layers: tuple[str, ...] = ()  # layers whose own arithmetic int8 conversion keeps in float
 
     def __init__(self, anchors: Callable):
-        self._anchors = anchors  # the builder's arguments -> anchors [N, 4] (cy, cy, h, w), normalised
+        self._anchors = anchors  # the builder's arguments -> anchors [N, 4] (cy, cx, h, w), normalised
 
     def geometry(self, **builder_args) -> dict:
         """What training needs of this variant's shape, from the builder's arguments; `anchors` is
