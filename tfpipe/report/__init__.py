@@ -37,7 +37,7 @@ from tfpipe.errors import GateFailed
 from tfpipe.evaluate.result import Evaluation
 
 # each task's gate metric by its key in parity.json -> how the report names it
-GATE_METRICS = {task.gate.metric: task.gate.label for task in tasks.TASKS.values()}
+GATE_METRICS = {t.gate.metric: t.gate.label for t in tasks.TASKS.values()}
 
 
 def _fmt(value, spec: str) -> str:

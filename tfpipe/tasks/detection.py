@@ -21,8 +21,6 @@ from tfpipe.models.registry import output_names
 from tfpipe.runtime.detection import BOXES, SCALES, SCORES
 from tfpipe.tasks.base import Gate, Scorer, Task
 
-POSTPROCESS_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
-
 
 class Detection(Task):
     name = "detection"
