@@ -59,6 +59,12 @@ def test_the_bundle_carries_the_anchors_and_the_op_outputs_and_the_edge_tpu_maps
     run, out = det_run
     bundle = json.loads(run.model_json.read_text())
     assert bundle["task"] == "detection" and len(bundle["detection"]["anchors"]) == 1364  # strides 8..128
+    from tfpipe.config import load_config
+    from tfpipe.models.registry import anchors
+
+    # exactly the float32 anchors the post-processing op embeds (the evaluator decodes with these)
+    cfg = load_config(CONFIG, list(TINY))
+    assert np.array_equal(np.asarray(bundle["detection"]["anchors"], np.float32), anchors(cfg.model, 10))
     assert set(bundle["outputs"]) == {"detection_boxes", "detection_classes", "detection_scores", "num_detections"}
     assert "TFLite_Detection_PostProcess" in bundle["models"]["int8"]["ops"]
     compat = json.loads((run.export / "compat_edgetpu.json").read_text())
@@ -116,6 +122,24 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
     assert f"golden parity: golden_detection.json: detection, 6 samples, {found} detections identical" in printed
     assert f"bundle: {raw_bundle}: detection, models fp32, int8, runs int8" in printed
     assert f"bundle: {run.model_json}: detection, models fp32, int8, runs int8" in printed
+
+
+def test_the_keras_model_is_decoded_as_model_json_says(det_run, tmp_path):
+    """The evaluator decodes the float model's raw outputs by model.json's settings (the device's
+    path), not the config's: a bundle whose score threshold no score passes leaves the float model
+    no detections, while the .tflite's post-processing op keeps its own."""
+    run, _ = det_run
+    shutil.copytree(run.root, tmp_path / "det")
+    path = tmp_path / "det" / "export" / "model.json"
+    bundle = json.loads(path.read_text())
+    bundle["detection"]["score_threshold"] = 1.0
+    path.write_text(json.dumps(bundle))
+    assert run_cli("tfpipe.evaluate.__main__", [*args(tmp_path), "--max-drop", "100", "--models",
+                                                str(tmp_path / "det" / "export" / "model_fp32.tflite")]) == 0
+    before = {m["name"]: m for m in json.loads((run.eval / "parity.json").read_text())["models"]}
+    after = {m["name"]: m for m in json.loads((tmp_path / "det" / "eval" / "parity.json").read_text())["models"]}
+    assert before["float"]["metrics"]["detections"] > 0 and after["float"]["metrics"]["detections"] == 0
+    assert after["fp32"]["metrics"] == before["fp32"]["metrics"]
 
 
 def test_the_zoo_table_has_a_detection_row_read_from_the_run(det_run, tmp_path):

@@ -97,3 +97,22 @@ def test_an_absent_delegate_is_bad_input_and_nothing_is_written(copy_run, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert {p: p.read_bytes() for p in (copy_run / "tiny" / "eval").rglob("*") if p.is_file()} == previous
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("preprocess", {"height": 48}, "model.json: preprocess height 48 (config: 32)"),
+    ("classes", ["a", "b"], "model.json: classes ['a', 'b'] differ from the dataset's"),
+])
+def test_a_model_json_that_does_not_describe_the_config_is_named_and_nothing_is_written(copy_run, capsys, field,
+                                                                                         value, message):
+    """Every model is decoded as model.json says (the device's path), so a bundle converted from
+    another config stops the evaluator before any work instead of being silently misread."""
+    path = copy_run / "tiny" / "export" / "model.json"
+    bundle = json.loads(path.read_text())
+    bundle[field] = {**bundle[field], **value} if isinstance(value, dict) else value
+    path.write_text(json.dumps(bundle))
+    previous = {p: p.read_bytes() for p in (copy_run / "tiny" / "eval").rglob("*") if p.is_file()}
+    assert evaluate(copy_run) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert {p: p.read_bytes() for p in (copy_run / "tiny" / "eval").rglob("*") if p.is_file()} == previous

@@ -13,6 +13,11 @@ SPEC = {"height": 64, "width": 64, "channels": 3, "resize": "letterbox", "scale"
         "channel_order": "rgb", "pad_value": 0.0}
 
 
+def detection_section(anchors, scales=(10.0, 10.0, 5.0, 5.0), **settings) -> dict:
+    return {"anchors": anchors, "box_coding": {"scales": list(scales)}, "score_threshold": 0.1, "nms_iou": 0.5,
+            "max_detections": 10, **settings}
+
+
 def bundle(tmp_path, task: str, **extra) -> Bundle:
     meta = {"format": "tfpipe-bundle/1", "task": task, "classes": ["a", "b", "c"], "preprocess": SPEC,
             "models": {"int8": {"file": "model_int8.tflite"}}, **extra}
@@ -35,8 +40,7 @@ def test_detections_of_the_op_come_back_in_the_images_pixels(tmp_path):
 
 def test_raw_detector_outputs_are_decoded_and_nmsed_on_the_bundles_anchors(tmp_path):
     anchors = [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]]
-    b = bundle(tmp_path, "detection", detection={"anchors": anchors, "score_threshold": 0.1, "nms_iou": 0.5,
-                                                 "max_detections": 10})
+    b = bundle(tmp_path, "detection", detection=detection_section(anchors))
     outputs = {"box_encodings": np.zeros((1, 2, 4), np.float32),
                "class_scores": np.array([[[0.8, 0.0, 0.0], [0.6, 0.0, 0.0]]], np.float32)}
     p = b.decode(outputs, (64, 64))
@@ -66,3 +70,35 @@ def test_a_missing_or_broken_bundle_is_named(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"task": "detection", "models": {}}))
     with pytest.raises(TfpipeError, match="model.json: not a tfpipe bundle \\(missing classes, preprocess\\)"):
         Bundle(tmp_path)
+
+
+def test_the_decoding_is_model_jsons_scales_anchors_and_settings(tmp_path):
+    """Contract.detections (the evaluator's decoding and the device's) reads every decoding fact from
+    model.json: changing one there changes the boxes."""
+    outputs = {"box_encodings": np.array([[1.0, 0.0, 0.0, 0.0]], np.float32),
+               "class_scores": np.array([[0.5, 0.0, 0.0]], np.float32)}
+    anchors = [[0.5, 0.5, 0.25, 0.25]]
+    boxes, classes, scores = bundle(tmp_path, "detection", detection=detection_section(anchors)).detections(outputs)
+    # x1 y1 x2 y2 in 64 px; ty 1 / scale 10: the centre moves 0.1 anchor heights down (y 0.525 +- 0.125)
+    np.testing.assert_allclose(boxes, [[24.0, 25.6, 40.0, 41.6]], atol=1e-4)
+    assert classes.tolist() == [0] and scores.tolist() == pytest.approx([0.5])
+    boxes, _, _ = bundle(tmp_path, "detection", detection=detection_section(anchors, scales=(1, 10, 5, 5))
+                         ).detections(outputs)
+    np.testing.assert_allclose(boxes, [[24.0, 40.0, 40.0, 56.0]], atol=1e-4)  # ty / 1: a whole anchor height down
+    _, classes, _ = bundle(tmp_path, "detection", detection=detection_section(anchors, score_threshold=0.6)
+                           ).detections(outputs)
+    assert classes.tolist() == []
+
+
+@pytest.mark.parametrize("section, message", [
+    ({}, "detection: no 'anchors'"),
+    ({"anchors": [[0.5, 0.5, 0.1, 0.1]], "score_threshold": 0.1, "nms_iou": 0.5, "max_detections": 5},
+     "detection: no 'box_coding'"),
+    (detection_section([[0.5, 0.5, 0.1]]), "detection: anchors must be \\[N, 4\\]"),
+    (detection_section([[0.5, 0.5, 0.1, 0.1]], score_threshold="high"), "detection: malformed"),
+])
+def test_a_broken_detection_section_is_named_when_it_is_first_needed(tmp_path, section, message):
+    b = bundle(tmp_path, "detection", detection=section)
+    raw = {"box_encodings": np.zeros((1, 4), np.float32), "class_scores": np.zeros((1, 3), np.float32)}
+    with pytest.raises(TfpipeError, match=f"model.json: {message}"):
+        b.detections(raw)

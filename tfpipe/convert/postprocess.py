@@ -19,10 +19,10 @@ import numpy as np
 
 from tfpipe.backend import tf
 from tfpipe.config import DetectionConfig
+from tfpipe.runtime.contract import BOXES, POSTPROCESS_OUTPUTS, SCORES
 from tfpipe.runtime.detection import SCALES
 
 OP = "TFLite_Detection_PostProcess"
-OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
 
 def _attributes(cfg: DetectionConfig, num_classes: int) -> str:
@@ -55,7 +55,7 @@ def with_postprocess(model, anchors: np.ndarray, cfg: DetectionConfig, names: li
 
     def serve(x):
         raw = dict(zip(names, model(x, training=False), strict=True))
-        return dict(zip(OUTPUTS, op(raw["box_encodings"], raw["class_scores"], anchor_tensor), strict=True))
+        return dict(zip(POSTPROCESS_OUTPUTS, op(raw[BOXES], raw[SCORES], anchor_tensor), strict=True))
 
     return serve
 

@@ -39,7 +39,7 @@ def with_class_map(model):
 def serving_function(model, batch: int = 1, class_map: bool = False, postprocess=None):
     """A tf.function with a fixed batch and the model's output layer names as signature names
     (plus `class_map` when asked). `postprocess` (anchors, DetectionConfig) appends the detection
-    post-processing op instead: the outputs are then convert/postprocess.py's OUTPUTS."""
+    post-processing op instead: the outputs are then runtime/contract.py's POSTPROCESS_OUTPUTS."""
     shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
     specs = [tf.TensorSpec([batch, *shape[1:]], tf.float32, name=name)
              for shape, name in zip(shapes, model.input_names, strict=True)]

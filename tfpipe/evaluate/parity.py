@@ -1,8 +1,9 @@
 """Parity of every converted model with the Keras float model, on one data stream.
 
-The test split is preprocessed once by the one preprocess; the same float32 inputs go to Keras and
-to each .tflite (in runtime workers that quantize them by the model's own input parameters), and
-the same metric code scores every model's outputs.
+The test split is preprocessed once, as the run's model.json says; the same float32 inputs go to
+Keras and to each .tflite (in runtime workers that quantize them by the model's own input
+parameters); every model's outputs are decoded as model.json says, by the code a device runs
+(tfpipe.runtime.bundle.Contract), and scored by the same metric code.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tfpipe.evaluate.result import Evaluation
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
+from tfpipe.runtime.bundle import Contract
 from tfpipe.runtime.contract import PreprocessSpec
 
 SCHEMA = "tfpipe-parity/1"
@@ -50,6 +52,25 @@ def check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: s
                               f"{', '.join(sorted(worker.outputs))})",
                               "evaluate models converted by tfpipe for this run's task, or convert it with "
                               "`python -m tfpipe.convert --model`")
+
+
+def read_contract(cfg: Config, run: RunDir, class_names: tuple[str, ...]) -> Contract:
+    """The run's model.json, which every model is decoded by (as on a device), checked against the
+    config and data being evaluated: a bundle converted from another config is one line naming the
+    field, not a silent misreading."""
+    contract = Contract(run.export)
+    hint = "convert the run again (python -m tfpipe.convert) so model.json describes this config"
+    if contract.task != cfg.task:
+        raise TfpipeError(f"{contract.path}: task {contract.task!r}, but the config's is {cfg.task!r}", hint)
+    if tuple(contract.classes) != tuple(class_names):
+        raise TfpipeError(f"{contract.path}: classes {contract.classes} differ from the dataset's {list(class_names)}",
+                          hint)
+    spec = cfg.preprocess_spec()
+    if contract.spec != spec:
+        differ = [f"{k} {v!r} (config: {getattr(spec, k)!r})" for k, v in contract.spec.to_json().items()
+                  if getattr(spec, k) != v]
+        raise TfpipeError(f"{contract.path}: preprocess {', '.join(differ)}", hint)
+    return contract
 
 
 def runtime_python(python: str | None) -> str | None:
@@ -104,7 +125,8 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     gate_metric = task.gate.metric
     float_model = load_float_model(run)
     splits = splits or task.load_splits(cfg)
-    spec = cfg.preprocess_spec()
+    contract = read_contract(cfg, run, splits.class_names)
+    spec = contract.spec
     inputs, targets = splits.evaluation_arrays(spec)
     check_signatures(files, inputs.shape[1:], task.required_outputs(cfg), options)
     print(f"Evaluating on {len(inputs):,} {splits.test_name} images ({splits.name}), {workers} worker(s) x "
@@ -112,7 +134,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     predicted = float_model.predict(inputs, batch_size=64, verbose=0)
     float_outputs = dict(zip(float_model.output_names, predicted if isinstance(predicted, list) else [predicted],
                              strict=True))
-    scorer = task.scorer(cfg, splits.class_names, targets, ev.gallery)
+    scorer = task.scorer(contract, targets, ev.gallery)
     float_metrics = scorer.reference(float_outputs)["metrics"]
     rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
              "metrics": float_metrics}]
@@ -177,6 +199,4 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     shown = sorted({w["index"] for r in rows for w in r.get("worst_disagreements", [])})
     images = {i: _pixels(inputs[i], spec) for i in shown}  # as the model saw them (letterboxed)
     references = scorer.reference_items(float_outputs, shown)
-    if references is None:
-        return Evaluation(report, images)
-    return Evaluation(report, images, **{scorer.gallery_kind: {**drawn, **references}})
+    return Evaluation(report, images, {} if references is None else {**drawn, **references})

@@ -11,7 +11,6 @@ import numpy as np
 class Evaluation:
     report: dict  # what parity.json holds
     images: dict[int, np.ndarray] = field(default_factory=dict)  # the gallery's test images by index
-    # segmentation galleries: "truth", "float" and each converted model's name -> index -> class map
-    class_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
-    # detection galleries: "truth", "float" and each converted model's name -> index -> ImageBoxes
-    boxes: dict[str, dict] = field(default_factory=dict)
+    # what galleries draw on those images (the task's scorer's gallery items: a class map, ImageBoxes):
+    # "truth", "float" and each converted model's name -> index -> item; empty for a classifier
+    drawn: dict[str, dict[int, object]] = field(default_factory=dict)

@@ -218,23 +218,3 @@ def detection_agreement(reference: list[ImageBoxes], other: list[ImageBoxes], io
         "per_image": per_image,
     }
 
-
-# --- a detector's outputs -> detections ------------------------------------------------------------
-
-
-def predictions(outputs: dict[str, np.ndarray], anchors: np.ndarray, image_size: tuple[int, int],
-                score_threshold: float, iou_threshold: float, max_detections: int) -> list[ImageBoxes]:
-    """Every image's detections: from raw outputs (`box_encodings`, `class_scores`) by the runtime's
-    decoding and NMS, the same code for the float model and each raw .tflite; from a model ending in
-    the post-processing op, its own detections (boxes mapped to pixels alike)."""
-    from tfpipe.runtime.detection import BOXES, SCORES, detect, finished
-
-    if BOXES not in outputs:  # the model ends in TFLite_Detection_PostProcess: its detections as they are
-        return [ImageBoxes(*finished(image_outputs, image_size)) for image_outputs in
-                ({k: v[i] for k, v in outputs.items()} for i in range(len(outputs["num_detections"])))]
-    encodings, scores = outputs[BOXES], outputs[SCORES]
-    found = []
-    for e, s in zip(encodings, scores, strict=True):
-        boxes, classes, kept = detect(e, s, anchors, image_size, score_threshold, iou_threshold, max_detections)
-        found.append(ImageBoxes(boxes, classes, kept))
-    return found

@@ -36,28 +36,20 @@ from tfpipe import io, plots, tasks
 from tfpipe.errors import GateFailed
 from tfpipe.evaluate.result import Evaluation
 
-# each task's gate metric by its key in parity.json -> how the report names it
-GATE_METRICS = {t.gate.metric: t.gate.label for t in tasks.TASKS.values()}
-
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _segmentation(report: dict) -> bool:
-    return report["task"] == "segmentation"
+def _task(report: dict):
+    """The task object of the report's task: its table columns, notes and plots (tfpipe/tasks/)."""
+    return tasks.get(report["task"])
 
 
 def table_rows(report: dict) -> list[list[str]]:
-    if _segmentation(report):
-        metrics = [("mIoU", "miou"), ("pixel acc", "pixel_accuracy")]
-        delta, agreement = ("ΔmIoU pts", "miou"), "agreement_pixels"
-    elif report["task"] == "detection":
-        metrics = [("mAP", "map"), ("mAP@.5", "map50")]
-        delta, agreement = ("ΔmAP pts", "map"), "agreement_boxes"
-    else:
-        metrics = [("top-1", "top1"), ("top-5", "top5")]
-        delta, agreement = ("Δtop-1 pts", "top1"), "agreement_top1"
+    task = _task(report)
+    metrics, gate, agreement = task.report.metrics, task.gate, task.report.agreement
+    delta = (f"Δ{gate.label} pts", gate.metric)
     header = ["model", *(m[0] for m in metrics), delta[0], "agree", "cosine", "max err", "KiB", "size×",
               "p50 ms", "p90 ms", "lat×"]
     rows = [header]
@@ -84,9 +76,7 @@ def per_class_rows(report: dict) -> list[list[str]]:
     model's change in points."""
     models = [m for m in report["models"] if m.get("status", "ok") == "ok"]
     float_model, converted = models[0], models[1:]
-    key, unit, metric = {"segmentation": ("per_class_iou", "pixels", "IoU"),
-                         "detection": ("per_class_ap", "boxes", "AP")}.get(report["task"],
-                                                                          ("per_class_top1", "images", "top-1"))
+    key, unit, metric = _task(report).report.per_class
     rows = [["class", unit, f"{float_model['name']} {metric}"] + [f"Δ{m['name']} pts" for m in converted]]
     metrics = float_model["metrics"]
     counts = metrics["per_class_count"] if "per_class_count" in metrics else np.sum(metrics["confusion"], axis=1)
@@ -125,54 +115,22 @@ def _summary(report: dict) -> str:
     return f"{report['task']} on {d['name']} {d['split']} split, {d['samples']:,} images; {runtime}."
 
 
-NOTE = ("Δ columns are percentage points against the float Keras model; `agree` is the share of images "
-        "where the model's top-1 class equals the float model's; size× and lat× are relative to "
-        "model_fp32.tflite; latency is batch 1 after warm-up.")
-SEGMENTATION_NOTE = ("Δ columns are percentage points against the float Keras model; mIoU averages the IoU of "
-                     "the classes present in the labels or the predictions, over labelled pixels (255 = void "
-                     "left out); `agree` is the share of labelled pixels where the model's class equals the "
-                     "float model's; size× and lat× are relative to model_fp32.tflite; latency is batch 1 "
-                     "after warm-up.")
-
-
-DETECTION_NOTE = ("Δ columns are percentage points against the float Keras model; mAP is COCO's AP@[.5:.95] "
-                  "(pycocotools), mAP@.5 its AP at IoU 0.5; raw outputs (the float model's, a raw .tflite's) are "
-                  "decoded and NMS'd by one code, a .tflite ending in TFLite_Detection_PostProcess is scored "
-                  "from its own detections; `agree` is the share of the float model's boxes that the model reproduces "
-                  "(same class, IoU >= 0.5); size× and lat× are relative to model_fp32.tflite; latency is "
-                  "batch 1 after warm-up.")
-
-
 def _note(report: dict) -> str:
-    return {"segmentation": SEGMENTATION_NOTE, "detection": DETECTION_NOTE}.get(report["task"], NOTE)
+    return _task(report).report.note
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     report = evaluation.report
     plot_dir = out_dir / "plots"
-    ok = [m for m in report["models"] if m.get("status", "ok") == "ok"]
-    if _segmentation(report):
-        paths = {"IoU per class": plots.iou_bars({m["name"]: m["metrics"] for m in ok}, report["dataset"]["classes"],
-                                                 plot_dir / "iou.png")}
-    elif report["task"] == "detection":
-        by_model = {m["name"]: m["metrics"] for m in ok}
-        paths = {"AP per class": plots.class_bars(by_model, report["dataset"]["classes"], "per_class_ap", "map", "AP",
-                                                  plot_dir / "ap.png"),
-                 "precision-recall": plots.pr_curves(by_model, report["dataset"]["classes"], plot_dir / "pr.png")}
-    else:
-        paths = {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
+    task = _task(report)
+    paths = task.plots(report, plot_dir)
     if any("latency_ms" in m for m in report["models"]):
         paths["latency"] = plots.latency(report, plot_dir / "latency.png")
     for m in report["models"]:
         if m.get("worst_disagreements"):
             out = plot_dir / f"gallery_{m['name']}.png"
-            if _segmentation(report):
-                picture = plots.segmentation_gallery(report, m, evaluation.images, evaluation.class_maps, out)
-            elif report["task"] == "detection":
-                picture = plots.detection_gallery(report, m, evaluation.images, evaluation.boxes, out)
-            else:
-                picture = plots.classification_gallery(report, m, evaluation.images, out)
-            paths[f"worst disagreements: {m['name']}"] = picture
+            paths[f"worst disagreements: {m['name']}"] = task.gallery(report, m, evaluation.images, evaluation.drawn,
+                                                                      out)
     drawn = {p.name for p in paths.values()}
     for stale in plot_dir.glob("*.png"):  # an earlier evaluation's models (a gallery of a file since removed)
         if stale.name not in drawn:
@@ -238,5 +196,5 @@ def publish(evaluation: Evaluation, out_dir: Path) -> int:
         raise GateFailed("; ".join(report["gate"]["failures"]))
     gate = report["gate"]
     print(f"Parity gate passed: no converted model lost more than {gate['max_drop_points']:g} "
-          f"{GATE_METRICS.get(gate['metric'], gate['metric'])} points")
+          f"{_task(report).gate.label} points")
     return 0

@@ -4,10 +4,11 @@ one image in, the task's predictions out, with no TensorFlow.
 `Bundle.input_of` applies model.json's preprocess (tfpipe.runtime.preprocess, the twin of the
 training pipeline's); tfpipe.runtime.model runs the .tflite (quantizing the input and dequantizing
 the outputs with their own scales, as the evaluator's workers do); `Bundle.decode` reads the
-outputs as the evaluator does: top-k probabilities; detections from TFLite_Detection_PostProcess's
-outputs or, for a raw model, tfpipe.runtime.detection's decoding and class-wise NMS on the
-bundle's anchors; a class map from `class_map` or the argmax of the probabilities. Boxes and maps
-are given back in the original image's pixels (the letterbox undone).
+outputs as the evaluator does (both through `Contract`, model.json's shared part): top-k
+probabilities; detections from TFLite_Detection_PostProcess's outputs or, for a raw model,
+tfpipe.runtime.detection's decoding and class-wise NMS on the bundle's anchors; a class map from
+`class_map` or the argmax of the probabilities. Boxes and maps are given back in the original
+image's pixels (the letterbox undone).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime import detection
-from tfpipe.runtime.contract import CLASS_MAP, PROBABILITIES, PreprocessSpec
+from tfpipe.runtime.contract import BOXES, CLASS_MAP, NUM_DETECTIONS, PROBABILITIES, SCORES, PreprocessSpec
 from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
 
 
@@ -75,10 +76,43 @@ class ClassMap:
 Prediction = TopClasses | Detections | ClassMap
 
 
-class Bundle:
-    def __init__(self, folder: str | Path, model: str = "int8"):
+@dataclass(frozen=True)
+class DetectionDecoding:
+    """model.json's `detection`: how a raw detector's outputs become boxes (runtime.detection.detect)."""
+
+    anchors: np.ndarray  # [N, 4] (cy, cx, h, w), normalised, in the order of the outputs
+    scales: tuple[float, ...]  # the box coding's (y, x, h, w) scales
+    score_threshold: float
+    nms_iou: float
+    max_detections: int
+
+    @classmethod
+    def from_json(cls, d: dict) -> DetectionDecoding:
+        """ValueError naming the field that is missing or malformed."""
+        try:
+            anchors = np.asarray(d["anchors"], np.float32)
+            scales = tuple(float(v) for v in d["box_coding"]["scales"])
+            decoding = cls(anchors, scales, float(d["score_threshold"]), float(d["nms_iou"]),
+                           int(d["max_detections"]))
+        except KeyError as e:
+            raise ValueError(f"no {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed ({e})") from None
+        if anchors.ndim != 2 or anchors.shape[1] != 4 or len(scales) != 4:
+            raise ValueError(f"anchors must be [N, 4] and box_coding.scales 4 numbers (got anchors "
+                             f"{list(anchors.shape)}, {len(scales)} scales)")
+        return decoding
+
+
+class Contract:
+    """What a bundle's model.json says of all its models: the task, the classes, the preprocessing
+    and the task's decoding (a detector's anchors, box coding and NMS settings). The evaluator
+    decodes every model (the Keras one too) through this, and a device through `Bundle`, so parity
+    verifies what the device runs."""
+
+    def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        path = self.folder / "model.json"
+        self.path = path = self.folder / "model.json"
         try:
             self.meta = json.loads(path.read_text())
         except FileNotFoundError:
@@ -91,10 +125,6 @@ class Bundle:
         if missing:
             raise TfpipeError(f"{path}: not a tfpipe bundle (missing {', '.join(missing)})",
                               "convert the run again to rewrite it")
-        models = self.meta["models"]
-        if model not in models:
-            raise TfpipeError(f"{path}: no {model!r} model", f"this bundle has: {', '.join(models) or 'none'}")
-        self.entry = models[model]
         self.task = self.meta["task"]
         if self.task not in DECODERS:
             raise TfpipeError(f"{path}: task {self.task!r} is not one this runtime decodes",
@@ -104,6 +134,38 @@ class Bundle:
             self.spec = PreprocessSpec.from_json(self.meta["preprocess"])
         except (TypeError, ValueError) as e:
             raise TfpipeError(f"{path}: preprocess: {e}", "convert the run again to rewrite it") from None
+        self._decoding: DetectionDecoding | None = None
+
+    @property
+    def detection(self) -> DetectionDecoding:
+        if self._decoding is None:
+            try:
+                self._decoding = DetectionDecoding.from_json(self.meta.get("detection", {}))
+            except ValueError as e:
+                raise TfpipeError(f"{self.path}: detection: {e}", "convert the run again to rewrite it") from None
+        return self._decoding
+
+    def detections(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One image's detector outputs (no batch axis) -> (boxes x1 y1 x2 y2 in model-input pixels,
+        classes, scores): the post-processing op's own detections, or a raw model's decoded by
+        model.json's anchors and settings."""
+        size = (self.spec.height, self.spec.width)
+        if NUM_DETECTIONS in outputs:
+            return detection.finished(outputs, size)
+        d = self.detection
+        return detection.detect(outputs[BOXES], outputs[SCORES], d.anchors, size, d.score_threshold, d.nms_iou,
+                                d.max_detections, d.scales)
+
+
+class Bundle(Contract):
+    """A bundle's contract and one of its models (`model`: its label in model.json's `models`)."""
+
+    def __init__(self, folder: str | Path, model: str = "int8"):
+        super().__init__(folder)
+        models = self.meta["models"]
+        if model not in models:
+            raise TfpipeError(f"{self.path}: no {model!r} model", f"this bundle has: {', '.join(models) or 'none'}")
+        self.entry = models[model]
         self.model_file = self.folder / self.entry["file"]
 
     def input_of(self, pixels: np.ndarray) -> np.ndarray:
@@ -122,14 +184,7 @@ class Bundle:
         return TopClasses([(self.classes[i], float(p[i])) for i in order])
 
     def _detections(self, outputs, image_hw, top_k: int, min_score: float) -> Detections:
-        size = (self.spec.height, self.spec.width)
-        if "num_detections" in outputs:
-            boxes, classes, scores = detection.finished({k: v[0] for k, v in outputs.items()}, size)
-        else:
-            d = self.meta["detection"]
-            boxes, classes, scores = detection.detect(
-                outputs[detection.BOXES][0], outputs[detection.SCORES][0], np.asarray(d["anchors"], np.float32),
-                size, d["score_threshold"], d["nms_iou"], d["max_detections"])
+        boxes, classes, scores = self.detections({k: v[0] for k, v in outputs.items()})
         keep = np.asarray(scores) >= min_score
         return Detections(self._to_image(np.asarray(boxes)[keep], image_hw),
                           [self.classes[int(c)] for c in np.asarray(classes)[keep]], np.asarray(scores)[keep])

@@ -2,8 +2,8 @@
 gives, and how model.json describes it. The training pipeline, the converter, the evaluator, the
 Coral runner and the Android core all read these, so each fact is written once.
 
-- Output names a device reads by name (detector outputs are named in tfpipe.runtime.detection,
-  beside their decoding).
+- Output names a device reads by name: every task's, and a detector's raw outputs and those of
+  TFLite_Detection_PostProcess (their decoding is tfpipe.runtime.detection's).
 - `PreprocessSpec`: the one description of the preprocessing (model.json's `preprocess`);
   tfpipe.data.preprocess applies it in TensorFlow, tfpipe.runtime.preprocess in NumPy.
 - `QUANT_MODES`: every quantization mode and its facts (file label, calibration, integer I/O,
@@ -16,6 +16,15 @@ from dataclasses import asdict, dataclass, fields
 
 PROBABILITIES = "probabilities"  # classification [1, classes], segmentation [1, H, W, classes]: softmax
 CLASS_MAP = "class_map"  # segmentation, optional: uint8 [1, H, W], the argmax over classes, in the graph
+# A detector's raw outputs (separate tensors, so int8 gives offsets and probabilities their own scales)
+BOXES = "box_encodings"  # [B, N, 4] (ty, tx, th, tw) per anchor
+SCORES = "class_scores"  # [B, N, classes] a sigmoid per class (background: every score low)
+# A detector ending in TFLite_Detection_PostProcess (convert.postprocess: tflite_op), in the op's order
+DETECTION_BOXES = "detection_boxes"  # [1, M, 4] (ymin, xmin, ymax, xmax) normalised
+DETECTION_CLASSES = "detection_classes"  # [1, M] float class ids
+DETECTION_SCORES = "detection_scores"  # [1, M]
+NUM_DETECTIONS = "num_detections"  # [1] how many of the M rows are detections
+POSTPROCESS_OUTPUTS = (DETECTION_BOXES, DETECTION_CLASSES, DETECTION_SCORES, NUM_DETECTIONS)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfpipe.runtime.contract import BOXES, DETECTION_BOXES, DETECTION_CLASSES, DETECTION_SCORES, NUM_DETECTIONS, SCORES  # noqa: F401
+
 SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w: 1 / SSD's variances (0.1, 0.1, 0.2, 0.2)
-# A detector's raw outputs, by name (separate tensors, so int8 gives offsets and probabilities their own scales)
-BOXES = "box_encodings"  # [B, N, 4] (ty, tx, th, tw) per anchor
-SCORES = "class_scores"  # [B, N, classes] a sigmoid per class (background: every score low)
 
 
 def corners(yxhw: np.ndarray) -> np.ndarray:
@@ -90,14 +89,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, score
 
 
 def detect(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, image_size: tuple[int, int],
-           score_threshold: float, iou_threshold: float, max_detections: int
+           score_threshold: float, iou_threshold: float, max_detections: int, scales=SCALES
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's raw detector outputs -> its detections: (boxes float32 [K, 4] x1 y1 x2 y2 in pixels
     of the model input, classes int32 [K] without background, scores [K]), highest score first.
 
     encodings [N, 4], scores [N, classes]. As TFLite_Detection_PostProcess: class-wise NMS on the
     decoded boxes; the kept boxes are then clipped to the image."""
-    boxes, classes, kept = nms(decode(encodings, anchors), scores, iou_threshold, score_threshold,
+    boxes, classes, kept = nms(decode(encodings, anchors, scales), scores, iou_threshold, score_threshold,
                                max_per_class=max_detections, max_total=max_detections)
     return to_pixels(boxes, image_size), classes, kept
 
@@ -112,7 +111,7 @@ def to_pixels(yxyx: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
 def finished(outputs: dict[str, np.ndarray], image_size: tuple[int, int]
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's outputs of TFLite_Detection_PostProcess -> (boxes in pixels, classes, scores)."""
-    count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
-    boxes = np.asarray(outputs["detection_boxes"]).reshape(-1, 4)[:count]
-    classes = np.asarray(outputs["detection_classes"]).reshape(-1)[:count].astype(np.int32)
-    return to_pixels(boxes, image_size), classes, np.asarray(outputs["detection_scores"]).reshape(-1)[:count]
+    count = int(np.asarray(outputs[NUM_DETECTIONS]).reshape(-1)[0])
+    boxes = np.asarray(outputs[DETECTION_BOXES]).reshape(-1, 4)[:count]
+    classes = np.asarray(outputs[DETECTION_CLASSES]).reshape(-1)[:count].astype(np.int32)
+    return to_pixels(boxes, image_size), classes, np.asarray(outputs[DETECTION_SCORES]).reshape(-1)[:count]

@@ -9,6 +9,7 @@ A task module in tfpipe/tasks/ subclasses `Task` and adds one line to tasks/__in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits, load_splits
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
+from tfpipe.runtime.bundle import Contract
 from tfpipe.runtime.contract import PreprocessSpec
 
 
@@ -26,10 +28,21 @@ class Gate:
     label: str  # how reports and messages name it
 
 
+@dataclass(frozen=True)
+class ReportView:
+    """How the reports (report/) show the task's parity rows; the gate metric's change has a column."""
+
+    metrics: tuple[tuple[str, str], ...]  # the table's metric columns: (title, key in a row's metrics)
+    agreement: str  # the row key of the `agree` column
+    per_class: tuple[str, str, str]  # (key of the per-class values in metrics, what a class counts, their title)
+    note: str  # what the columns mean
+
+
 class Task:
     name: str  # config.task
     targets: str  # what it learns from: "labels", "boxes" or "masks" (data.pipeline.TARGETS)
     gate: Gate
+    report: ReportView
     selective: bool = True  # selective int8 (--max-drop) can score it on the held-out split
 
     # data ---------------------------------------------------------------------------------------
@@ -87,7 +100,9 @@ class Task:
         return None
 
     # evaluation ---------------------------------------------------------------------------------
-    def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
+    def scorer(self, contract: Contract, targets, gallery: int) -> Scorer:
+        """The scorer of every model's outputs on the evaluation split, decoding them as the bundle's
+        model.json (`contract`) says."""
         raise NotImplementedError
 
     def held_out_score(self, outputs: dict[str, np.ndarray], targets) -> float:
@@ -96,11 +111,21 @@ class Task:
                           "convert without --max-drop (int8 by QAT keeps the accuracy)")
 
 
+    # reports ------------------------------------------------------------------------------------
+    def plots(self, report: dict, plot_dir: Path) -> dict[str, Path]:
+        """The task's plots of a parity report (title -> PNG); latency and galleries are drawn for all."""
+        return {}
+
+    def gallery(self, report: dict, row: dict, images: dict[int, np.ndarray], drawn: dict, path: Path) -> Path:
+        """A converted model's worst disagreements drawn on their images (`drawn`: the scorer's
+        gallery items by model name, "truth" and "float" included)."""
+        raise NotImplementedError
+
+
 class Scorer:
     """Scores every model's outputs on the evaluation split against its targets, and against the
     float model's outputs (`float_outputs`) for a converted model."""
 
-    gallery_kind: str | None = None  # "class_maps" or "boxes": what a gallery draws on each image
     _reference: dict | None = None
 
     def reference(self, float_outputs: dict[str, np.ndarray]) -> dict:

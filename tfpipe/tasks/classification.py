@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from tfpipe import plots
 from tfpipe.backend import keras
 from tfpipe.config import Config
 from tfpipe.metrics.classification import classification_metrics, disagreement, output_agreement, top_k_accuracy
 from tfpipe.models.registry import MAIN_OUTPUT
-from tfpipe.tasks.base import Gate, Scorer, Task, compile_single_output
+from tfpipe.runtime.bundle import Contract
+from tfpipe.tasks.base import Gate, ReportView, Scorer, Task, compile_single_output
 
 
 class Classification(Task):
     name = "classification"
     targets = "labels"
     gate = Gate("top1", "top-1")
+    report = ReportView(
+        metrics=(("top-1", "top1"), ("top-5", "top5")), agreement="agreement_top1",
+        per_class=("per_class_top1", "images", "top-1"),
+        note="Δ columns are percentage points against the float Keras model; `agree` is the share of images "
+             "where the model's top-1 class equals the float model's; size× and lat× are relative to "
+             "model_fp32.tflite; latency is batch 1 after warm-up.")
 
     def compile(self, model, cfg: Config, num_classes: int, optimizer, label_smoothing: float | None = None) -> None:
         """Cross-entropy with label smoothing; accuracy on the main output."""
@@ -27,11 +37,17 @@ class Classification(Task):
     def output_contract(self, cfg: Config) -> dict[str, str]:
         return {MAIN_OUTPUT: "float [1, num_classes] softmax over `classes`, in their order"}
 
-    def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
+    def scorer(self, contract: Contract, targets, gallery: int) -> Scorer:
         return ClassificationScorer(np.asarray(targets), gallery)
 
     def held_out_score(self, outputs: dict[str, np.ndarray], targets) -> float:
         return top_k_accuracy(outputs[MAIN_OUTPUT], targets, 1)
+
+    def plots(self, report: dict, plot_dir: Path) -> dict[str, Path]:
+        return {"confusion matrices": plots.confusions(report, plot_dir / "confusion.png")}
+
+    def gallery(self, report: dict, row: dict, images: dict[int, np.ndarray], drawn: dict, path: Path) -> Path:
+        return plots.classification_gallery(report, row, images, path)
 
 
 class ClassificationScorer(Scorer):

@@ -6,26 +6,38 @@ the registry: this module knows no family."""
 
 from __future__ import annotations
 
-from functools import partial
+from pathlib import Path
 
 import numpy as np
 
+from tfpipe import plots
 from tfpipe.backend import tf
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
 from tfpipe.metrics.classification import output_agreement
-from tfpipe.metrics.detection import COCO_STATS, ImageBoxes, coco_metrics, detection_agreement, predictions
+from tfpipe.metrics.detection import COCO_STATS, ImageBoxes, coco_metrics, detection_agreement
 from tfpipe.models import registry
 from tfpipe.models.registry import output_names
-from tfpipe.runtime.detection import BOXES, SCALES, SCORES
-from tfpipe.tasks.base import Gate, Scorer, Task
+from tfpipe.runtime.bundle import Contract
+from tfpipe.runtime.contract import BOXES, POSTPROCESS_OUTPUTS, SCORES
+from tfpipe.runtime.detection import SCALES
+from tfpipe.tasks.base import Gate, ReportView, Scorer, Task
 
 
 class Detection(Task):
     name = "detection"
     targets = "boxes"
     gate = Gate("map", "mAP")
+    report = ReportView(
+        metrics=(("mAP", "map"), ("mAP@.5", "map50")), agreement="agreement_boxes",
+        per_class=("per_class_ap", "boxes", "AP"),
+        note="Δ columns are percentage points against the float Keras model; mAP is COCO's AP@[.5:.95] "
+             "(pycocotools), mAP@.5 its AP at IoU 0.5; every model is decoded as the bundle's model.json says "
+             "(raw outputs, the float model's too, by one decoding and NMS on its anchors; a .tflite ending in "
+             "TFLite_Detection_PostProcess from its own detections); `agree` is the share of the float model's "
+             "boxes that the model reproduces (same class, IoU >= 0.5); size× and lat× are relative to "
+             "model_fp32.tflite; latency is batch 1 after warm-up.")
     selective = False
 
     def _head(self, cfg: Config):
@@ -66,10 +78,10 @@ class Detection(Task):
     def output_contract(self, cfg: Config) -> dict[str, str]:
         if cfg.convert.postprocess == "tflite_op":
             m = cfg.detection.max_detections
-            return {"detection_boxes": f"float [1, {m}, 4] (ymin, xmin, ymax, xmax) normalised to the model input",
-                    "detection_classes": f"float [1, {m}] class index into `classes`",
-                    "detection_scores": f"float [1, {m}] score, highest first",
-                    "num_detections": "float [1] how many of the rows are detections"}
+            return dict(zip(POSTPROCESS_OUTPUTS, (
+                f"float [1, {m}, 4] (ymin, xmin, ymax, xmax) normalised to the model input",
+                f"float [1, {m}] class index into `classes`", f"float [1, {m}] score, highest first",
+                "float [1] how many of the rows are detections"), strict=True))
         return {BOXES: "float [1, N, 4] box encodings (ty, tx, th, tw) relative to `detection.anchors`; see "
                        "`detection.box_coding`",
                 SCORES: "float [1, N, num_classes] a sigmoid score per anchor and class, in the order of `classes`"}
@@ -86,7 +98,9 @@ class Detection(Task):
             "score_threshold": d.score_threshold,
             "nms_iou": d.nms_iou,
             "max_detections": d.max_detections,
-            "anchors": np.round(registry.anchors(cfg.model, num_classes), 7).tolist(),
+            # float32 values written in full, so a device and the evaluator decode with the very anchors
+            # the post-processing op embeds (json round-trips them exactly)
+            "anchors": np.asarray(registry.anchors(cfg.model, num_classes), np.float32).tolist(),
         }}
 
     def postprocess(self, cfg: Config, num_classes: int):
@@ -95,22 +109,32 @@ class Detection(Task):
             return None
         return registry.anchors(cfg.model, num_classes), cfg.detection
 
-    def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
-        d = cfg.detection
-        detect = partial(predictions, anchors=registry.anchors(cfg.model, len(class_names)),
-                         image_size=tuple(cfg.model.input_size), score_threshold=d.score_threshold,
-                         iou_threshold=d.nms_iou, max_detections=d.max_detections)
-        return DetectionScorer([ImageBoxes(b, c) for b, c in targets], detect, len(class_names), gallery)
+    def scorer(self, contract: Contract, targets, gallery: int) -> Scorer:
+        return DetectionScorer([ImageBoxes(b, c) for b, c in targets], contract, gallery)
+
+    def plots(self, report: dict, plot_dir: Path) -> dict[str, Path]:
+        by_model = {m["name"]: m["metrics"] for m in report["models"] if m.get("status", "ok") == "ok"}
+        classes = report["dataset"]["classes"]
+        return {"AP per class": plots.class_bars(by_model, classes, "per_class_ap", "map", "AP", plot_dir / "ap.png"),
+                "precision-recall": plots.pr_curves(by_model, classes, plot_dir / "pr.png")}
+
+    def gallery(self, report: dict, row: dict, images: dict[int, np.ndarray], drawn: dict, path: Path) -> Path:
+        return plots.detection_gallery(report, row, images, drawn, path)
 
 
 class DetectionScorer(Scorer):
-    """COCO mAP of each model's detections, decoded and NMS'd by `detect` (the same for every
-    model); against the float model: how many boxes find a partner, their IoU and score difference."""
+    """COCO mAP of each model's detections, decoded and NMS'd as model.json says (`Contract.detections`,
+    the device's code; the same for every model, the Keras one too); against the float model: how
+    many boxes find a partner, their IoU and score difference."""
 
-    gallery_kind = "boxes"
+    def __init__(self, labels: list[ImageBoxes], contract: Contract, gallery: int):
+        self.labels, self.contract, self.gallery = labels, contract, gallery
+        self.num_classes = len(contract.classes)
 
-    def __init__(self, labels: list[ImageBoxes], detect, num_classes: int, gallery: int):
-        self.labels, self.detect, self.num_classes, self.gallery = labels, detect, num_classes, gallery
+    def detect(self, outputs: dict[str, np.ndarray]) -> list[ImageBoxes]:
+        """Every image's detections, in model-input pixels."""
+        count = len(next(iter(outputs.values())))
+        return [ImageBoxes(*self.contract.detections({k: v[i] for k, v in outputs.items()})) for i in range(count)]
 
     def score(self, outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None = None) -> dict:
         found = self.detect(outputs)

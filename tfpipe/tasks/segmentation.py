@@ -8,8 +8,11 @@ PyTorch's CrossEntropyLoss(weight=..., ignore_index=255)) and optional soft Dice
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from tfpipe import plots
 from tfpipe.backend import keras, tf
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits
@@ -17,8 +20,9 @@ from tfpipe.errors import TfpipeError
 from tfpipe.metrics.classification import output_agreement
 from tfpipe.metrics.segmentation import IGNORE, class_maps, confusion, pixel_agreement, segmentation_metrics
 from tfpipe.models.registry import MAIN_OUTPUT
+from tfpipe.runtime.bundle import Contract
 from tfpipe.runtime.contract import CLASS_MAP
-from tfpipe.tasks.base import Gate, Scorer, Task, compile_single_output
+from tfpipe.tasks.base import Gate, ReportView, Scorer, Task, compile_single_output
 
 BACKGROUND = "background"
 
@@ -27,6 +31,13 @@ class Segmentation(Task):
     name = "segmentation"
     targets = "masks"
     gate = Gate("miou", "mIoU")
+    report = ReportView(
+        metrics=(("mIoU", "miou"), ("pixel acc", "pixel_accuracy")), agreement="agreement_pixels",
+        per_class=("per_class_iou", "pixels", "IoU"),
+        note="Δ columns are percentage points against the float Keras model; mIoU averages the IoU of the classes "
+             "present in the labels or the predictions, over labelled pixels (255 = void left out); `agree` is the "
+             "share of labelled pixels where the model's class equals the float model's; size× and lat× are "
+             "relative to model_fp32.tflite; latency is batch 1 after warm-up.")
 
     def class_names(self, dataset_names: tuple[str, ...]) -> tuple[str, ...]:
         """Class 0 is the background; the dataset's classes follow (a class map's id c + 1 is class c)."""
@@ -59,16 +70,21 @@ class Segmentation(Task):
     def required_outputs(self, cfg: Config) -> set[str]:
         return {MAIN_OUTPUT}  # the class map is optional: the evaluator uses it when a model has it
 
-    def scorer(self, cfg: Config, class_names: tuple[str, ...], targets, gallery: int) -> Scorer:
+    def scorer(self, contract: Contract, targets, gallery: int) -> Scorer:
         return SegmentationScorer(np.asarray(targets), gallery)
 
     def held_out_score(self, outputs: dict[str, np.ndarray], targets) -> float:
         return segmentation_metrics(confusion(targets, class_maps(outputs), outputs[MAIN_OUTPUT].shape[-1]))["miou"]
 
+    def plots(self, report: dict, plot_dir: Path) -> dict[str, Path]:
+        by_model = {m["name"]: m["metrics"] for m in report["models"] if m.get("status", "ok") == "ok"}
+        return {"IoU per class": plots.iou_bars(by_model, report["dataset"]["classes"], plot_dir / "iou.png")}
+
+    def gallery(self, report: dict, row: dict, images: dict[int, np.ndarray], drawn: dict, path: Path) -> Path:
+        return plots.segmentation_gallery(report, row, images, drawn, path)
+
 
 class SegmentationScorer(Scorer):
-    gallery_kind = "class_maps"
-
     def __init__(self, labels: np.ndarray, gallery: int):
         self.labels, self.gallery = labels, gallery
 

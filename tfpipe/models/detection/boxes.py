@@ -20,7 +20,8 @@ predicted box; the anchor's box is used here, so targets stay a function of the 
 from __future__ import annotations
 
 from tfpipe.backend import tf
-from tfpipe.runtime.detection import BOXES, SCALES, SCORES  # noqa: F401  (the output names, re-exported)
+from tfpipe.runtime.contract import BOXES, SCORES
+from tfpipe.runtime.detection import SCALES
 
 # YOLO's training outputs (models/detection/yolo.py): the product of the two is SCORES.
 OBJECTNESS = "objectness"  # [B, N, 1] the logistic probability that an anchor holds an object

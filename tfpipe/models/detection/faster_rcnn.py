@@ -39,10 +39,11 @@ from tfpipe.backend import keras, tf
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.resnet import resnet
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import BOXES, OBJECTNESS, SCORES, pixels_to_normalised, training_targets
+from tfpipe.models.detection.boxes import OBJECTNESS, pixels_to_normalised, training_targets
 from tfpipe.models.detection.head import Head
 from tfpipe.models.detection.losses import BoxLoss, FastRCNNLoss, RpnObjectnessLoss
 from tfpipe.models.registry import register
+from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
 
 L = keras.layers

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tfpipe.config import DetectionConfig
-from tfpipe.models.detection.boxes import BOXES, SCORES, training_targets
+from tfpipe.models.detection.boxes import training_targets
 from tfpipe.models.detection.losses import BoxLoss, FocalLoss
+from tfpipe.runtime.contract import BOXES, SCORES
 
 
 class Head:

@@ -33,9 +33,9 @@ from tfpipe.backend import keras
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.mobilenet import mobilenet_v2
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import BOXES, SCORES
 from tfpipe.models.detection.head import Head
 from tfpipe.models.registry import register
+from tfpipe.runtime.contract import BOXES, SCORES
 
 L = keras.layers
 RATIOS = (1.0, 2.0, 0.5)

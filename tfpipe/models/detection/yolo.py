@@ -42,10 +42,11 @@ from tfpipe.models.blocks import SpaceToDepth, conv_bn
 from tfpipe.models.classification.darknet import darknet19, darknet53
 from tfpipe.models.classification.mobilenet import mobilenet_v2
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import BOXES, CLASS_PROBABILITIES, OBJECTNESS, SCORES, training_targets
+from tfpipe.models.detection.boxes import CLASS_PROBABILITIES, OBJECTNESS, training_targets
 from tfpipe.models.detection.head import Head
 from tfpipe.models.detection.losses import ObjectnessLoss, YoloBoxLoss, YoloClassLoss
 from tfpipe.models.registry import output_names, register
+from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
 
 L = keras.layers
