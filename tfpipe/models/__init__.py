@@ -16,17 +16,7 @@ from tfpipe.models.segmentation import deeplab, fcn, pspnet, segnet, unet  # noq
 
 build = registry.build
 check = registry.check
-
-
-def custom_layers() -> dict:
-    """tfpipe's own layer classes by name: what Keras must be told to load a saved zoo model."""
-    from tfpipe.models.blocks import ChannelSplit, SpaceToDepth
-    from tfpipe.models.detection.faster_rcnn import Proposals, RoIAlign, UnitAnchorEncoding
-    from tfpipe.models.segmentation.common import DepthToSpace
-    from tfpipe.models.segmentation.segnet import MaxUnpooling2D
-
-    return {layer.__name__: layer for layer in (ChannelSplit, SpaceToDepth, Proposals, RoIAlign, UnitAnchorEncoding,
-                                                DepthToSpace, MaxUnpooling2D)}
+custom_layers = registry.custom_layers  # what Keras must be told to load a saved zoo model
 
 
 __all__ = ["build", "check", "custom_layers", "registry"]

@@ -9,6 +9,7 @@ after a short CPU schedule, and in inference mode the activations collapse to a 
 from __future__ import annotations
 
 from tfpipe.backend import keras
+from tfpipe.models.registry import custom_layer
 
 L = keras.layers
 
@@ -57,11 +58,15 @@ def depthwise_bn(x, stride: int = 1, *, dilation: int = 1, name: str):
     return L.ReLU(6.0, name=f"{name}_dwrelu6")(x)
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class ChannelSplit(L.Layer):
     """Split the channels into `parts` equal groups (ShuffleNet v2's channel split). A layer of its
     own because Lambda is forbidden in the zoo; TFLite runs it as SPLIT, and QAT passes it through
     unquantized (tfpipe.qat): its outputs are its input's values."""
+
+    # QAT (tfpipe.qat) leaves its outputs alone: they are its already quantized input's values
+    quantize_output = False
 
     def __init__(self, parts: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -79,10 +84,14 @@ class ChannelSplit(L.Layer):
         return {**super().get_config(), "parts": self.parts}
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class SpaceToDepth(L.Layer):
     """Each `block` x `block` patch of pixels to channels (TFLite SPACE_TO_DEPTH): YOLOv2's
     passthrough "reorg". QAT passes it through (tfpipe.qat): it only moves quantized values."""
+
+    # QAT (tfpipe.qat) leaves its output alone: it only moves already quantized values
+    quantize_output = False
 
     def __init__(self, block: int, **kwargs):
         super().__init__(**kwargs)

@@ -47,12 +47,26 @@ class Entry:
 
 
 _REGISTRY: dict[str, Entry] = {}
+_LAYERS: dict[str, type] = {}
 
 
 def register(name: str, task: str, builder: Callable, *, head=None, **fixed) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} registered twice")
     _REGISTRY[name] = Entry(name, task, builder, fixed, head)
+
+
+def custom_layer(cls: type) -> type:
+    """Class decorator for a zoo layer of tfpipe's own, declared next to it: Keras must be told the
+    class to load a saved model that holds it (`custom_layers`)."""
+    if _LAYERS.setdefault(cls.__name__, cls) is not cls:
+        raise ValueError(f"layer {cls.__name__!r} registered twice")
+    return cls
+
+
+def custom_layers() -> dict[str, type]:
+    """tfpipe's own layer classes by name (every family module imported: `import tfpipe.models`)."""
+    return dict(_LAYERS)
 
 
 def names(task: str | None = None) -> list[str]:

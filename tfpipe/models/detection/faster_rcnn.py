@@ -42,7 +42,7 @@ from tfpipe.models.detection import anchors as A
 from tfpipe.models.detection.boxes import OBJECTNESS, pixels_to_normalised, training_targets
 from tfpipe.models.detection.head import Head
 from tfpipe.models.detection.losses import BoxLoss, FastRCNNLoss, RpnObjectnessLoss
-from tfpipe.models.registry import register
+from tfpipe.models.registry import custom_layer, register
 from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
 
@@ -112,9 +112,13 @@ def roi_align(features, boxes, pool_size: int, sampling: int):
     return tf.reshape(pooled, [b, k, pool_size * pool_size * c])
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class RoIAlign(L.Layer):
     """[features [B, H, W, C], boxes [B, K, 4]] -> [B, K, pool_size * pool_size * C] (see roi_align)."""
+
+    # QAT (tfpipe.qat) quantizes its output: bilinear blends are new values
+    quantize_output = True
 
     def __init__(self, pool_size: int = 7, sampling: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -130,11 +134,15 @@ class RoIAlign(L.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "sampling": self.sampling}
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class Proposals(L.Layer):
     """[rpn box encodings [B, A, 4], rpn objectness [B, A, 1]] -> the `count` anchors of highest
     objectness, decoded and clipped: [B, count, 4] (ymin, xmin, ymax, xmax), without gradient
     (approximate joint training). `anchors` are the RPN's, [A, 4] (cy, cx, h, w)."""
+
+    # QAT (tfpipe.qat) leaves its output alone: box corners picked from the RPN's, not computed values
+    quantize_output = False
 
     def __init__(self, anchors, count: int, **kwargs):
         super().__init__(**kwargs)
@@ -159,11 +167,15 @@ class Proposals(L.Layer):
         return {**super().get_config(), "anchors": self.anchors.tolist(), "count": self.count}
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class UnitAnchorEncoding(L.Layer):
     """[proposals [B, K, 4] corners, head encodings [B, K, 4] relative to them] -> the final boxes
     encoded relative to the unit anchor (0.5, 0.5, 1, 1): (10 (cy - 0.5), 10 (cx - 0.5), 5 log h,
     5 log w), so TFLite_Detection_PostProcess decodes them with K unit anchors."""
+
+    # QAT (tfpipe.qat) quantizes its output: the final box encodings the post-processing op reads
+    quantize_output = True
 
     def call(self, inputs):
         from tfpipe.backend import tf

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfpipe.backend import keras
+from tfpipe.models.registry import custom_layer
 
 L = keras.layers
 
@@ -28,10 +29,14 @@ def bilinear_kernel(size: int, channels: int) -> np.ndarray:
     return kernel
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class DepthToSpace(L.Layer):
     """Channel blocks to pixels (TFLite DEPTH_TO_SPACE); QAT passes it through (tfpipe.qat): it only
     moves already quantized values."""
+
+    # QAT (tfpipe.qat) leaves its output alone: it only moves already quantized values
+    quantize_output = False
 
     def __init__(self, block: int, **kwargs):
         super().__init__(**kwargs)

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 from tfpipe.backend import keras
 from tfpipe.models.blocks import conv_bn
-from tfpipe.models.registry import register
+from tfpipe.models.registry import custom_layer, register
 from tfpipe.models.segmentation.common import check_size, classify
 
 L = keras.layers
 VGG16_STAGES = (2, 2, 3, 3, 3)  # convolutions per stage; channels 64, 128, 256, 512, 512 at width 64
 
 
+@custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class MaxUnpooling2D(L.Layer):
     """[features before a 2x2/2 max-pool, values at the pooled size] -> each value at its window's
     argmax in the features, zeros elsewhere."""
+
+    # QAT (tfpipe.qat) leaves its output alone: its input's quantized values, or zero
+    quantize_output = False
 
     def call(self, inputs):
         from tfpipe.backend import tf
