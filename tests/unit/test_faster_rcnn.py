@@ -129,7 +129,7 @@ def test_two_stage_targets_leave_the_rpns_middle_band_out_and_pass_the_ground_tr
 
 
 def test_fast_rcnn_loss_matches_proposals_to_ground_truths():
-    from tfpipe.models.detection.losses import FastRCNNLoss
+    from tfpipe.models.detection.faster_rcnn import FastRCNNLoss
 
     ground_truth = np.zeros((1, 3, 5), np.float32)
     ground_truth[0, 0] = [0.1, 0.1, 0.5, 0.5, 2]  # class 1

@@ -61,6 +61,8 @@ def test_box_encodings_decode_to_yolos_own_formula(name, args, size):
 
 
 def test_assignment_gives_each_object_to_the_cell_holding_its_centre_and_its_best_prior():
+    from functools import partial
+
     from tfpipe.models.detection.boxes import IGNORED, targets
 
     # a 2x2 grid (cells of 0.5) with a small and a wide prior, and a 1x1 grid with a large prior
@@ -69,7 +71,7 @@ def test_assignment_gives_each_object_to_the_cell_holding_its_centre_and_its_bes
                    [0.05, 0.05, 0.95, 0.95],    # the whole image: the 1x1 grid's large prior
                    [0.55, 0.05, 0.75, 0.25]],   # centre (0.65, 0.15): row 1, column 0; small
                   np.float32)
-    encoded, ids = targets(anchors, gt, np.array([4, 1, 7]), threshold=0.5, cells_hw=cells)
+    encoded, ids = targets(anchors, gt, np.array([4, 1, 7]), partial(yolo.assign, cells_hw=cells, threshold=0.5))
     # anchor index: cell (row * 2 + column) * 2 + prior, then the 1x1 grid's two priors (8, 9).
     # Object 0 -> cell 1's wide prior (shape IoU 0.89 against 0.5); object 2 -> cell 2's small
     # prior; object 1 (centre 0.5, 0.5 on a corner of the 2x2 grid) -> the 0.9 prior of the 1x1
@@ -83,7 +85,7 @@ def test_assignment_gives_each_object_to_the_cell_holding_its_centre_and_its_bes
 
 
 def test_yolo_box_loss_measures_centres_in_cells_and_sizes_in_log_units():
-    from tfpipe.models.detection.losses import YoloBoxLoss
+    from tfpipe.models.detection.yolo import YoloBoxLoss
 
     anchors = np.array([[0.25, 0.25, 0.2, 0.4], [0.75, 0.75, 0.5, 0.5]], np.float32)
     cells = np.full((2, 2), 0.5, np.float32)
@@ -98,7 +100,7 @@ def test_yolo_box_loss_measures_centres_in_cells_and_sizes_in_log_units():
 
 
 def test_objectness_and_class_losses_match_their_definitions_and_skip_ignored_anchors():
-    from tfpipe.models.detection.losses import ObjectnessLoss, YoloClassLoss
+    from tfpipe.models.detection.yolo import ObjectnessLoss, YoloClassLoss
 
     ids = np.array([[2, 0, -1, 0]], np.int32)
     p = np.array([[[0.7], [0.2], [0.9], [0.1]]], np.float32)

@@ -10,23 +10,19 @@ whose row and column are discarded, until every ground truth has an anchor. So e
 gets its best free anchor first, even when its IoU is under the threshold, and two ground truths
 never fight over one anchor.
 
-YOLO assigns differently (YOLO9000, section 2; YOLOv3, section 2.1): a ground truth is the
-responsibility of the grid cell holding its centre, and there of the prior whose shape fits it
-best (IoU of the sizes, centres aligned), over every level. Other anchors whose box overlaps a
-ground truth at IoU >= the threshold are left out of the no-object term (YOLOv3 compares the
-predicted box; the anchor's box is used here, so targets stay a function of the data).
+A family that assigns differently (YOLO's responsible cells, the RPN's band of ignored anchors)
+passes its own `assign` to `training_targets` from its family file.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from tfpipe.backend import tf
 from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
 
-# YOLO's training outputs (models/detection/yolo.py): the product of the two is SCORES.
-OBJECTNESS = "objectness"  # [B, N, 1] the logistic probability that an anchor holds an object
-CLASS_PROBABILITIES = "class_probabilities"  # [B, N, classes] a logistic probability per class, given an object
-IGNORED = -1  # the class id of an anchor left out of YOLO's no-object term
+IGNORED = -1  # the class id of an anchor whose score no loss term reads (an assignment's -2)
 
 
 def to_corners(yxhw: tf.Tensor) -> tf.Tensor:
@@ -64,6 +60,12 @@ def iou_matrix(a_yxyx: tf.Tensor, b_yxyx: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(inter, union)
 
 
+def best_iou(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor) -> tf.Tensor:
+    """Each anchor's largest IoU with a ground truth, 0 when there is none: float32 [N]."""
+    return tf.reduce_max(tf.concat([iou_matrix(to_corners(anchors_yxhw), gt_yxyx),
+                                    tf.zeros([tf.shape(anchors_yxhw)[0], 1])], axis=1), axis=1)
+
+
 def assign(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
     """The ground-truth index of every anchor, -1 for background: int32 [N] (see the module docstring)."""
     num_gt = tf.shape(gt_yxyx)[0]
@@ -87,46 +89,13 @@ def assign(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, threshold: float = 0.5) 
     return matched
 
 
-def yolo_assign(anchors_yxhw: tf.Tensor, cells_hw: tf.Tensor, gt_yxyx: tf.Tensor, threshold: float = 0.5
-                ) -> tf.Tensor:
-    """YOLO's responsibility (see the module docstring): the ground-truth index of every anchor,
-    -1 for background, -2 for an anchor left out of the no-object term: int32 [N]. When two ground
-    truths pick one anchor the later one keeps it, as in Darknet."""
-    gt = to_centres(gt_yxyx)
-    num_anchors = tf.shape(anchors_yxhw)[0]
-    # the cell holding the centre, by cell index on each anchor's grid (a centre on an edge belongs
-    # to the cell below / right of it; one on the image's far edge to the last cell)
-    centre = tf.clip_by_value(gt[None, :, :2], 0.0, 1.0 - 1e-6)
-    inside = tf.reduce_all(tf.equal(tf.floor(centre / cells_hw[:, None, :]),
-                                    tf.floor(anchors_yxhw[:, None, :2] / cells_hw[:, None, :])), axis=-1)
-    low = tf.minimum(anchors_yxhw[:, None, 2:], gt[None, :, 2:])
-    inter = low[..., 0] * low[..., 1]
-    shape_iou = inter / (anchors_yxhw[:, None, 2] * anchors_yxhw[:, None, 3] + gt[None, :, 2] * gt[None, :, 3] - inter)
-    responsible = tf.argmax(tf.where(inside, shape_iou, -1.0), axis=0, output_type=tf.int32)  # [G]
-    found = tf.reduce_any(inside, axis=0)  # a centre outside the image has no cell
-    num_gt = tf.shape(gt)[0]
-    overlapping = tf.reduce_max(tf.concat([iou_matrix(to_corners(anchors_yxhw), gt_yxyx),
-                                           tf.zeros([num_anchors, 1])], axis=1), axis=1) >= threshold
-    # the highest ground-truth index per anchor (an empty segment gives int32's minimum)
-    owner = tf.math.unsorted_segment_max(tf.boolean_mask(tf.range(num_gt), found),
-                                         tf.boolean_mask(responsible, found), num_anchors)
-    return tf.where(owner >= 0, owner, tf.where(overlapping, -2, -1))
-
-
-def targets(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, gt_classes: tf.Tensor, threshold: float = 0.5,
-            cells_hw: tf.Tensor | None = None, ignore_below: float | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+def targets(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, gt_classes: tf.Tensor, assign: Callable = assign
+            ) -> tuple[tf.Tensor, tf.Tensor]:
     """One image's training targets: box encodings float32 [N, 4] (zero for background) and class
     ids int32 [N] with 0 = background, ground-truth class c -> c + 1, and IGNORED for an anchor
-    left out. With `cells_hw` the assignment is YOLO's, otherwise SSD's; `ignore_below` (the RPN's
-    0.3) leaves out the unmatched anchors whose best IoU lies between it and `threshold`."""
-    if cells_hw is None:
-        matched = assign(anchors_yxhw, gt_yxyx, threshold)
-        if ignore_below is not None:
-            best = tf.reduce_max(tf.concat([iou_matrix(to_corners(anchors_yxhw), gt_yxyx),
-                                            tf.zeros([tf.shape(anchors_yxhw)[0], 1])], axis=1), axis=1)
-            matched = tf.where((matched < 0) & (best >= ignore_below), -2, matched)
-    else:
-        matched = yolo_assign(anchors_yxhw, cells_hw, gt_yxyx, threshold)
+    left out. `assign(anchors, ground truths)` gives each anchor's ground-truth index, -1 for
+    background, -2 for left out (default: the lectures' IoU matching at 0.5, `assign` above)."""
+    matched = assign(anchors_yxhw, gt_yxyx)
     positive = matched >= 0
     index = tf.maximum(matched, 0)
     gt = tf.gather(tf.concat([gt_yxyx, tf.zeros([1, 4])], axis=0), index)  # a dummy row when G = 0
@@ -137,20 +106,18 @@ def targets(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, gt_classes: tf.Tensor, 
 
 
 def training_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, anchors,
-                     threshold: float = 0.5, cells=None, ignore_below: float | None = None) -> dict[str, tf.Tensor]:
+                     assign: Callable = assign) -> dict[str, tf.Tensor]:
     """A batch of the annotated pipeline (boxes xyxy in pixels of `images`) -> the detector's
-    targets: {BOXES: [B, N, 5] encodings and class id (the box losses), and [B, N] class ids for
-    SCORES, OBJECTNESS and CLASS_PROBABILITIES}. `cells` (YOLO's) selects YOLO's assignment."""
+    targets: {BOXES: [B, N, 5] encodings and class id (the box losses), SCORES: [B, N] class ids},
+    with `assign` as in `targets`."""
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     anchors = tf.constant(anchors, tf.float32)
-    cells = None if cells is None else tf.constant(cells, tf.float32)
     count = anchors.shape[0]
 
     def one_image(item):
-        encoded, ids = targets(anchors, pixels_to_normalised(item[0], height, width), item[1], threshold, cells,
-                               ignore_below)
+        encoded, ids = targets(anchors, pixels_to_normalised(item[0], height, width), item[1], assign)
         return tf.concat([encoded, tf.cast(ids, tf.float32)[:, None]], axis=-1), ids
 
     encoded, ids = tf.map_fn(one_image, (boxes, classes), fn_output_signature=(
         tf.TensorSpec([count, 5], tf.float32), tf.TensorSpec([count], tf.int32)))
-    return {BOXES: encoded, SCORES: ids, OBJECTNESS: ids, CLASS_PROBABILITIES: ids}
+    return {BOXES: encoded, SCORES: ids}

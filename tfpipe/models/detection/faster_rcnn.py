@@ -39,9 +39,9 @@ from tfpipe.backend import keras, tf
 from tfpipe.models.blocks import conv_bn
 from tfpipe.models.classification.resnet import resnet
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import OBJECTNESS, pixels_to_normalised, training_targets
+from tfpipe.models.detection import boxes as B
 from tfpipe.models.detection.head import Head
-from tfpipe.models.detection.losses import BoxLoss, FastRCNNLoss, RpnObjectnessLoss
+from tfpipe.models.detection.losses import BoxLoss, bce
 from tfpipe.models.registry import custom_layer, register
 from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
@@ -246,18 +246,86 @@ RPN_POSITIVE_IOU, RPN_NEGATIVE_IOU = 0.7, 0.3
 MAX_OBJECTS = 100  # ground truths per image handed to the second stage's loss (COCO's detections cap)
 
 
+def rpn_assign(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor) -> tf.Tensor:
+    """The RPN's assignment: the lectures' IoU matching at RPN_POSITIVE_IOU (boxes.assign), then the
+    unmatched anchors whose best IoU reaches RPN_NEGATIVE_IOU left out (-2)."""
+    matched = B.assign(anchors_yxhw, gt_yxyx, RPN_POSITIVE_IOU)
+    return tf.where((matched < 0) & (B.best_iou(anchors_yxhw, gt_yxyx) >= RPN_NEGATIVE_IOU), -2, matched)
+
+
 def two_stage_targets(images: tf.Tensor, boxes: tf.RaggedTensor, classes: tf.RaggedTensor, rpn_anchors
                       ) -> dict[str, tf.Tensor]:
     """Faster R-CNN's targets: the RPN's per anchor (encodings + class id [B, A, 5], ids [B, A]) and,
     for the head, whose proposals exist only inside the model, the ground truths themselves:
     [B, MAX_OBJECTS, 5] (ymin, xmin, ymax, xmax normalised, class + 1), zero rows as padding."""
-    rpn = training_targets(images, boxes, classes, rpn_anchors, RPN_POSITIVE_IOU, ignore_below=RPN_NEGATIVE_IOU)
+    rpn = B.training_targets(images, boxes, classes, rpn_anchors, rpn_assign)
     height, width = tf.shape(images)[1], tf.shape(images)[2]
-    normalised = boxes.with_flat_values(pixels_to_normalised(boxes.flat_values, height, width))
+    normalised = boxes.with_flat_values(B.pixels_to_normalised(boxes.flat_values, height, width))
     corners = normalised[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS, 4])
     ids = (tf.cast(classes, tf.float32) + 1.0)[:, :MAX_OBJECTS].to_tensor(0.0, shape=[None, MAX_OBJECTS])
     ground_truth = tf.concat([corners, ids[..., None]], -1)
-    return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[OBJECTNESS], HEAD: ground_truth}
+    return {RPN_BOXES: rpn[BOXES], RPN_OBJECTNESS: rpn[SCORES], HEAD: ground_truth}
+
+
+class RpnObjectnessLoss(keras.losses.Loss):
+    """The RPN's objectness term: binary cross-entropy, the mean over the object anchors and the
+    mean over the background anchors averaged, which is what Faster R-CNN's 1:1 sampling of anchors
+    gives in expectation; ignored anchors (class id -1) add nothing. y_true [B, A], y_pred [B, A, 1]."""
+
+    def __init__(self, name: str = "rpn_objectness_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        p = tf.reshape(y_pred, tf.shape(y_pred)[:2])
+        labels = tf.cast(tf.reshape(y_true, tf.shape(p)), tf.int32)
+        positive, background = tf.cast(labels > 0, p.dtype), tf.cast(labels == 0, p.dtype)
+        object_term = tf.math.divide_no_nan(tf.reduce_sum(positive * bce(p, 1.0), -1), tf.reduce_sum(positive, -1))
+        background_term = tf.math.divide_no_nan(tf.reduce_sum(background * bce(p, 0.0), -1),
+                                                tf.reduce_sum(background, -1))
+        return 0.5 * (object_term + background_term)
+
+
+class FastRCNNLoss(keras.losses.Loss):
+    """The second stage's loss (Fast R-CNN, section 2.3): each proposal takes the ground truth it
+    overlaps most; at IoU >= `match_iou` it learns that class and the box (smooth L1 on the
+    encoding relative to the proposal, over those proposals), below it background. Cross-entropy
+    is averaged over all proposals. The proposals come from the model (approximate joint training),
+    so the matching happens here: y_true [B, M, 5] ground truths (ymin, xmin, ymax, xmax, class + 1;
+    zero rows are padding), y_pred [B, K, 4 + 4 + classes + 1] (proposals, encodings, softmax)."""
+
+    def __init__(self, match_iou: float = 0.5, name: str = "rcnn_head_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.match_iou = match_iou
+
+    def call(self, y_true, y_pred):
+        proposals, encodings, probabilities = y_pred[..., :4], y_pred[..., 4:8], y_pred[..., 8:]
+        ground_truth, ids = y_true[..., :4], tf.cast(y_true[..., 4], tf.int32)
+        low = tf.maximum(proposals[:, :, None, :2], ground_truth[:, None, :, :2])
+        high = tf.minimum(proposals[:, :, None, 2:], ground_truth[:, None, :, 2:])
+        inter = tf.reduce_prod(tf.maximum(high - low, 0.0), -1)
+
+        def area(b):
+            return tf.reduce_prod(tf.maximum(b[..., 2:] - b[..., :2], 0.0), -1)
+
+        iou = tf.math.divide_no_nan(inter, area(proposals)[:, :, None] + area(ground_truth)[:, None, :] - inter)
+        iou = tf.where(ids[:, None, :] > 0, iou, -1.0)  # padding never matches
+        best = tf.argmax(iou, axis=-1, output_type=tf.int32)  # [B, K]
+        matched = tf.reduce_max(iou, axis=-1) >= self.match_iou
+        labels = tf.where(matched, tf.gather(ids, best, batch_dims=1), 0)
+        chosen = tf.gather(probabilities, labels[..., None], batch_dims=2)[..., 0]
+        cross_entropy = -tf.reduce_mean(tf.math.log(tf.clip_by_value(chosen, 1e-7, 1.0)), -1)
+        target = tf.gather(ground_truth, best, batch_dims=1)
+        size = tf.maximum(proposals[..., 2:] - proposals[..., :2], 1e-3)
+        centre = (proposals[..., :2] + proposals[..., 2:]) / 2
+        t_size = tf.maximum(target[..., 2:] - target[..., :2], 1e-3)
+        t_centre = (target[..., :2] + target[..., 2:]) / 2
+        scales = tf.constant(SCALES, tf.float32)
+        encoded = tf.concat([(t_centre - centre) / size, tf.math.log(t_size / size)], -1) * scales
+        error = tf.abs(encoded - encodings)
+        smooth_l1 = tf.reduce_sum(tf.where(error < 1.0, 0.5 * error ** 2, error - 0.5), -1)
+        positive = tf.cast(matched, y_pred.dtype)
+        box = tf.math.divide_no_nan(tf.reduce_sum(smooth_l1 * positive, -1), tf.reduce_sum(positive, -1))
+        return cross_entropy + box
 
 
 class TwoStageHead(Head):

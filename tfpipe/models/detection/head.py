@@ -1,7 +1,8 @@
 """What a detector family owns besides its graph: a `Head`, registered with the family's variants
 (`registry.register(..., head=...)`), gives its anchors (the device contract's box coding), the
 geometry its training needs, its losses, the view of the model that training fits, the targets
-that view learns, and the layers int8 conversion keeps in float. The detection task
+that view learns (with its own assignment of anchors to ground truths), and the layers int8
+conversion keeps in float. The detection task
 (tfpipe.tasks.detection) asks the head; nothing else knows a family's internals.
 
 A new family: its file builds the graph (outputs `box_encodings` [B, N, 4] and `class_scores`
@@ -12,9 +13,10 @@ subclass that overrides what differs from SSD's (IoU matching, smooth L1 + focal
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from tfpipe.config import DetectionConfig
-from tfpipe.models.detection.boxes import training_targets
+from tfpipe.models.detection.boxes import assign, training_targets
 from tfpipe.models.detection.losses import BoxLoss, FocalLoss
 from tfpipe.runtime.contract import BOXES, SCORES
 
@@ -44,4 +46,5 @@ class Head:
 
     def targets(self, images, boxes, classes, settings: DetectionConfig, geometry: dict) -> dict:
         """A batch's ground truth (ragged xyxy pixel boxes and classes) -> a target per output name."""
-        return training_targets(images, boxes, classes, geometry["anchors"], settings.match_iou)
+        return training_targets(images, boxes, classes, geometry["anchors"],
+                                partial(assign, threshold=settings.match_iou))

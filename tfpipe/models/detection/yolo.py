@@ -27,6 +27,14 @@ outputs `box_encodings` and `class_scores` only, as SSD's does.
   next finer backbone level (FPN-like). Backbone: Darknet-53 or MobileNetV2 (the zoo's). The tiny
   variant: YOLOv3-tiny's conv/max-pool stack and two grids (strides 16 and 32).
 
+Training (YoloHead), as YOLO9000 (section 2) and YOLOv3 (section 2.1) assign: a ground truth is the
+responsibility of the grid cell holding its centre, and there of the prior whose shape fits it
+best (IoU of the sizes, centres aligned), over every level. Other anchors whose box overlaps a
+ground truth at IoU >= the threshold are left out of the no-object term (YOLOv3 compares the
+predicted box; the anchor's box is used here, so targets stay a function of the data).
+The loss has YOLO's three terms on the factors of the exported scores: coordinates (YoloBoxLoss),
+objectness with lambda_noobj (ObjectnessLoss) and classes (YoloClassLoss).
+
 The MobileNetV2 variant keeps ReLU6 everywhere (the Edge TPU has no LEAKY_RELU); Darknet's keep
 LeakyReLU(0.1), as the papers do.
 """
@@ -34,22 +42,26 @@ LeakyReLU(0.1), as the papers do.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
-from tfpipe.backend import keras
+from tfpipe.backend import keras, tf
 from tfpipe.models.blocks import SpaceToDepth, conv_bn
 from tfpipe.models.classification.darknet import darknet19, darknet53
 from tfpipe.models.classification.mobilenet import mobilenet_v2
 from tfpipe.models.detection import anchors as A
-from tfpipe.models.detection.boxes import CLASS_PROBABILITIES, OBJECTNESS, training_targets
+from tfpipe.models.detection.boxes import best_iou, to_centres, training_targets
 from tfpipe.models.detection.head import Head
-from tfpipe.models.detection.losses import ObjectnessLoss, YoloBoxLoss, YoloClassLoss
+from tfpipe.models.detection.losses import bce
 from tfpipe.models.registry import output_names, register
 from tfpipe.runtime.contract import BOXES, SCORES
 from tfpipe.runtime.detection import SCALES
 
 L = keras.layers
+# the training outputs (YoloHead.training_view): their product is SCORES, which the device reads
+OBJECTNESS = "objectness"  # [B, N, 1] the logistic probability that an anchor holds an object
+CLASS_PROBABILITIES = "class_probabilities"  # [B, N, classes] a logistic probability per class, given an object
 # RetinaNet's prior (section 4.1): objectness starts at 0.01, so the many empty cells do not swamp
 # the first steps.
 PRIOR_BIAS = float(-np.log((1 - 0.01) / 0.01))
@@ -267,6 +279,87 @@ def _conv_set(x, filters: int, act: str, separable: bool, name: str):
     return conv_bn(x, filters, 1, act=act, name=f"{name}_e")
 
 
+# -- training: assignment and losses ------------------------------------------------------------------
+
+def assign(anchors_yxhw: tf.Tensor, gt_yxyx: tf.Tensor, cells_hw: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
+    """YOLO's responsibility (see "Training" in the module docstring): the ground-truth index of
+    every anchor, -1 for background, -2 for an anchor left out of the no-object term: int32 [N].
+    `cells_hw` [N, 2] is each anchor's cell size. When two ground truths pick one anchor the later
+    one keeps it, as in Darknet."""
+    gt = to_centres(gt_yxyx)
+    num_anchors = tf.shape(anchors_yxhw)[0]
+    # the cell holding the centre, by cell index on each anchor's grid (a centre on an edge belongs
+    # to the cell below / right of it; one on the image's far edge to the last cell)
+    centre = tf.clip_by_value(gt[None, :, :2], 0.0, 1.0 - 1e-6)
+    inside = tf.reduce_all(tf.equal(tf.floor(centre / cells_hw[:, None, :]),
+                                    tf.floor(anchors_yxhw[:, None, :2] / cells_hw[:, None, :])), axis=-1)
+    low = tf.minimum(anchors_yxhw[:, None, 2:], gt[None, :, 2:])
+    inter = low[..., 0] * low[..., 1]
+    shape_iou = inter / (anchors_yxhw[:, None, 2] * anchors_yxhw[:, None, 3] + gt[None, :, 2] * gt[None, :, 3] - inter)
+    responsible = tf.argmax(tf.where(inside, shape_iou, -1.0), axis=0, output_type=tf.int32)  # [G]
+    found = tf.reduce_any(inside, axis=0)  # a centre outside the image has no cell
+    num_gt = tf.shape(gt)[0]
+    overlapping = best_iou(anchors_yxhw, gt_yxyx) >= threshold
+    # the highest ground-truth index per anchor (an empty segment gives int32's minimum)
+    owner = tf.math.unsorted_segment_max(tf.boolean_mask(tf.range(num_gt), found),
+                                         tf.boolean_mask(responsible, found), num_anchors)
+    return tf.where(owner >= 0, owner, tf.where(overlapping, -2, -1))
+
+
+class YoloBoxLoss(keras.losses.Loss):
+    """YOLO's coordinate term: lambda_coord x the squared error of the responsible anchors' centre
+    offsets (in grid cells, YOLOv2's sigmoid(t_yx)) and log sizes (t_hw), each weighted by
+    2 - w * h (YOLOv3: small boxes count more), summed per image. The model outputs SSD encodings
+    (see the module docstring); per anchor, prior / (10 * cell) and 1 / 5 turn their differences
+    back into YOLO's units. y_true [B, N, 5] as BoxLoss's."""
+
+    def __init__(self, anchors, cells, lambda_coord: float = 5.0, name: str = "yolo_box_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        anchors = tf.constant(anchors, tf.float32)
+        self.prior_hw = anchors[:, 2:]
+        self.units = tf.concat([anchors[:, 2:] / (10.0 * tf.constant(cells, tf.float32)),
+                                tf.fill([anchors.shape[0], 2], 1 / 5.0)], axis=-1)
+        self.lambda_coord = lambda_coord
+
+    def call(self, y_true, y_pred):
+        positive = tf.cast(y_true[..., 4] > 0, y_pred.dtype)
+        size = self.prior_hw * tf.exp(y_true[..., 2:4] / 5.0)  # the ground truth's (h, w), normalised
+        weight = 2.0 - size[..., 0] * size[..., 1]
+        error = tf.reduce_sum(((y_true[..., :4] - y_pred) * self.units) ** 2, axis=-1)
+        return self.lambda_coord * tf.reduce_sum(error * weight * positive, axis=-1)
+
+
+class ObjectnessLoss(keras.losses.Loss):
+    """YOLO's confidence term: binary cross-entropy of the objectness, towards 1 at the responsible
+    anchors and towards 0, weighted by lambda_noobj, at background anchors; anchors marked ignored
+    (class id -1) add nothing. Summed per image. y_true [B, N] class ids, y_pred [B, N, 1]."""
+
+    def __init__(self, lambda_noobj: float = 0.5, name: str = "objectness_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.lambda_noobj = lambda_noobj
+
+    def call(self, y_true, y_pred):
+        p = tf.reshape(y_pred, tf.shape(y_pred)[:2])
+        labels = tf.cast(tf.reshape(y_true, tf.shape(p)), tf.int32)
+        positive, background = tf.cast(labels > 0, p.dtype), tf.cast(labels == 0, p.dtype)
+        return tf.reduce_sum(positive * bce(p, 1.0) + self.lambda_noobj * background * bce(p, 0.0), axis=-1)
+
+
+class YoloClassLoss(keras.losses.Loss):
+    """YOLOv3's classification term: binary cross-entropy of every class probability at the
+    responsible anchors (independent logistic classifiers), summed per image. y_true [B, N] class
+    ids (c + 1), y_pred [B, N, classes]."""
+
+    def __init__(self, name: str = "yolo_class_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
+        target = tf.one_hot(labels - 1, tf.shape(y_pred)[-1], dtype=y_pred.dtype)
+        positive = tf.cast(labels > 0, y_pred.dtype)
+        return tf.reduce_sum(tf.reduce_sum(bce(y_pred, target), axis=-1) * positive, axis=-1)
+
+
 # -- anchors and cell sizes, for the same arguments as each builder --------------------------------
 
 def _v2_layout(input_shape, num_classes: int = 0, priors=V2_PRIORS, stride: int = 32, **_):
@@ -284,9 +377,8 @@ def _v3_tiny_layout(input_shape, num_classes: int = 0, priors=V3_TINY_PRIORS, **
 
 
 class YoloHead(Head):
-    """YOLO's training: each ground truth goes to the best-shaped prior of the grid cell holding its
-    centre (boxes.yolo_assign, which needs each anchor's cell); the loss has YOLO's three terms on
-    the factors of the exported scores: coordinates, objectness (with lambda_noobj) and classes."""
+    """YOLO's training (see "Training" in the module docstring): `assign`, which needs each anchor's
+    cell, and the three loss terms on the factors of the exported scores."""
 
     def __init__(self, layout_fn):
         super().__init__(lambda **args: layout_fn(**args)[0])
@@ -308,7 +400,10 @@ class YoloHead(Head):
         return keras.Model(model.input, outputs, name=model.name)
 
     def targets(self, images, boxes, classes, settings, geometry: dict) -> dict:
-        return training_targets(images, boxes, classes, geometry["anchors"], settings.match_iou, geometry["cells"])
+        ids = training_targets(images, boxes, classes, geometry["anchors"],
+                               partial(assign, cells_hw=tf.constant(geometry["cells"], tf.float32),
+                                       threshold=settings.match_iou))
+        return {**ids, OBJECTNESS: ids[SCORES], CLASS_PROBABILITIES: ids[SCORES]}
 
 
 for _name, _builder, _layout, _fixed in (
