@@ -47,7 +47,7 @@ test: $(STAMP) $(TFLITE_STAMP) fashion-mnist android-core-test
 
 # The Android app's pure-Kotlin core (android_demo/core) on the JVM: kotlinc from the npm registry,
 # JUnit 4 from Debian. GOLDEN=a.json:b.json adds the golden-vector parity with Python
-# (python -m tfpipe.export golden); BUNDLES=a/model.json:... checks that the converter's
+# (python -m tfpipe.golden); BUNDLES=a/model.json:... checks that the converter's
 # model.json files parse.
 KOTLIN_VERSION := 2.4.20
 KOTLIN_HOME := android_demo/.tools/node_modules/kotlin-compiler

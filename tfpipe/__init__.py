@@ -20,7 +20,7 @@ Floors, bottom up: a module imports only from its own floor or below, inside fun
     evaluate
     report
     explain track
-    run cli check doctor search export __main__
+    run cli check doctor search golden __main__
 
 `runtime` imports no TensorFlow: a device runs the same decoding the evaluator verifies. Every
 `__main__` module is a command, on the top floor.

@@ -16,7 +16,7 @@ STAGES = {
     "doctor": "tfpipe.doctor",
     "data": "tfpipe.data.__main__",
     "models": "tfpipe.models.__main__",
-    "export": "tfpipe.export.__main__",
+    "golden": "tfpipe.golden.__main__",
 }
 
 USAGE = """usage: tfpipe <stage> [--help] [options]
@@ -32,7 +32,7 @@ stages:
   doctor     versions, datasets, runtimes, tools       python -m tfpipe.doctor
   data       convert annotation formats; inspect      python -m tfpipe.data inspect
   models     the zoo: names, sizes, feature strides   python -m tfpipe.models list
-  export     golden vectors for the device cores      python -m tfpipe.export golden --run runs/X
+  golden     golden vectors of a bundle for devices   python -m tfpipe.golden --run runs/X
 """
 
 

@@ -111,7 +111,7 @@ def test_raw_outputs_decoded_by_tfpipe_give_the_ops_detections(det_run, tmp_path
     assert compared > 0
 
     golden = tmp_path / "golden_detection.json"
-    assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(tmp_path / "det"), "--count", "6",
+    assert run_cli("tfpipe.golden.__main__", ["--run", str(tmp_path / "det"), "--count", "6",
                                               "--out", str(golden)]) == 0
     samples = json.loads(golden.read_text())["samples"]
     assert {sample["outputs"]["box_encodings"]["dtype"] for sample in samples} <= {"int8", "uint8"}

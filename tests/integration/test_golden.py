@@ -1,4 +1,4 @@
-"""Golden vectors (python -m tfpipe.export golden) of the quickstart bundle: the input tensor is the
+"""Golden vectors (python -m tfpipe.golden) of the quickstart bundle: the input tensor is the
 training pipeline's preprocessing quantized as the model asks, the raw outputs dequantize to the
 evaluator's outputs, and the expected predictions are the evaluator's; the Android core (Kotlin, on
 the JVM) reproduces them. The detection and segmentation bundles' parity is in their run tests."""
@@ -19,7 +19,7 @@ def test_golden_vectors_hold_the_pipelines_input_outputs_and_predictions(tiny_ru
 
     cfg, run, splits, *_ = tiny_run
     out = tmp_path / "golden.json"
-    assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(run.root), "--count", "4", "--out", str(out)]) == 0
+    assert run_cli("tfpipe.golden.__main__", ["--run", str(run.root), "--count", "4", "--out", str(out)]) == 0
     assert f"Wrote {out} (4 images)" in capsys.readouterr().out
     golden = json.loads(out.read_text())
     assert golden["format"] == "tfpipe-golden/1" and golden["task"] == "classification"
@@ -43,17 +43,17 @@ def test_golden_vectors_hold_the_pipelines_input_outputs_and_predictions(tiny_ru
 
 
 def test_golden_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
-    assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(tmp_path)]) == 2
+    assert run_cli("tfpipe.golden.__main__", ["--run", str(tmp_path)]) == 2
     assert f"{tmp_path / 'config.yaml'}: no such file" in capsys.readouterr().err
-    assert run_cli("tfpipe.export.__main__", ["golden", "--run", str(tmp_path), "--count", "0"]) == 2
+    assert run_cli("tfpipe.golden.__main__", ["--run", str(tmp_path), "--count", "0"]) == 2
     assert "--count: 0 is not accepted" in capsys.readouterr().err
 
 
 def test_the_android_core_decodes_the_classification_golden_vectors_as_python(tiny_run, tmp_path):
     _, run, *_ = tiny_run
     out = tmp_path / "golden_classification.json"
-    argv = ["golden", "--run", str(run.root), "--count", "16", "--out", str(out)]
-    assert run_cli("tfpipe.export.__main__", argv) == 0
+    argv = ["--run", str(run.root), "--count", "16", "--out", str(out)]
+    assert run_cli("tfpipe.golden.__main__", argv) == 0
     printed = kotlin_core_parity(out, bundles=(run.model_json,))
     assert ("golden parity: golden_classification.json: classification, 16 samples, 48 ranked classes identical "
             "to Python's") in printed

@@ -212,10 +212,10 @@ def test_check_writes_elsewhere_or_only_prints(tiny_run, tmp_path, monkeypatch, 
     assert "Permission denied" in captured.out and captured.err == ""
 
 
-def test_tfpipe_export_is_a_stage_of_the_dispatcher():
-    done = subprocess.run([sys.executable, "-m", "tfpipe", "export", "--help"], capture_output=True, text=True,
+def test_tfpipe_golden_is_a_stage_of_the_dispatcher():
+    done = subprocess.run([sys.executable, "-m", "tfpipe", "golden", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
-    assert done.returncode == 0 and "golden" in done.stdout, done.stderr
+    assert done.returncode == 0 and "--run" in done.stdout and "golden" in done.stdout, done.stderr
 
 
 def test_a_runtime_worker_dies_with_its_client(tiny_run, tmp_path):

@@ -117,8 +117,8 @@ def test_the_android_core_reproduces_the_class_maps_of_the_golden_vectors(seg_ru
     _, run, _, workdir = seg_run
     monkeypatch.setenv("TFPIPE_CACHE", str(workdir / "cache"))
     golden = tmp_path / "golden_segmentation.json"
-    argv = ["golden", "--run", str(run.root), "--count", "4", "--out", str(golden)]
-    assert run_cli("tfpipe.export.__main__", argv) == 0
+    argv = ["--run", str(run.root), "--count", "4", "--out", str(golden)]
+    assert run_cli("tfpipe.golden.__main__", argv) == 0
     samples = json.loads(golden.read_text())["samples"]
     pixels = sum(int(np.prod(sample["expected"]["class_map"]["shape"])) for sample in samples)
     assert len({v for sample in samples for v in sample["expected"]["class_map"]["data"]}) > 1  # not all background

@@ -9,7 +9,7 @@ import java.io.File
 import kotlin.math.abs
 
 /**
- * Golden parity: for every golden file (`python -m tfpipe.export golden`) named in the system
+ * Golden parity: for every golden file (`python -m tfpipe.golden`) named in the system
  * property `tfpipe.golden` (paths joined by the platform's path separator), the core must turn each
  * sample's decoded pixels into the very input bytes Python fed the model, and its raw outputs into
  * the same prediction: the same top-k classes; the same detections in the same order (boxes within

@@ -78,5 +78,7 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
 
 def write(run_root: Path, out: Path | None, model: str, count: int) -> Path:
     data = golden(run_root, model, count)
-    path = out or run_root / "export" / f"golden_{model}.json"
+    from tfpipe.rundir import RunDir
+
+    path = out or RunDir(run_root).export / f"golden_{model}.json"
     return io.write_json(path, data)

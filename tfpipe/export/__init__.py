@@ -1,1 +1,0 @@
-"""Exports for the device side: golden vectors the Android core and the Coral runner are checked against."""
