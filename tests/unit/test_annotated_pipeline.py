@@ -146,6 +146,10 @@ def test_classification_mixup_and_cutmix_mix_the_labels(switch):
     _, labels = next(iter(ds))
     labels = labels.numpy()
     np.testing.assert_allclose(labels.sum(axis=1), 1, atol=1e-5)  # still a distribution
-    assert np.mean(labels.max(axis=1) < 0.999) > 0.5  # most labels are mixtures of two classes
+    # keras_cv 0.9's MixUp draws its Beta(0.2, 0.2) weights with unseeded tf.random.gamma, so the
+    # share of mixed labels varies from batch to batch: a weight within 0.001 of 0 or 1, or a partner
+    # of the same class, leaves a label pure. Over 300 batches: mean 0.656, minimum 0.406, 0.5 or
+    # less in 5 % (the old bound's flake). Above 0.2 of 32 fails with probability < 1e-8 when mixing.
+    assert np.mean(labels.max(axis=1) < 0.999) > 0.2
     _, plain = next(iter(make_dataset(split, spec, 32, 10, training=True, augmenter=None, seed=0)))
     assert np.all(plain.numpy().max(axis=1) == 1)
