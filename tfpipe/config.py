@@ -37,6 +37,12 @@ SCHEDULES = ("cosine", "step")
 STRATEGIES = ("default", "mirrored", "multiworker")
 BACKENDS = ("auto", "litert", "tflite_runtime", "tf")
 BUILTIN_DATASETS = (None, "fashion_scenes")
+# Settings that no longer exist. A run's config.yaml holds every setting, so an old run's says
+# `null` for them: that still loads; a value is an error that says why the setting went.
+REMOVED = {
+    "augment.multi_scale": "every model is built for one input size, the one its anchors are laid out "
+                           "for: multi-scale training never ran; remove augment.multi_scale",
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,6 @@ class AugmentConfig:
     mosaic: bool = False  # detection: four images in one
     mixup: bool = False  # two images blended: labels mixed (classification), both sets of boxes kept (detection)
     cutmix: bool = False  # classification: a patch of another image pasted in, labels mixed by area
-    multi_scale: tuple[int, ...] | None = None  # detection: each batch at one of these square sizes
 
 
 @dataclass(frozen=True)
@@ -258,19 +263,12 @@ class Config:
         positive("detection.lambda_coord", d.lambda_coord)
         positive("detection.lambda_noobj", d.lambda_noobj)
         positive("detection.max_detections", d.max_detections)
-        if self.task == "detection" and self.augment.multi_scale:
-            raise TfpipeError("augment.multi_scale: a detector's anchors are laid out for one input size",
-                              "remove augment.multi_scale")
         jitter = self.augment.jitter_scale
         if jitter is not None and not 0 < jitter[0] <= jitter[1]:
             raise TfpipeError(f"augment.jitter_scale: {list(self.augment.jitter_scale)} is not accepted",
                               "use [low, high] with 0 < low <= high, e.g. [0.75, 1.25]")
         if not 0 <= self.augment.color_jitter <= 1:
             raise TfpipeError(f"augment.color_jitter: {self.augment.color_jitter} is not accepted", "use 0..1")
-        if self.augment.multi_scale is not None and (not self.augment.multi_scale
-                                                     or min(self.augment.multi_scale) < 32):
-            raise TfpipeError(f"augment.multi_scale: {self.augment.multi_scale} is not accepted",
-                              "list square sizes of at least 32, e.g. [96, 128, 160]")
         if not 0 <= self.augment.translate < 0.5:
             raise TfpipeError(f"augment.translate: {self.augment.translate} is not accepted",
                               "use a fraction in [0, 0.5)")
@@ -491,6 +489,10 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
+            if f"{prefix}{key}" in REMOVED:
+                if data[key] is None:
+                    continue
+                raise TfpipeError(f"{prefix}{key}: this setting was removed", REMOVED[f"{prefix}{key}"])
             raise _unknown_key(str(key), names, prefix)
     kwargs = {name: _coerce(data[name], hints[name], prefix + name) for name in names if name in data}
     return cls(**kwargs)

@@ -1,6 +1,6 @@
 """tf.data for detection and segmentation: a Dataset's records -> decoded samples (the sample
 contract of design.md) -> the model's size by the preprocess geometry, boxes and masks along ->
-training only: zoom, augment, multi-scale -> boxes clipped, degenerate ones dropped -> batches of
+training only: zoom, augment -> boxes clipped, degenerate ones dropped -> batches of
 (model input, targets).
 
 Targets ("boxes" or "masks"): {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input,
@@ -123,7 +123,6 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
         ds = ds.map(zoom, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.ragged_batch(batch_size, drop_remainder=training)
     augmenter = build_box_augmenter(augment, targets, (spec.height, spec.width), seed) if augment else None
-    sizes = tuple(augment.multi_scale) if augment is not None and augment.multi_scale and not segmentation else ()
 
     def to_model(sample: dict):
         if augmenter is not None:
@@ -132,14 +131,9 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
         classes = sample["bounding_boxes"]["classes"]
         if not isinstance(boxes, tf.RaggedTensor):  # keras-cv may hand back dense boxes, padded with class -1
             boxes, classes = tf.RaggedTensor.from_tensor(boxes), tf.RaggedTensor.from_tensor(classes)
-        if sizes:  # random training shapes: the whole batch at one size
-            side = tf.gather(tf.constant(sizes), tf.random.uniform((), 0, len(sizes), tf.int32, seed=seed))
-            scale = tf.cast(tf.stack([side / spec.width, side / spec.height] * 2), tf.float32)
-            images = tf.image.resize(images, tf.stack([side, side]), method="bilinear")
-            boxes = tf.ragged.map_flat_values(lambda b: b * scale, boxes)
         shape = tf.shape(images)
         boxes, classes = clip_and_drop(boxes, classes, shape[1], shape[2])
-        x = preprocess(images, spec, resize=not sizes)
+        x = preprocess(images, spec)
         if segmentation:  # keras-cv's colour layers hand masks back as floats
             return x, tf.cast(tf.round(sample["segmentation_masks"]), tf.int32)
         return x, {"boxes": boxes, "classes": classes}

@@ -48,13 +48,10 @@ def _resize(x: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
     return tf.pad(x, pads) + spec.pad_value
 
 
-def preprocess(images: tf.Tensor, spec: PreprocessSpec, resize: bool = True) -> tf.Tensor:
-    """Pixels 0..255, [h, w, c] or [n, h, w, c] with static h, w, c -> float32 model input.
-    `resize=False` keeps the size (multi-scale detector training feeds other sizes on purpose)."""
+def preprocess(images: tf.Tensor, spec: PreprocessSpec) -> tf.Tensor:
+    """Pixels 0..255, [h, w, c] or [n, h, w, c] with static h, w, c -> float32 model input."""
     x = _channels(tf.cast(images, tf.float32), spec)
-    if resize:
-        x = _resize(x, spec)
-    return x * spec.scale + spec.offset
+    return _resize(x, spec) * spec.scale + spec.offset
 
 
 def fit_to_model(image: tf.Tensor, boxes: tf.Tensor, mask: tf.Tensor | None, spec: PreprocessSpec):
