@@ -90,6 +90,17 @@ class DataConfig:
     scenes: SceneSpec = field(default_factory=SceneSpec)  # the options of data.builtin: fashion_scenes
     cache: str | None = None  # where built datasets are kept (default: $TFPIPE_CACHE, else ~/.cache/tfpipe)
     on_bad_sample: str = "error"  # error: stop at the first bad sample; skip: leave it out, list why in the run
+    # A dataset of your own (tfpipe.data.files): its format and where its splits are. Each path is
+    # a dataset as the format keeps it (a COCO folder or JSON, a VOC folder, a YOLO data.yaml or its
+    # folder, a masks folder, a folder of class folders); a dataset with several splits gives the
+    # one of the same name (val: val or valid).
+    format: str | None = None  # coco | voc | yolo | masks | folders
+    train: str | None = None
+    val: str | None = None  # none: the train dataset's val split, else val_fraction of train held out
+    test: str | None = None  # none: the train dataset's test split, else the val split is also the test split
+    classes: tuple[str, ...] | None = None  # the model's classes and their order (default: the dataset's)
+    val_fraction: float = 0.1  # held out of train (seeded by val_seed) when there is no val split
+    val_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,10 +249,8 @@ class Config:
             value = getattr(self.data, key)
             if value is not None:
                 positive(f"data.{key}", value)
-        if self.task != "classification" and self.data.builtin != "fashion_scenes":
-            raise TfpipeError(f"task: {self.task} needs annotated scenes, data.builtin is {self.data.builtin!r}",
-                              "set data.builtin: fashion_scenes")
-        if (self.data.builtin is None and self.data.train_limit is not None  # val_samples: held out of data.dataset
+        self._check_own_dataset()
+        if (self.data.builtin is None and self.data.format is None and self.data.train_limit is not None
                 and self.data.val_samples >= self.data.train_limit):
             raise TfpipeError(f"data.val_samples: {self.data.val_samples} leaves no training images out of "
                               f"data.train_limit={self.data.train_limit}", "make val_samples smaller")
@@ -344,6 +353,36 @@ class Config:
         positive("evaluate.gallery", self.evaluate.gallery, allow_zero=True)
         one_of("evaluate.backend", self.evaluate.backend, BACKENDS)
         return self
+
+    def _check_own_dataset(self) -> None:
+        """data.format's companions: the paths, the class list, the held-out fraction. Whether the
+        format exists and gives what the task learns from is the data layer's to say."""
+        d = self.data
+        own = ("train", "val", "test", "classes")
+        if d.format is None:
+            for key in own:
+                if getattr(d, key) is not None:
+                    raise TfpipeError(f"data.{key} is set but data.format is not",
+                                      "set data.format (coco, voc, yolo, masks or folders) for a dataset of your own")
+            return
+        if d.builtin:
+            raise TfpipeError(f"data.format: {d.format} and data.builtin: {d.builtin} are both set",
+                              "a run reads one dataset: remove one of them")
+        if not d.train:
+            raise TfpipeError(f"data.format: {d.format} needs data.train", "the path of your dataset (its train split)")
+        for key in ("train", "val", "test"):
+            value = getattr(d, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TfpipeError(f"data.{key}: {value!r} is not a path", "a folder or file of your dataset")
+        if d.classes is not None:
+            names = [str(n) for n in d.classes]
+            if not names or any(not n.strip() for n in names):
+                raise TfpipeError(f"data.classes: {list(d.classes)} is not accepted", "a list of class names")
+            if len(set(names)) != len(names):
+                twice = sorted({n for n in names if names.count(n) > 1})
+                raise TfpipeError(f"data.classes: {', '.join(twice)} listed twice", "name each class once")
+        if not 0 < d.val_fraction < 1:
+            raise TfpipeError(f"data.val_fraction: {d.val_fraction} is not accepted", "use a number in (0, 1)")
 
 
 # --- loading ---------------------------------------------------------------------------------------

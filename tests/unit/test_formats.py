@@ -274,14 +274,14 @@ def test_mask_folders_pair_images_and_masks(tmp_path, palette):
 
     dataset = read_masks(mask_folder(tmp_path, palette=palette))
     (record,) = dataset.splits["train"]
-    assert dataset.class_names == ("background", "shirt", "bag")
+    assert dataset.class_names == ("shirt", "bag")  # labels.txt's line 0 names id 0, the background
     assert record.image == "images/train/a.jpg" and record.mask == "masks/train/a.png"
     assert set(np.unique(np.asarray(Image.open(dataset.root / record.mask))).tolist()) == {0, 2, 255}
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"mask_size": (20, 11)}, "a.png: mask is 20x11 but its image is 20x10"),
-    ({"values": (0, 3)}, "a.png: class ids 3 are not in labels.txt (3 classes)"),
+    ({"values": (0, 3)}, "a.png: class ids 3 are not in the 2 classes"),
 ])
 def test_bad_masks_are_named_or_skipped(tmp_path, kwargs, message):
     from tfpipe.data.formats.folders import read_masks

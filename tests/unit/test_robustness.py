@@ -330,9 +330,13 @@ def test_converting_away_instance_masks_says_so(tmp_path):
 
     write_image(tmp_path / "src" / "a.png")
     write_coco(tmp_path / "src", ["a.png"], segmentation=[[2, 2, 10, 2, 10, 10]])
-    for kind in ("voc", "yolo"):
+    out = convert("coco", "yolo", tmp_path / "src", tmp_path / "yolo")
+    assert dropped(out, "yolo").startswith("Not carried: 1 instance masks (yolo holds boxes")
+    for kind, mask in (("voc", "SegmentationClass/a.png"), ("masks", "masks/val/a.png")):
         out = convert("coco", kind, tmp_path / "src", tmp_path / kind)
-        assert dropped(out, kind).startswith("Not carried: 1 instance masks")
+        assert dropped(out, kind).startswith("Instances painted into class maps: 1 instance masks")
+        ids = np.asarray(Image.open(tmp_path / kind / mask))
+        assert ids.shape == (16, 20) and set(np.unique(ids).tolist()) == {0, 1}  # the triangle is class 0 + 1
     assert dropped(convert("coco", "coco", tmp_path / "src", tmp_path / "coco"), "coco") is None
 
 

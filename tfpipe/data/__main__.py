@@ -4,6 +4,7 @@
     inspect --config X                     class counts, image sizes, box sizes and a PNG grid of samples
     anchors --config X [--write]           YOLO priors by k-means (1 - IoU) over the training boxes
     fetch                                  find Fashion-MNIST, downloading it when it is nowhere (make does this)
+    folders DST [--size 96]                class folders of colour garment photos (data.format: folders)
 """
 
 from pathlib import Path
@@ -41,6 +42,13 @@ def add_arguments(parser) -> None:
                          help="number of priors (default: as many as the config's model takes)")
     anchors.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
     anchors.add_argument("--write", action="store_true", help="write them to model.args.priors in the config file")
+    folders = commands.add_parser("folders", help="write class folders of colour photos of Fashion-MNIST garments "
+                                                  "(train/ and val/), a dataset for data.format: folders")
+    folders.add_argument("dst", type=Path, help="a new folder")
+    folders.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    folders.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
+    folders.add_argument("--val", type=int, default=500, help="validation images (default 500)")
+    folders.add_argument("--seed", type=int, default=0)
     commands.add_parser("fetch", help="find Fashion-MNIST (data.path, $TFPIPE_DATA, Debian's package, the Keras "
                                       "cache), else download it with Keras; prints the folder")
 
@@ -50,6 +58,17 @@ def run(args, cfg) -> int:
         from tfpipe.data import fashion_mnist
 
         print(f"Fashion-MNIST: {fashion_mnist.locate(None, allow_download=True)}")
+        return 0
+    if args.command == "folders":
+        from tfpipe.data.fashion_scenes import write_class_folders
+        from tfpipe.errors import TfpipeError
+
+        for flag, value, least in (("--size", args.size, 32), ("--train", args.train, 1), ("--val", args.val, 1)):
+            if value < least:
+                raise TfpipeError(f"{flag}: {value} is not accepted", f"use {least} or more")
+        counts = write_class_folders(args.dst, args.size, {"train": args.train, "val": args.val}, args.seed)
+        print(f"Wrote {counts['train']:,} train and {counts['val']:,} val images ({args.size}x{args.size} RGB PNG, "
+              f"one folder per class) to {args.dst}")
         return 0
     if args.command == "convert":
         from tfpipe.data.formats.convert import convert, dropped

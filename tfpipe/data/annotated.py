@@ -1,10 +1,12 @@
-"""tf.data for detection and segmentation: a Dataset's records -> decoded samples (the sample
-contract of design.md) -> the model's size by the preprocess geometry, boxes and masks along ->
-training only: zoom, augment -> boxes clipped, degenerate ones dropped -> batches of
-(model input, targets).
+"""tf.data for a Dataset's records on disk: records -> decoded samples (the sample contract of
+design.md) -> the model's size by the preprocess geometry, boxes and masks along -> training
+only: zoom, augment -> boxes clipped, degenerate ones dropped -> batches of (model input, targets).
+Images of any size are decoded and resized a sample at a time, so a split of large photos never
+sits in memory whole.
 
-Targets ("boxes" or "masks"): {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input,
-"classes": ragged float32 [B, None]}; or class maps int32 [B, H, W, 1], 255 = void.
+Targets ("labels", "boxes" or "masks"): one-hot labels float32 [B, C] (class folders); {"boxes":
+ragged float32 [B, None, 4] xyxy pixels of the model input, "classes": ragged float32 [B, None]};
+or class maps int32 [B, H, W, 1], 255 = void (tfpipe.data.formats.classmaps).
 """
 
 from __future__ import annotations
@@ -13,22 +15,15 @@ import numpy as np
 
 from tfpipe.backend import tf
 from tfpipe.config import AugmentConfig
-from tfpipe.data.augment import build_box_augmenter
+from tfpipe.data.augment import build_augmenter, build_box_augmenter
 from tfpipe.data.formats import Dataset, safe_path
+from tfpipe.data.formats.classmaps import class_map, has_class_map
 from tfpipe.data.preprocess import fit_to_model, preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import PreprocessSpec
 
-TARGETS = ("boxes", "masks")  # what this pipeline gives with each image
+TARGETS = ("labels", "boxes", "masks")  # what this pipeline gives with each image
 MIN_BOX_SIDE = 1.0  # pixels: a box thinner than this after clipping is dropped
-
-
-def _read_mask(path: bytes) -> np.ndarray:
-    """Class ids of a PNG: PIL, because tf.io.decode_png turns a palette PNG (VOC's) into colours."""
-    from PIL import Image
-
-    with Image.open(path.decode()) as mask:
-        return np.asarray(mask, np.int32)[..., None]
 
 
 def _records(dataset: Dataset, split: str, targets: str) -> tf.data.Dataset:
@@ -37,16 +32,21 @@ def _records(dataset: Dataset, split: str, targets: str) -> tf.data.Dataset:
     records = dataset.splits[split]
     if not records:
         raise TfpipeError(f"split {split!r} is empty", "every split needs at least one image")
-    if targets == "masks" and not all(r.mask for r in records):
-        missing = next(r.image for r in records if not r.mask)
-        raise TfpipeError(f"{missing}: no segmentation mask", "segmentation needs a class-map PNG per image")
+    if targets == "masks" and not all(has_class_map(r) for r in records):
+        missing = next(r.image for r in records if not has_class_map(r))
+        raise TfpipeError(f"{missing}: no segmentation mask", "segmentation needs a class-map PNG or COCO "
+                                                               "polygons per image")
+    if targets == "labels" and any(r.label is None for r in records):
+        missing = next(r.image for r in records if r.label is None)
+        raise TfpipeError(f"{missing}: no class label", "classification reads class folders (data.format: folders)")
     lengths = [len(r.classes) for r in records]
     boxes = np.concatenate([r.boxes for r in records]).reshape(-1, 4).astype(np.float32)
     classes = np.concatenate([r.classes for r in records]).astype(np.float32)
     root = str(dataset.root)
     return tf.data.Dataset.from_tensor_slices({
+        "index": np.arange(len(records)),
         "image": [str(safe_path(dataset.root, r.image, root)) for r in records],
-        "mask": [str(safe_path(dataset.root, r.mask, root)) if r.mask else "" for r in records],
+        "label": np.array([-1 if r.label is None else r.label for r in records], np.int32),
         "boxes": tf.RaggedTensor.from_row_lengths(boxes, lengths),
         "classes": tf.RaggedTensor.from_row_lengths(classes, lengths),
     })
@@ -85,31 +85,40 @@ def clip_and_drop(boxes: tf.RaggedTensor, classes: tf.RaggedTensor, height, widt
 
 def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, batch_size: int, targets: str, *,
                            training: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
-                           cache: bool = False) -> tf.data.Dataset:
+                           cache: bool = False, num_classes: int = 0, mask_ids: np.ndarray | None = None
+                           ) -> tf.data.Dataset:
     """Batches of (model input, targets); see the module docstring. Evaluation and calibration
-    (training=False) keep the split's order and never augment."""
+    (training=False) keep the split's order and never augment. `num_classes`: the one-hot width of
+    labels. `mask_ids`: uint8 [256], a class map's id k becomes mask_ids[k] (data.classes reorders)."""
     if targets not in TARGETS:
-        raise TfpipeError(f"an annotated dataset gives {' or '.join(TARGETS)}, not {targets}",
-                          "class labels come from an image classification dataset (data.dataset)")
+        raise TfpipeError(f"a dataset on disk gives {', '.join(TARGETS)}, not {targets}", "see data.format")
     segmentation = targets == "masks"
+    records = dataset.splits.get(split, [])
+
+    def read_class_map(index: np.ndarray) -> np.ndarray:
+        ids = class_map(dataset.root, records[int(index)])
+        return (ids if mask_ids is None else mask_ids[ids]).astype(np.int32)[..., None]
 
     def decode(item: dict) -> dict:
         image = tf.cast(tf.io.decode_image(tf.io.read_file(item["image"]), channels=3, expand_animations=False),
                         tf.float32)
         mask = None
         if segmentation:
-            mask = tf.numpy_function(_read_mask, [item["mask"]], tf.int32, stateful=False)
+            mask = tf.numpy_function(read_class_map, [item["index"]], tf.int32, stateful=False)
             mask = tf.ensure_shape(mask, (None, None, 1))
         image, boxes, mask = fit_to_model(image, item["boxes"], mask, spec)
-        sample = {"images": image, "bounding_boxes": {"boxes": boxes, "classes": item["classes"]}}
+        sample = {"images": image, "bounding_boxes": {"boxes": boxes, "classes": item["classes"]},
+                  "labels": item["label"]}
         if segmentation:
             sample["segmentation_masks"] = mask
         return sample
 
     ds = _records(dataset, split, targets)
-    if training:
+    if training:  # the records, not decoded images: the shuffle buffer holds file names
         ds = ds.shuffle(len(dataset.splits[split]), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if targets == "labels":
+        return _label_batches(ds, spec, batch_size, num_classes, augment if training else None, seed, training)
     if cache:
         ds = ds.cache()
     augment = augment if training else None
@@ -140,3 +149,20 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
 
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
+
+
+def _label_batches(ds: tf.data.Dataset, spec: PreprocessSpec, batch_size: int, num_classes: int,
+                   augment: AugmentConfig | None, seed: int, training: bool) -> tf.data.Dataset:
+    """Classification: batches of (model input, one-hot label); one-hot before augmenting, as mixup
+    and cutmix mix labels (as for images in memory)."""
+    augmenter = build_augmenter(augment, seed) if augment is not None else None
+
+    def to_model(sample: dict):
+        sample = {"images": sample["images"], "labels": tf.one_hot(sample["labels"], num_classes)}
+        if augmenter is not None:
+            sample = augmenter(sample)
+        return preprocess(sample["images"], spec), sample["labels"]
+
+    ds = ds.map(lambda s: {"images": s["images"], "labels": s["labels"]})
+    return ds.batch(batch_size, drop_remainder=training).map(to_model, num_parallel_calls=tf.data.AUTOTUNE
+                                                             ).prefetch(tf.data.AUTOTUNE)

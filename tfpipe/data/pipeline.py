@@ -3,7 +3,8 @@
 A `Split` is a sequence of samples that can make tf.data batches of (model input, target) for
 training, and NumPy arrays for calibration and evaluation, always through the one preprocess. Two
 sources implement it: `ArraySplit` (images and labels in memory: Fashion-MNIST) and `RecordSplit`
-(an annotated `Dataset` on disk: FashionScenes, COCO / VOC / YOLO folders). `Splits` names the
+(a `Dataset` on disk: FashionScenes, or a dataset of your own in COCO, VOC, YOLO, mask folders or
+class folders, read by tfpipe.data.files). `Splits` names the
 training, held-out and test splits, the class names and which target the task learns from
 (`TARGETS`, keys of the sample contract in design.md); tasks (tfpipe.tasks) load them.
 """
@@ -16,8 +17,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from tfpipe.backend import tf
-from tfpipe.config import AugmentConfig, DataConfig
-from tfpipe.data import fashion_mnist
+from tfpipe.config import AugmentConfig
 from tfpipe.data.formats import Dataset
 from tfpipe.data.preprocess import preprocess
 from tfpipe.errors import TfpipeError
@@ -84,7 +84,7 @@ class ArraySplit:
 def _only_labels(targets: str) -> None:
     if targets != "labels":
         raise TfpipeError(f"this dataset has class labels only, the task needs {targets}",
-                          "use an annotated dataset (data.builtin: fashion_scenes)")
+                          "use an annotated dataset (data.builtin: fashion_scenes, or data.format)")
 
 
 def make_dataset(split: ArraySplit, spec: PreprocessSpec, batch_size: int, num_classes: int, *,
@@ -109,10 +109,12 @@ def make_dataset(split: ArraySplit, spec: PreprocessSpec, batch_size: int, num_c
 
 @dataclass(frozen=True)
 class RecordSplit:
-    """One split of an annotated dataset on disk, read by data/annotated.py."""
+    """One split of a dataset on disk, read by data/annotated.py. `mask_ids`: uint8 [256] mapping
+    the class maps' ids to the model's (data.classes may reorder or drop classes), or None."""
 
     dataset: Dataset
     split: str
+    mask_ids: np.ndarray | None = None
     eval_batch: ClassVar[int] = 64  # decoded from disk a sample at a time
 
     def __len__(self) -> int:
@@ -120,17 +122,21 @@ class RecordSplit:
 
     def subset(self, indices: np.ndarray) -> RecordSplit:
         records = self.dataset.splits[self.split]
-        return RecordSplit(replace(self.dataset, splits={**self.dataset.splits,
-                                                         self.split: [records[i] for i in indices]}), self.split)
+        return replace(self, dataset=replace(self.dataset, splits={**self.dataset.splits,
+                                                                   self.split: [records[i] for i in indices]}))
 
     def batches(self, spec: PreprocessSpec, batch_size: int, targets: str, num_classes: int, *,
                 training: bool = False, augment: AugmentConfig | None = None, seed: int = 0) -> tf.data.Dataset:
         from tfpipe.data.annotated import make_annotated_dataset
 
         return make_annotated_dataset(self.dataset, self.split, spec, batch_size, targets, training=training,
-                                      augment=augment, seed=seed)
+                                      augment=augment, seed=seed, num_classes=num_classes, mask_ids=self.mask_ids)
 
     def arrays(self, spec: PreprocessSpec, targets: str, batch_size: int):
+        if targets == "labels":
+            inputs = self.batches(spec, batch_size, targets, 1).map(lambda x, _: x)
+            return (np.concatenate(list(inputs.as_numpy_iterator())),
+                    np.array([r.label for r in self.dataset.splits[self.split]], np.int32))
         batches = list(self.batches(spec, batch_size, targets, 0).as_numpy_iterator())
         inputs = np.concatenate([x for x, _ in batches])
         if targets == "boxes":
@@ -161,6 +167,8 @@ class Splits:
     test_name: str  # which of the source's splits `test` is
     class_names: tuple[str, ...]  # the model's classes (segmentation: background first)
     targets: str = "labels"  # what the task learns from, one of TARGETS
+    skipped: tuple[str, ...] = ()  # why each bad sample was left out (data.on_bad_sample: skip)
+    notes: tuple[str, ...] = ()  # what loading decided that the user should hear (a held-out val split)
 
     @property
     def num_train(self) -> int:
@@ -193,36 +201,3 @@ class Splits:
         the model's input size; or, for boxes, one (boxes float32 [K, 4] x1 y1 x2 y2 in pixels of
         the model input, classes int32 [K]) pair per image."""
         return self.test.arrays(spec, self.targets, self.test.eval_batch)
-
-
-def load_splits(cfg: DataConfig) -> Splits:
-    """The configured dataset, with its own class names and class-label targets (a task sets its
-    own with `Splits.for_task`): the built scenes (built on first use) when data.builtin names them,
-    else Fashion-MNIST's arrays. data.train_limit / test_limit keep the first N images of the train
-    / test split."""
-    if cfg.builtin:
-        return _load_scenes(cfg)
-    data = fashion_mnist.load(cfg.path, cfg.download)
-    images, labels = data["train"]
-    if cfg.train_limit:
-        images, labels = images[: cfg.train_limit], labels[: cfg.train_limit]
-    n_train = len(labels) - cfg.val_samples
-    val = ArraySplit(images[n_train:], labels[n_train:]) if cfg.val_samples else None
-    test_images, test_labels = data["test"]
-    if cfg.test_limit:
-        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
-    return Splits(cfg.dataset, ArraySplit(images[:n_train], labels[:n_train]), val,
-                  ArraySplit(test_images, test_labels), "test", tuple(data["class_names"]))
-
-
-def _load_scenes(cfg: DataConfig) -> Splits:
-    from tfpipe.data import fashion_scenes
-
-    root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.cache), cfg.scenes, cfg.path)
-    dataset = fashion_scenes.read(root, cfg.on_bad_sample)
-    train, val = RecordSplit(dataset, "train"), RecordSplit(dataset, "val")
-    if cfg.train_limit:
-        train = train.subset(np.arange(min(cfg.train_limit, len(train))))
-    if cfg.test_limit:
-        val = val.subset(np.arange(min(cfg.test_limit, len(val))))
-    return Splits(cfg.builtin, train, val, val, "val", tuple(dataset.class_names))

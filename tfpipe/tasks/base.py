@@ -15,7 +15,8 @@ import numpy as np
 
 from tfpipe.backend import keras
 from tfpipe.config import Config
-from tfpipe.data.pipeline import Splits, load_splits
+from tfpipe.data.pipeline import Splits
+from tfpipe.data.sources import load_splits
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.runtime.bundle import Contract
@@ -53,7 +54,7 @@ class Task:
     def load_splits(self, cfg: Config) -> Splits:
         """The configured dataset as this task reads it (bad data fails here, before any stage
         writes)."""
-        splits = load_splits(cfg.data)
+        splits = load_splits(cfg.data, self.targets)
         return splits.for_task(self.targets, self.class_names(splits.class_names))
 
     # training -----------------------------------------------------------------------------------

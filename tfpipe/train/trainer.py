@@ -132,6 +132,12 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = distribution(cfg.train.strategy)
     steps = steps_per_epoch(cfg, splits)
+    for note in splits.notes:
+        print(note, flush=True)
+    if splits.skipped:
+        listing = io.write_text(run.train / "skipped_samples.txt", "".join(f"{reason}\n" for reason in splits.skipped))
+        print(f"{len(splits.skipped):,} bad samples left out (data.on_bad_sample: skip), first: {splits.skipped[0]}; "
+              f"all in {listing}", flush=True)
     with strategy.scope():
         model = models.build(cfg.model, cfg.task, len(splits.class_names))
         transferred = load_pretrained(model, cfg.train.pretrained) if cfg.train.pretrained else []

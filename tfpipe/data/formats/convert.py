@@ -1,5 +1,6 @@
-"""Convert a dataset between COCO, VOC and YOLO: read, place the images where the target layout
-keeps them, write the target's annotations."""
+"""Read a dataset in any format tfpipe knows; convert between COCO, VOC, YOLO and mask folders:
+read, place the images (and class maps) where the target layout keeps them, write the target's
+annotations."""
 
 from __future__ import annotations
 
@@ -10,33 +11,48 @@ from dataclasses import replace
 from pathlib import Path
 
 from tfpipe import io
-from tfpipe.data.formats import coco, voc, yolo
+from tfpipe.data.formats import classmaps, coco, folders, voc, yolo
 from tfpipe.data.formats.records import BadSamples, Dataset, ImageRecord, check_image, safe_path
 from tfpipe.errors import TfpipeError
 
-FORMATS = ("coco", "voc", "yolo")
+# What each format's reader takes, and what its samples can teach (the sample contract's targets:
+# labels, boxes, masks). VOC and COCO give masks when their samples have them (SegmentationClass
+# PNGs; polygons or RLE).
+READERS: dict[str, Callable[[Path, str], Dataset]] = {
+    "coco": lambda src, on_bad_sample: coco.read(src, on_bad_sample=on_bad_sample),
+    "voc": lambda src, on_bad_sample: voc.read(src, on_bad_sample=on_bad_sample),
+    "yolo": lambda src, on_bad_sample: yolo.read(src / "data.yaml" if src.is_dir() else src, on_bad_sample),
+    "masks": folders.read_masks,
+    "folders": folders.read_classes,
+}
+GIVES = {"coco": ("boxes", "masks"), "voc": ("boxes", "masks"), "yolo": ("boxes",), "masks": ("masks",),
+         "folders": ("labels",)}
+WRITERS: dict[str, Callable[[Dataset, Path], Path]] = {"coco": coco.write, "voc": voc.write, "yolo": yolo.write,
+                                                      "masks": folders.write_masks}
+FORMATS = tuple(WRITERS)  # what convert reads and writes
 
-# Where each layout keeps an image, by split and file name.
+# Where each layout keeps an image, and a class map, by split and file name.
 IMAGE_PLACES: dict[str, Callable[[str, str], str]] = {
     "coco": lambda split, name: f"images/{split}/{name}",
     "voc": lambda split, name: f"JPEGImages/{name}",
     "yolo": lambda split, name: f"images/{split}/{name}",
+    "masks": lambda split, name: f"images/{split}/{name}",
+}
+MASK_PLACES: dict[str, Callable[[str, str], str]] = {
+    "voc": lambda split, name: f"SegmentationClass/{Path(name).stem}.png",
+    "masks": lambda split, name: f"masks/{split}/{Path(name).stem}.png",
 }
 
 
 def read(kind: str, src: Path, on_bad_sample: str = "error") -> Dataset:
-    src = Path(src)
-    if kind == "coco":
-        return coco.read(src, on_bad_sample=on_bad_sample)
-    if kind == "voc":
-        return voc.read(src, on_bad_sample=on_bad_sample)
-    if kind == "yolo":
-        return yolo.read(src / "data.yaml" if src.is_dir() else src, on_bad_sample)
-    raise TfpipeError(f"format {kind!r} is not known", f"use one of: {', '.join(FORMATS)}")
+    if kind not in READERS:
+        raise TfpipeError(f"format {kind!r} is not known", f"use one of: {', '.join(READERS)}")
+    return READERS[kind](Path(src), on_bad_sample)
 
 
 def place_images(dataset: Dataset, kind: str, dst: Path, bad: BadSamples | None = None) -> Dataset:
-    """Copy (hard-link when possible) every image to where layout `kind` keeps it under `dst`.
+    """Copy (hard-link when possible) every image to where layout `kind` keeps it under `dst`, and
+    write its class map (a VOC-palette PNG) where the layout keeps those, if it has one.
     Each image is opened first: it must be a file inside the dataset (its real path: a symlink to
     /etc/passwd is not an image of the dataset), decode whole, and have its annotation's size.
     `bad` decides whether a bad image stops the conversion or leaves its sample out."""
@@ -71,16 +87,30 @@ def place_images(dataset: Dataset, kind: str, dst: Path, bad: BadSamples | None 
                     os.link(source.resolve(), destination)
                 except OSError:  # another file system
                     shutil.copy2(source.resolve(), destination)
-            placed[split].append(replace(r, image=target))
+            mask = None
+            if kind in MASK_PLACES and classmaps.has_class_map(r):
+                ids = bad.guard(classmaps.class_map, dataset.root, r)
+                if ids is None:
+                    continue
+                mask = MASK_PLACES[kind](split, Path(r.image).name)
+                classmaps.write_png(dst / mask, ids)
+            placed[split].append(replace(r, image=target, mask=mask))
     return Dataset(dataset.class_names, placed, Path(dst), bad.reasons)
 
 
 def dropped(dataset: Dataset, kind_to: str) -> str | None:
     """What the target format cannot hold, said in one line (None when nothing is lost)."""
-    masks = sum(1 for records in dataset.splits.values() for r in records for s in (r.segmentations or []) if s)
-    if masks and kind_to in ("voc", "yolo"):
-        return (f"Not carried: {masks:,} instance masks ({kind_to} annotations hold boxes and classes only; "
-                "convert --to coco keeps them)")
+    records = [r for split in dataset.splits.values() for r in split]
+    instances = sum(1 for r in records for s in (r.segmentations or []) if s)
+    maps = sum(1 for r in records if r.mask and not r.segmentations)
+    if instances and kind_to in MASK_PLACES:
+        return (f"Instances painted into class maps: {instances:,} instance masks became one class per pixel "
+                f"({kind_to} holds no instances; convert --to coco keeps them)")
+    if instances and kind_to != "coco":
+        return f"Not carried: {instances:,} instance masks ({kind_to} holds boxes; convert --to coco keeps them)"
+    if maps and kind_to not in MASK_PLACES:
+        return (f"Not carried: {maps:,} class-map masks ({kind_to} holds no semantic masks; "
+                f"convert --to {' or '.join(MASK_PLACES)} keeps them)")
     return None
 
 
@@ -104,7 +134,7 @@ def convert(kind_from: str, kind_to: str, src: Path, dst: Path, on_bad_sample: s
     try:
         placed = place_images(dataset, kind_to, staging, bad)
         dataset = Dataset(dataset.class_names, dataset.splits, dataset.root, placed.skipped)
-        {"coco": coco.write, "voc": voc.write, "yolo": yolo.write}[kind_to](placed, staging)
+        WRITERS[kind_to](placed, staging)
         if dataset.skipped:
             io.write_text(staging / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
         if dst.exists():  # an empty folder

@@ -2,7 +2,9 @@
 
 Segmentation: images/<split>/<stem>.<jpg|png|...> with masks/<split>/<stem>.png, a class id per
 pixel (255 = void; palette PNGs hold the ids as their indices). Without split folders
-(images/<stem>.jpg) everything is one split 'all'. Class names come from labels.txt in the root.
+(images/<stem>.jpg) everything is one split 'all'. labels.txt in the root names the ids, one per
+line: line 0 is id 0, the background; the dataset's classes are the lines after it (id c + 1 is
+class c, as in VOC's SegmentationClass).
 
 Classification: <root>/<split>/<class>/*.jpg, or <root>/<class>/*.jpg as one split 'all'.
 """
@@ -13,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tfpipe import io
+from tfpipe.data.formats.classmaps import VOID, read_png
 from tfpipe.data.formats.records import IMAGE_SUFFIXES, BadSamples, Dataset, ImageRecord, image_size, listed
 from tfpipe.errors import TfpipeError
 
 SPLIT_NAMES = ("train", "val", "valid", "test")
+BACKGROUND = "background"  # the name written for mask id 0
 
 
 def _images(folder: Path) -> list[Path]:
@@ -35,7 +40,10 @@ def _labels_file(root: Path) -> tuple[str, ...]:
 
 def read_masks(root: Path, on_bad_sample: str = "error") -> Dataset:
     root = Path(root)
-    class_names = _labels_file(root)
+    ids = _labels_file(root)
+    if len(ids) < 2:
+        raise TfpipeError(f"{root / 'labels.txt'}: names the background only",
+                          "line 0 names id 0 (the background), the next lines the classes")
     if not (root / "images").is_dir():
         raise TfpipeError(f"{root / 'images'}: folder not found", "expected images/ and masks/ folders")
     split_dirs = sorted(p for p in (root / "images").iterdir() if p.is_dir())
@@ -54,11 +62,7 @@ def read_masks(root: Path, on_bad_sample: str = "error") -> Dataset:
             if m.size != (width, height):
                 raise TfpipeError(f"{mask}: mask is {m.size[0]}x{m.size[1]} but its image is {width}x{height}",
                                   "a mask has its image's size")
-            ids = np.unique(np.asarray(m))
-        unknown = [int(i) for i in ids if i >= len(class_names) and i != 255]
-        if unknown:
-            raise TfpipeError(f"{mask}: class ids {listed(unknown)} are not in labels.txt ({len(class_names)} classes)",
-                              f"use 0..{len(class_names) - 1}, or 255 for void")
+        check_class_map(mask, read_png(mask), len(ids) - 1)
         return ImageRecord(image.relative_to(root).as_posix(), width, height, mask=mask.relative_to(root).as_posix())
 
     records = {}
@@ -67,7 +71,23 @@ def read_masks(root: Path, on_bad_sample: str = "error") -> Dataset:
         if not images:
             raise TfpipeError(f"{folder}: no images", f"expected {', '.join(IMAGE_SUFFIXES)} files")
         records[split] = [r for r in (bad.guard(pair, image) for image in images) if r is not None]
-    return Dataset(class_names, records, root, bad.reasons)
+    return Dataset(ids[1:], records, root, bad.reasons)
+
+
+def check_class_map(path: Path, ids: np.ndarray, num_classes: int) -> None:
+    """Every id of a class map is the background (0), a class (1..num_classes) or void (255)."""
+    found = np.unique(ids)
+    unknown = [int(i) for i in found if num_classes < i < VOID]
+    if unknown:
+        raise TfpipeError(f"{path}: class ids {listed(unknown)} are not in the {num_classes} classes",
+                          f"use 0 (background), 1..{num_classes} (classes) or 255 (void)")
+
+
+def write_masks(dataset: Dataset, dst: Path) -> Path:
+    """labels.txt (line 0 the background) under `dst`; images and masks are expected at
+    images/<split>/ and masks/<split>/ (convert places them)."""
+    io.write_text(Path(dst) / "labels.txt", "".join(f"{n}\n" for n in (BACKGROUND, *dataset.class_names)))
+    return Path(dst)
 
 
 def read_classes(root: Path, on_bad_sample: str = "error") -> Dataset:

@@ -24,6 +24,7 @@ class ImageRecord:
     mask: str | None = None  # class-map PNG relative to the root (255 = void), for segmentation
     label: int | None = None  # the image's class, for classification
     segmentations: list | None = None  # COCO instance masks, one per box: polygons [[x, y, ...]] or RLE dicts
+    mode: str | None = None  # 'grayscale' or 'colour', once the image has been checked (tfpipe.data.files)
 
 
 @dataclass

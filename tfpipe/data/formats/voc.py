@@ -190,8 +190,10 @@ def _annotation_xml(record: ImageRecord, class_names: tuple[str, ...]) -> bytes:
 
 
 def write(dataset: Dataset, dst: Path) -> Path:
-    """Annotations, ImageSets/Main and labels.txt (class order) under `dst`. Images are expected at
-    JPEGImages/<file name>; the ids are the image file stems, which must therefore be unique."""
+    """Annotations, ImageSets/Main and labels.txt (class order) under `dst`, and
+    ImageSets/Segmentation when the records have class maps. Images (and class maps) are expected at
+    JPEGImages/<file name> (SegmentationClass/<stem>.png); the ids are the image file stems, which
+    must therefore be unique."""
     dst = Path(dst)
     seen: dict[str, str] = {}
     for split, records in dataset.splits.items():
@@ -204,5 +206,8 @@ def write(dataset: Dataset, dst: Path) -> Path:
             ids.append(image_id)
             io.write_bytes(dst / "Annotations" / f"{image_id}.xml", _annotation_xml(r, dataset.class_names))
         io.write_text(dst / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{i}\n" for i in ids))
+        segmented = [Path(r.image).stem for r in records if r.mask]
+        if segmented:
+            io.write_text(dst / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(f"{i}\n" for i in segmented))
     io.write_text(dst / "labels.txt", "".join(f"{n}\n" for n in dataset.class_names))
     return dst
