@@ -92,3 +92,41 @@ def test_skipped_samples_are_left_out_and_listed_by_the_run(exports, capsys):
     assert ["unreadable or corrupt image" in listing[0], "image not found" in listing[1],
             "mixed grayscale and colour images (1 of 58 are grayscale)" in listing[2]] == [True] * 3
     assert "3 bad samples left out (data.on_bad_sample: skip)" in capsys.readouterr().out
+
+
+def test_a_users_own_keras_model_is_verified_on_the_users_labelled_folders(exports, tmp_path):
+    """convert --model X.h5 calibrated by a config naming the user's class folders; evaluate then
+    scores float, fp32 and int8 by top-1 on the folders' val split (labels, not only agreement)."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from tfpipe.backend import keras
+
+    folders = exports / "folders"
+    names = sorted(p.name for p in (folders / "train").iterdir())
+    images = [(np.asarray(Image.open(p), np.float32), k) for k, name in enumerate(names)
+              for p in sorted((folders / "train" / name).iterdir())]
+    x, y = np.stack([i for i, _ in images]) / 255.0, np.array([k for _, k in images])
+    model = keras.Sequential([keras.layers.Input((40, 40, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(len(names))])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, verbose=0)
+    model.save(tmp_path / "mine.h5")
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "mine", "task": "classification",
+        "data": {"format": "folders", "train": str(folders)},
+        "preprocess": {"scale": 1 / 255, "offset": 0.0},
+        "convert": {"quantize": ["none", "int8"], "calibration_samples": 16},
+        "evaluate": {"latency_runs": 3, "latency_warmup": 1, "max_drop": 100}}))
+    workdir = tmp_path / "runs"
+    assert run_cli("tfpipe.convert.__main__", ["--model", str(tmp_path / "mine.h5"), "--calibration-data", str(config),
+                                               "--workdir", str(workdir)]) == 0
+    assert run_cli("tfpipe.evaluate.__main__", ["--config", str(workdir / "mine" / "config.yaml"),
+                                                "--workdir", str(workdir)]) == 0
+    report = json.loads((workdir / "mine" / "eval" / "parity.json").read_text())
+    assert report["dataset"]["samples"] == 16 and report["gate"]["metric"] == "top1"
+    rows = {m["name"]: m for m in report["models"]}
+    assert set(rows) == {"float", "fp32", "int8"} and all("top1" in m["metrics"] for m in rows.values())
+    assert rows["fp32"]["metrics"]["top1"] == rows["float"]["metrics"]["top1"]
