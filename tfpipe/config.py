@@ -146,7 +146,7 @@ class TrainConfig:
     class_weights: tuple[float, ...] | None = None  # segmentation: one loss weight per class, background first
     dice_weight: float = 0.0  # segmentation: soft Dice added to the cross-entropy with this weight
     aux_loss_weight: float = 0.3  # models with auxiliary classifiers (GoogLeNet): weight of each
-    pretrained: str | None = None  # a .keras/.h5 model file (layers matched by name and shape), or imagenet
+    pretrained: str | None = None  # runs/NAME, a .keras/.h5 model or weights file (layers by name, shape), imagenet
     freeze_epochs: int = 0  # with pretrained: epochs with the transferred layers frozen
     finetune_lr_factor: float = 0.1  # after unfreezing: the learning rate is scaled by this
     divergence_factor: float | None = 3.0  # stop when the loss exceeds this x its first value, or is NaN
@@ -303,9 +303,10 @@ class Config:
         positive("train.aux_loss_weight", self.train.aux_loss_weight, allow_zero=True)
         positive("train.freeze_epochs", self.train.freeze_epochs, allow_zero=True)
         pretrained = self.train.pretrained
-        if pretrained is not None and pretrained != "imagenet" and not pretrained.endswith((".keras", ".h5")):
+        if pretrained is not None and (not pretrained.strip() or pretrained.endswith((".pt", ".pth", ".onnx",
+                                                                                      ".tflite", ".ckpt"))):
             raise TfpipeError(f"train.pretrained: {pretrained!r} is not accepted",
-                              "name a .keras or .h5 model file, or imagenet")
+                              "name a run folder (runs/NAME), a .keras or .h5 model or weights file, or imagenet")
         if self.train.freeze_epochs and not self.train.pretrained:
             raise TfpipeError(f"train.freeze_epochs: {self.train.freeze_epochs} without train.pretrained",
                               "name the weights to transfer in train.pretrained, or set freeze_epochs: 0")

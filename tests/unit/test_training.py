@@ -131,11 +131,42 @@ def test_pretrained_file_is_matched_by_layer_name_and_shape(tmp_path):
     other = models.build(ModelConfig("alexnet", (32, 32), 1), "classification", 10)
     with pytest.raises(TfpipeError, match="no layer matches"):
         load_pretrained(other, str(tmp_path / "source.keras"))
-    with pytest.raises(TfpipeError, match="missing.keras: file not found"):
+    with pytest.raises(TfpipeError, match="missing.keras: not found"):
         load_pretrained(other, str(tmp_path / "missing.keras"))
     (tmp_path / "weights.pt").write_bytes(b"")
-    with pytest.raises(TfpipeError, match="weights.pt: not a .keras or .h5 model file"):
+    with pytest.raises(TfpipeError, match="weights.pt: not a .keras or .h5 file, nor a run folder"):
         load_pretrained(other, str(tmp_path / "weights.pt"))
+
+
+def test_pretrained_from_a_run_folder_or_a_weights_file_and_across_channels(tmp_path):
+    """runs/NAME takes that run's float model; a weights-only .h5 works too; a grayscale model's
+    stem goes into a colour model so that a grey image gets the same response (and back)."""
+    from tfpipe import models
+    from tfpipe.config import ModelConfig
+    from tfpipe.train.transfer import load_pretrained
+
+    grey = models.build(ModelConfig("mobilenet_v2_050", (32, 32), 1), "classification", 10)
+    (tmp_path / "run" / "train").mkdir(parents=True)
+    grey.save(tmp_path / "run" / "train" / "model.keras")
+    colour = models.build(ModelConfig("mobilenet_v2_050", (64, 64), 3), "classification", 10)
+    loaded = load_pretrained(colour, str(tmp_path / "run"))
+    assert len(loaded) == sum(1 for layer in colour.layers if layer.weights)  # every layer, the stem too
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 1)).astype(np.float32)
+    stem = lambda m, image: m.get_layer("stem_conv")(image).numpy()  # noqa: E731
+    np.testing.assert_allclose(stem(colour, np.repeat(x, 3, axis=-1)), stem(grey, x), atol=1e-5)
+    colour.save_weights(tmp_path / "colour.h5")  # Keras 2's weights file: by layer name
+    back = models.build(ModelConfig("mobilenet_v2_050", (32, 32), 1), "classification", 10)
+    assert len(load_pretrained(back, str(tmp_path / "colour.h5"))) == len(loaded)
+    np.testing.assert_allclose(stem(back, x), stem(grey, x), atol=1e-5)
+    back.save_weights(tmp_path / "back.weights.h5")  # Keras 3's: whole, into the same architecture
+    again = models.build(ModelConfig("mobilenet_v2_050", (32, 32), 1), "classification", 10)
+    assert len(load_pretrained(again, str(tmp_path / "back.weights.h5"))) == len(loaded)
+    np.testing.assert_array_equal(again.get_layer("stem_conv").get_weights()[0],
+                                  back.get_layer("stem_conv").get_weights()[0])
+    with pytest.raises(TfpipeError, match="back.weights.h5: does not fit"):
+        load_pretrained(colour, str(tmp_path / "back.weights.h5"))
+    with pytest.raises(TfpipeError, match="no trained model in this folder"):
+        load_pretrained(back, str(tmp_path))
 
 
 def test_search_samples_in_log_space_and_narrows_around_the_best():

@@ -1,11 +1,18 @@
 """Transfer learning: start from trained weights, train the new layers with the transferred ones
 frozen, then unfreeze everything at a lower learning rate (the trainer's two phases).
 
-`train.pretrained` names a .keras or .h5 model file - any Keras model, tfpipe's or not: each
-layer of the new model takes the weights of the source layer with the same name when every
-weight has the same shape (so a classifier with another number of classes starts fresh). Or
-`imagenet`: keras.applications' ImageNet weights, downloaded on first use (online only), for the
-families whose layers match keras.applications' one for one (MobileNetV2).
+`train.pretrained` names a .keras or .h5 model file - any Keras model, tfpipe's or not - or a
+weights-only .h5, or a run folder (runs/NAME: its trained float model): each layer of the new
+model takes the weights of the source layer with the same name when every weight has the same
+shape (so a classifier with another number of classes starts fresh). That is also cross-task
+transfer: a detector or segmenter built on a family's backbone (SSDLite and DeepLabv3+ on
+MobileNetV2) takes the backbone of a classification run of that family and width, and trains
+its new head. A convolution kernel that differs only in its input channels, 1 against 3 (a
+grayscale classifier's stem for a colour detector, or the other way), is carried over so that a
+grey image (r = g = b) gets the same response: repeated / 3, or summed.
+
+Or `imagenet`: keras.applications' ImageNet weights, downloaded on first use (online only), for
+the families whose layers match keras.applications' one for one (see APPLICATIONS).
 """
 
 from __future__ import annotations
@@ -21,39 +28,103 @@ from tfpipe.errors import TfpipeError
 APPLICATIONS = {"mobilenet_v2": "MobileNetV2"}
 
 
+WHAT = "name a run folder (runs/NAME), a model or weights file saved by Keras (.keras, .h5), or imagenet"
+
+
 def load_pretrained(model, source: str) -> list[str]:
     """Copy weights into `model`; returns the names of the layers that received them."""
     if source == "imagenet":
         return _from_applications(model)
     path = Path(source)
-    if not path.is_file():
-        raise TfpipeError(f"train.pretrained: {source}: file not found",
-                          "name a model saved by Keras (e.g. runs/X/train/model.keras), or imagenet")
-    if path.suffix not in (".keras", ".h5"):
-        raise TfpipeError(f"train.pretrained: {source}: not a .keras or .h5 model file",
-                          "name a model saved by Keras (e.g. runs/X/train/model.keras), or imagenet")
-    try:
-        from tfpipe import models
+    if path.is_dir():
+        from tfpipe.rundir import RunDir
 
-        with keras.utils.custom_object_scope(models.custom_layers()):
-            source_model = keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError) as e:
-        raise TfpipeError(f"train.pretrained: {source}: cannot be loaded ({e})".splitlines()[0],
-                          "name a model file saved by Keras") from None
-    by_name = {layer.name: layer for layer in source_model.layers if layer.weights}
+        path = RunDir(path).float_model
+        if not path.is_file():
+            raise TfpipeError(f"train.pretrained: {source}: no trained model in this folder ({path} is missing)",
+                              "name a run whose training finished, or " + WHAT.removeprefix("name a run folder "
+                                                                                             "(runs/NAME), "))
+    elif not path.is_file():
+        raise TfpipeError(f"train.pretrained: {source}: not found", WHAT)
+    if path.suffix not in (".keras", ".h5"):
+        raise TfpipeError(f"train.pretrained: {source}: not a .keras or .h5 file, nor a run folder", WHAT)
+    if path.name.endswith(".weights.h5"):  # Keras 3's weights format names variables by class, not layer
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError) as e:
+            raise TfpipeError(f"train.pretrained: {source}: does not fit {model.name} ({e})".splitlines()[0],
+                              "a .weights.h5 file loads whole into the same architecture; to transfer layers "
+                              "by name, name a .keras model or a run folder") from None
+        return [layer.name for layer in model.layers if layer.weights]
+    source_weights = _source_layers(path, source)
     loaded = []
     for layer in model.layers:
-        other = by_name.get(layer.name)
-        if other is None or not layer.weights:
+        weights = source_weights.get(layer.name)
+        if weights is None or not layer.weights:
             continue
-        weights = other.get_weights()
-        if [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
+        weights = fit_channels(weights, [tuple(w.shape) for w in layer.weights])
+        if weights is not None:
             layer.set_weights(weights)
             loaded.append(layer.name)
     if not loaded:
         raise TfpipeError(f"train.pretrained: {source}: no layer matches {model.name} by name and weight shapes",
                           "transfer from a model of the same family")
     return loaded
+
+
+def _source_layers(path: Path, source: str) -> dict[str, list[np.ndarray]]:
+    """Layer name -> weights of a saved model; of a weights-only .h5 (Keras 2's save_weights),
+    read from its groups."""
+    from tfpipe import models
+
+    try:
+        with keras.utils.custom_object_scope(models.custom_layers()):
+            source_model = keras.models.load_model(path, compile=False)
+        return {layer.name: layer.get_weights() for layer in source_model.layers if layer.weights}
+    except (OSError, ValueError, TypeError) as e:
+        if path.suffix == ".h5":
+            weights = _h5_weights(path)
+            if weights:
+                return weights
+        raise TfpipeError(f"train.pretrained: {source}: cannot be loaded ({e})".splitlines()[0],
+                          "name a model or weights file saved by Keras") from None
+
+
+def _h5_weights(path: Path) -> dict[str, list[np.ndarray]]:
+    """The layers of a Keras 2 HDF5 weights file (save_weights to *.h5): {layer: [arrays in order]}."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            out = {}
+            for layer in group.attrs.get("layer_names", []):
+                name = layer.decode() if isinstance(layer, bytes) else str(layer)
+                names = group[name].attrs.get("weight_names", [])
+                out[name] = [np.asarray(group[name][w.decode() if isinstance(w, bytes) else w]) for w in names]
+            return {k: v for k, v in out.items() if v}
+    except OSError:
+        return {}
+
+
+def fit_channels(weights: list[np.ndarray], shapes: list[tuple]) -> list[np.ndarray] | None:
+    """`weights` shaped as `shapes`, or None when they do not fit. A convolution kernel [kh, kw,
+    cin, cout] whose only difference is 1 against 3 input channels is carried over so that a grey
+    image (r = g = b) gets the same response: 3 -> 1 summed over colour, 1 -> 3 repeated / 3."""
+    if len(weights) != len(shapes):
+        return None
+    out = []
+    for w, shape in zip(weights, shapes, strict=True):
+        w = np.asarray(w)
+        if w.shape != shape and w.ndim == 4 and len(shape) == 4 and w.shape[:2] + w.shape[3:] == shape[:2] + shape[3:]:
+            if (w.shape[2], shape[2]) == (3, 1):
+                w = w.sum(axis=2, keepdims=True)
+            elif (w.shape[2], shape[2]) == (1, 3):
+                w = np.repeat(w / 3.0, 3, axis=2)
+        if w.shape != shape:
+            return None
+        out.append(w)
+    return out
 
 
 def _from_applications(model) -> list[str]:
@@ -81,12 +152,10 @@ def copy_in_order(source, model) -> list[str]:
     theirs = [layer for layer in source.layers if layer.weights]
     loaded = []
     for mine, other in zip(ours, theirs, strict=False):
-        weights = other.get_weights()
-        if loaded == [] and weights[0].ndim == 4 and weights[0].shape[2] == 3 and mine.weights[0].shape[2] == 1:
-            weights[0] = weights[0].sum(axis=2, keepdims=True)
-        if [w.shape for w in weights] != [tuple(w.shape) for w in mine.weights]:
+        weights = fit_channels(other.get_weights(), [tuple(w.shape) for w in mine.weights])
+        if weights is None:
             break
-        mine.set_weights([np.asarray(w) for w in weights])
+        mine.set_weights(weights)
         loaded.append(mine.name)
     if len(loaded) != len(theirs):
         raise TfpipeError(f"train.pretrained: {source.name} does not match {model.name} layer for layer "
