@@ -185,3 +185,55 @@ def test_search_samples_in_log_space_and_narrows_around_the_best():
     assert all(narrow[0] <= p["learning_rate"] <= narrow[1] for p in sample(np.random.default_rng(1),
                                                                              {"learning_rate": narrow}, 50))
     assert not math.isnan(narrow[0])
+
+
+@pytest.mark.parametrize("name, args", [("mobilenet_v1_050", {}), ("mobilenet_v2_035", {}), ("vgg16", {}),
+                                        ("vgg19", {}), ("resnet50", {"v1": True}), ("resnet101", {"v1": True})])
+def test_imagenet_weights_map_onto_our_layers_and_compute_what_keras_applications_computes(name, args):
+    """keras.applications' model with random weights (and random BN statistics, so they count) is
+    copied onto ours layer for layer; our backbone then gives its outputs within 1e-4. Offline:
+    the ImageNet download is the only thing not exercised."""
+    from tfpipe import models
+    from tfpipe.backend import keras
+    from tfpipe.config import ModelConfig
+    from tfpipe.train.transfer import applications_model, copy_applications
+
+    ours = models.build(ModelConfig(name, (32, 32), 3, args), "classification", 10)
+    theirs = applications_model(ours, weights=None)
+    rng = np.random.default_rng(0)
+    for layer in theirs.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, variance.shape)])
+    loaded = copy_applications(theirs, ours)
+    assert len(loaded) == sum(1 for layer in theirs.layers if layer.weights)
+    features = [layer for layer in ours.layers if layer.output_shape == theirs.output_shape][-1]
+    x = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    want = theirs(x, training=False).numpy()
+    got = keras.Model(ours.input, features.output)(x, training=False).numpy()
+    scale = np.abs(want).max()  # VGG-19's random weights shrink the features to ~4e-4: relative too
+    assert scale > 0 and np.abs(got - want).max() <= 1e-4 * min(1.0, scale)
+
+
+def test_imagenet_offline_is_one_line_naming_the_url_and_the_way_round(monkeypatch):
+    from tf_keras.src.utils import data_utils
+
+    from tfpipe import models
+    from tfpipe.config import ModelConfig
+    from tfpipe.train.transfer import load_pretrained
+
+    def offline(fname, origin, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(data_utils, "get_file", offline)
+    model = models.build(ModelConfig("mobilenet_v2_035", (32, 32), 1), "classification", 10)
+    with pytest.raises(TfpipeError) as e:
+        load_pretrained(model, "imagenet")
+    message = str(e.value)
+    assert len(message.splitlines()) == 1
+    assert ("could not download https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5") in message
+    assert "Temporary failure in name resolution" in message and "~/.keras/models/" in message
+    with pytest.raises(TfpipeError, match="imagenet weights are not mapped for resnet50"):
+        load_pretrained(models.build(ModelConfig("resnet50", (32, 32), 3), "classification", 10), "imagenet")

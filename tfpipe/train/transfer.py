@@ -24,8 +24,25 @@ import numpy as np
 from tfpipe.backend import keras
 from tfpipe.errors import TfpipeError
 
-# tfpipe family -> keras.applications constructor taking (alpha) whose weighted layers are ours in order.
-APPLICATIONS = {"mobilenet_v2": "MobileNetV2"}
+# tfpipe model name (as models.build names it) -> the keras.applications constructor whose weighted
+# layers are ours one for one with the same function (tests/unit/test_training.py checks the
+# outputs agree within 1e-4), and whether it takes MobileNet's width `alpha`. MobileNets and VGGs
+# match in order; keras' ResNet v1 matches tfpipe's resnet with model.args.v1 (tfpipe's default is
+# torchvision's v1.5, a different function), by name (`keras_resnet_name`).
+APPLICATIONS = {r"mobilenet_v1_[\d.]+": ("MobileNet", True), r"mobilenet_v2_[\d.]+": ("MobileNetV2", True),
+                "vgg16": ("VGG16", False), "vgg19": ("VGG19", False),
+                "resnet50_v1": ("ResNet50", False), "resnet101_v1": ("ResNet101", False)}
+
+
+def keras_resnet_name(name: str) -> str:
+    """tfpipe's ResNet v1 layer name -> keras.applications': stem_conv -> conv1_conv,
+    stage2_0_1_bn -> conv3_block1_1_bn, stage2_0_shortcut_conv -> conv3_block1_0_conv."""
+    import re
+
+    if name.startswith("stem_"):
+        return "conv1_" + name.removeprefix("stem_")
+    stage, block, unit, kind = re.fullmatch(r"stage(\d+)_(\d+)_(\w+?)_(conv|bn)", name).groups()
+    return f"conv{int(stage) + 1}_block{int(block) + 1}_{'0' if unit == 'shortcut' else unit}_{kind}"
 
 
 WHAT = "name a run folder (runs/NAME), a model or weights file saved by Keras (.keras, .h5), or imagenet"
@@ -127,21 +144,59 @@ def fit_channels(weights: list[np.ndarray], shapes: list[tuple]) -> list[np.ndar
     return out
 
 
-def _from_applications(model) -> list[str]:
-    family = next((f for f in APPLICATIONS if model.name.startswith(f)), None)
-    if family is None:
+def applications_model(model, weights: str | None = "imagenet"):
+    """keras.applications' counterpart of `model` (without its classifier), with `weights`."""
+    import re
+
+    found = next(((name, alpha) for pattern, (name, alpha) in APPLICATIONS.items()
+                  if re.fullmatch(pattern, model.name)), None)
+    if found is None:
         raise TfpipeError(f"train.pretrained: imagenet weights are not mapped for {model.name}",
-                          f"families with keras.applications weights: {', '.join(APPLICATIONS)}; "
-                          "or name a local .keras file")
-    width = float(model.name.rsplit("_", 1)[1])
+                          "models with keras.applications weights: mobilenet_v1_*, mobilenet_v2_*, vgg16, vgg19, "
+                          "resnet50/101 with model.args.v1: true; or name a run folder or a local .keras file")
+    name, takes_alpha = found
+    options = {"alpha": float(model.name.rsplit("_", 1)[1])} if takes_alpha else {}
+    return getattr(keras.applications, name)(input_shape=(*model.input_shape[1:3], 3), include_top=False,
+                                             weights=weights, **options)
+
+
+def _from_applications(model) -> list[str]:
+    import re
+
     try:
-        source = getattr(keras.applications, APPLICATIONS[family])(
-            input_shape=(*model.input_shape[1:3], 3), alpha=width, include_top=False, weights="imagenet")
+        source = applications_model(model)
+    except TfpipeError:
+        raise
     except Exception as e:  # no network, or no weights for this width: say so on one line
-        raise TfpipeError(f"train.pretrained: imagenet: keras.applications could not provide the weights "
-                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-                          "this needs internet access to storage.googleapis.com; or name a local .keras file") from None
-    return copy_in_order(source, model)
+        text = " ".join(str(e).split())
+        url = re.search(r"https?://\S+?\.h5", text)
+        where = url.group(0) if url else "https://storage.googleapis.com/tensorflow/keras-applications/"
+        raise TfpipeError(f"train.pretrained: imagenet: keras.applications could not download {where} "
+                          f"({type(e).__name__}: {text.replace(where, 'it')[:160]})",
+                          "offline, copy that file into ~/.keras/models/ from a machine that has it, or name a run "
+                          "folder or a local .keras file") from None
+    return copy_applications(source, model)
+
+
+def copy_applications(source, model) -> list[str]:
+    """keras.applications' weights into `model`: ResNets by name, the others in order."""
+    if not model.name.startswith("resnet"):
+        return copy_in_order(source, model)
+    theirs = {layer.name: layer for layer in source.layers if layer.weights}
+    loaded = []
+    for mine in model.layers:
+        if mine.weights and mine.name != "logits":
+            other = theirs[keras_resnet_name(mine.name)]
+            weights = fit_channels(other.get_weights(), [tuple(w.shape) for w in mine.weights])
+            if weights is None:
+                raise TfpipeError(f"train.pretrained: {source.name}'s {other.name} does not fit {mine.name}",
+                                  "check model.name and model.args")
+            mine.set_weights(weights)
+            loaded.append(mine.name)
+    if len(loaded) != len(theirs):
+        raise TfpipeError(f"train.pretrained: {source.name} has {len(theirs)} weighted layers, {model.name} took "
+                          f"{len(loaded)}", "check model.name and model.args")
+    return loaded
 
 
 def copy_in_order(source, model) -> list[str]:
