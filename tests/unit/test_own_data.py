@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import QUICKSTART, REPO, run_cli, write_image
+from tests.conftest import QUICKSTART, REPO, needs_fashion_mnist, run_cli, write_image
 from tfpipe.errors import TfpipeError
 
 DETECTION = REPO / "configs" / "detection" / "yolov3_tiny.yaml"
@@ -188,3 +188,27 @@ def test_class_folders_give_labels_decoded_at_any_size(tmp_path):
     assert x.shape == (2, 32, 32, 1) and labels.tolist() == [0, 1]
     batch_x, batch_y = next(iter(splits.batches(splits.train, spec, 4, training=True)))
     assert batch_x.shape == (4, 32, 32, 1) and batch_y.shape == (4, 2)
+
+
+@needs_fashion_mnist
+def test_scenes_and_folders_commands_write_datasets_that_inspect_reads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TFPIPE_CACHE", str(tmp_path / "cache"))
+    small = [f"data.scenes.{k}={v}" for k, v in (("size", 64), ("train", 8), ("val", 4), ("max_scale", 2))]
+    argv = ["scenes", "--to", "masks", str(tmp_path / "masks")]
+    for assignment in small:
+        argv += ["--set", assignment]
+    assert run_cli("tfpipe.data.__main__", argv) == 0
+    assert "Instances painted into class maps" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["images", "labels.txt", "masks"]
+    inspect = ["inspect", "--config", str(SEGMENTATION), "--workdir", str(tmp_path / "runs"), "--set",
+               "data.builtin=null", "--set", "data.format=masks", "--set", f"data.train={tmp_path / 'masks'}"]
+    assert run_cli("tfpipe.data.__main__", inspect) == 0
+    assert (tmp_path / "runs" / "seg_unet_lite" / "data" / "samples_val.png").is_file()
+    assert "train: 8 images" in capsys.readouterr().out
+    assert run_cli("tfpipe.data.__main__", ["folders", str(tmp_path / "f"), "--size", "32", "--train", "20",
+                                            "--val", "10"]) == 0
+    assert len(list((tmp_path / "f" / "train").rglob("*.png"))) == 20
+    assert run_cli("tfpipe.data.__main__", ["folders", str(tmp_path / "f"), "--size", "32"]) == 2
+    assert "f: exists and is not empty" in capsys.readouterr().err
+    assert run_cli("tfpipe.data.__main__", ["folders", str(tmp_path / "g"), "--size", "16"]) == 2
+    assert "--size: 16 is not accepted (use 32 or more)" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     anchors --config X [--write]           YOLO priors by k-means (1 - IoU) over the training boxes
     fetch                                  find Fashion-MNIST, downloading it when it is nowhere (make does this)
     folders DST [--size 96]                class folders of colour garment photos (data.format: folders)
+    scenes --to voc DST                    FashionScenes (built on first use) written as a dataset of your own
 """
 
 from pathlib import Path
@@ -49,6 +50,13 @@ def add_arguments(parser) -> None:
     folders.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
     folders.add_argument("--val", type=int, default=500, help="validation images (default 500)")
     folders.add_argument("--seed", type=int, default=0)
+    scenes = commands.add_parser("scenes", help="write FashionScenes (built on first use) in a layout data.format "
+                                                "reads: a dataset of your own to try the formats on")
+    scenes.add_argument("--to", dest="kind_to", choices=FORMATS, required=True)
+    scenes.add_argument("dst", type=Path, help="a new folder (images are hard-linked from the built scenes)")
+    scenes.add_argument("--config", type=Path, default=None, help="take data.scenes and data.cache from this config")
+    scenes.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. data.scenes.train=1000 (repeatable)")
     commands.add_parser("fetch", help="find Fashion-MNIST (data.path, $TFPIPE_DATA, Debian's package, the Keras "
                                       "cache), else download it with Keras; prints the folder")
 
@@ -70,9 +78,20 @@ def run(args, cfg) -> int:
         print(f"Wrote {counts['train']:,} train and {counts['val']:,} val images ({args.size}x{args.size} RGB PNG, "
               f"one folder per class) to {args.dst}")
         return 0
-    if args.command == "convert":
+    if args.command in ("convert", "scenes"):
         from tfpipe.data.formats.convert import convert, dropped
 
+        if args.command == "scenes":
+            from tfpipe.config import load_config
+            from tfpipe.data import fashion_scenes
+
+            if args.config is None:
+                from tfpipe.cli import default_config
+
+                args.config = default_config()
+            data = load_config(args.config, args.overrides).data
+            args.kind_from, args.src, args.on_bad_sample = "coco", fashion_scenes.ensure(
+                fashion_scenes.cache_dir(data.cache), data.scenes, data.path), "error"
         dataset = convert(args.kind_from, args.kind_to, args.src, args.dst, args.on_bad_sample)
         if note := dropped(dataset, args.kind_to):
             print(note)

@@ -8,6 +8,8 @@ import numpy as np
 
 from tfpipe import io
 from tfpipe.data.formats import Dataset, safe_path
+from tfpipe.data.formats.classmaps import class_map as read_class_map
+from tfpipe.data.formats.classmaps import has_class_map
 
 
 def statistics(dataset: Dataset) -> dict:
@@ -73,8 +75,8 @@ def draw_grid(dataset: Dataset, split: str, path: Path, count: int = 16, seed: i
     for ax, index in zip(axes.flat, picks, strict=False):
         r = records[index]
         image = np.asarray(Image.open(safe_path(dataset.root, r.image, str(dataset.root))).convert("RGB"))
-        if r.mask:
-            class_map = np.asarray(Image.open(safe_path(dataset.root, r.mask, str(dataset.root))))
+        if segmentation_classes and has_class_map(r):
+            class_map = read_class_map(dataset.root, r)
             overlay = np.array([colors(c % 20)[:3] for c in range(256)])[class_map] * 255
             shown = np.where((class_map > 0)[..., None] & (class_map < 255)[..., None],
                              0.55 * image + 0.45 * overlay, image)
@@ -85,7 +87,8 @@ def draw_grid(dataset: Dataset, split: str, path: Path, count: int = 16, seed: i
             ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.2))
             ax.text(x1, y1, dataset.class_names[c], fontsize=6, color="white", va="bottom",
                     bbox={"facecolor": color, "pad": 0.5, "linewidth": 0})
-        ax.set_title(Path(r.image).name, fontsize=7)
+        label = "" if r.label is None else f"{dataset.class_names[r.label]}: "
+        ax.set_title(label + Path(r.image).name, fontsize=7)
     fig.suptitle(f"{split}: {len(picks)} of {len(records):,} images" +
                  (" (class map blended)" if segmentation_classes else ""), fontsize=9)
     fig.tight_layout()
@@ -95,14 +98,22 @@ def draw_grid(dataset: Dataset, split: str, path: Path, count: int = 16, seed: i
 
 
 def annotated_dataset(cfg) -> tuple[Dataset, tuple[str, ...] | None]:
-    """The config's detection/segmentation dataset, with each record's class-map PNG; and the
-    segmentation class names."""
+    """The config's dataset on disk as its reader gives it (data.format's data.train, or the built
+    scenes); and the segmentation class names when its samples have class maps."""
     from tfpipe.data import fashion_scenes
     from tfpipe.errors import TfpipeError
 
+    if cfg.data.format:
+        from tfpipe.data.formats.convert import read
+
+        if not Path(cfg.data.train).exists():
+            raise TfpipeError(f"data.train: {cfg.data.train}: not found", f"a {cfg.data.format} dataset")
+        dataset = read(cfg.data.format, Path(cfg.data.train), cfg.data.on_bad_sample)
+        maps = any(has_class_map(r) for records in dataset.splits.values() for r in records[:1])
+        return dataset, ("background", *dataset.class_names) if maps else None
     if cfg.data.builtin != "fashion_scenes":
         raise TfpipeError(f"data: {cfg.data.dataset} has no annotation files to inspect",
-                          "inspect reads data.builtin: fashion_scenes")
+                          "inspect reads a dataset on disk: data.format (yours) or data.builtin: fashion_scenes")
     root = fashion_scenes.ensure(fashion_scenes.cache_dir(cfg.data.cache), cfg.data.scenes, cfg.data.path)
     return fashion_scenes.read(root, cfg.data.on_bad_sample), fashion_scenes.SEGMENTATION_CLASSES
 
