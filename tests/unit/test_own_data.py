@@ -212,3 +212,58 @@ def test_scenes_and_folders_commands_write_datasets_that_inspect_reads(tmp_path,
     assert "f: exists and is not empty" in capsys.readouterr().err
     assert run_cli("tfpipe.data.__main__", ["folders", str(tmp_path / "g"), "--size", "16"]) == 2
     assert "--size: 16 is not accepted (use 32 or more)" in capsys.readouterr().err
+
+
+def test_coco_polygons_paint_class_maps_in_the_models_class_order(tmp_path):
+    """A map painted from COCO instances is in the model's classes (data.classes reorders them);
+    only PNG maps go through the id table."""
+    root = tmp_path / "coco"
+    images = []
+    for i in range(4):
+        write_image(root / f"{i}.png", (20, 16))
+        images.append({"id": i, "file_name": f"{i}.png", "width": 20, "height": 16})
+    left, right = [[0, 0, 10, 0, 10, 16, 0, 16]], [[10, 0, 20, 0, 20, 16, 10, 16]]
+    annotations = [{"id": 2 * i + k, "image_id": i, "category_id": k + 1, "bbox": [10 * k, 0, 10, 16],
+                    "iscrowd": 0, "segmentation": polygon} for i in range(4) for k, polygon in enumerate((left, right))]
+    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                       "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    spec = load_config_spec(SEGMENTATION, (32, 40))  # twice the images' size: no letterbox border
+    for classes, expected in (("[a,b]", (1, 2)), ("[b,a]", (2, 1))):
+        splits = load(SEGMENTATION, tmp_path, "data.format=coco", f"data.train={root / 'annotations.json'}",
+                      f"data.classes={classes}", "data.val_fraction=0.5")
+        _, maps = splits.evaluation_arrays(spec)
+        assert (maps[:, :, :20] == expected[0]).all() and (maps[:, :, 20:] == expected[1]).all()
+
+
+def test_voc_segmentation_reads_the_segmentation_lists_not_mains(tmp_path):
+    """Pascal VOC's ImageSets/Segmentation names other images than ImageSets/Main: segmentation
+    takes its splits from Segmentation, detection from Main."""
+    voc = tmp_path / "voc"
+    for i in range(4):
+        write_image(voc / "JPEGImages" / f"{i}.jpg", (20, 10))
+        (voc / "Annotations").mkdir(parents=True, exist_ok=True)
+        (voc / "Annotations" / f"{i}.xml").write_text(
+            f"<annotation><filename>{i}.jpg</filename><size><width>20</width><height>10</height></size>"
+            "<object><name>shirt</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>8</xmax><ymax>8</ymax></bndbox>"
+            "</object></annotation>")
+    for i in (2, 3):
+        (voc / "SegmentationClass").mkdir(exist_ok=True)
+        Image.fromarray(np.ones((10, 20), np.uint8)).save(voc / "SegmentationClass" / f"{i}.png")
+    for folder, train, val in (("Main", "0\n1\n", "2\n3\n"), ("Segmentation", "2\n", "3\n")):
+        (voc / "ImageSets" / folder).mkdir(parents=True)
+        (voc / "ImageSets" / folder / "train.txt").write_text(train)
+        (voc / "ImageSets" / folder / "val.txt").write_text(val)
+    (voc / "labels.txt").write_text("shirt\n")
+    seg = load(SEGMENTATION, tmp_path, "data.format=voc", f"data.train={voc}")
+    assert [r.image for r in seg.train.dataset.splits["train"]] == ["JPEGImages/2.jpg"]
+    det = load(DETECTION, tmp_path, "data.format=voc", f"data.train={voc}")
+    assert [r.image for r in det.train.dataset.splits["train"]] == ["JPEGImages/0.jpg", "JPEGImages/1.jpg"]
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("0\n")  # an image without its class map
+    with pytest.raises(TfpipeError, match=r"JPEGImages/0.jpg: no class map for its 1 objects"):
+        load(SEGMENTATION, tmp_path, "data.format=voc", f"data.train={voc}")
+
+
+def load_config_spec(config, size):
+    from tfpipe.config import load_config
+
+    return load_config(config, [f"model.input_size=[{size[0]},{size[1]}]"]).preprocess_spec()

@@ -89,15 +89,18 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
                            ) -> tf.data.Dataset:
     """Batches of (model input, targets); see the module docstring. Evaluation and calibration
     (training=False) keep the split's order and never augment. `num_classes`: the one-hot width of
-    labels. `mask_ids`: uint8 [256], a class map's id k becomes mask_ids[k] (data.classes reorders)."""
+    labels. `mask_ids`: uint8 [256], a class-map PNG's id k becomes mask_ids[k] (data.classes reorders)."""
     if targets not in TARGETS:
         raise TfpipeError(f"a dataset on disk gives {', '.join(TARGETS)}, not {targets}", "see data.format")
     segmentation = targets == "masks"
     records = dataset.splits.get(split, [])
 
     def read_class_map(index: np.ndarray) -> np.ndarray:
-        ids = class_map(dataset.root, records[int(index)])
-        return (ids if mask_ids is None else mask_ids[ids]).astype(np.int32)[..., None]
+        record = records[int(index)]
+        ids = class_map(dataset.root, record)
+        if mask_ids is not None and record.mask:  # a PNG's ids are the dataset's, a painted map's the model's
+            ids = mask_ids[ids]
+        return ids.astype(np.int32)[..., None]
 
     def decode(item: dict) -> dict:
         image = tf.cast(tf.io.decode_image(tf.io.read_file(item["image"]), channels=3, expand_animations=False),

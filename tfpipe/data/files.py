@@ -20,7 +20,7 @@ import numpy as np
 
 from tfpipe.config import DataConfig
 from tfpipe.data.formats import Dataset, ImageRecord, safe_path
-from tfpipe.data.formats.classmaps import VOID, class_map
+from tfpipe.data.formats.classmaps import VOID, class_map, has_class_map
 from tfpipe.data.formats.convert import GIVES, READERS
 from tfpipe.data.formats.records import BadSamples
 from tfpipe.data.pipeline import RecordSplit, Splits
@@ -48,7 +48,7 @@ def load(cfg: DataConfig, targets: str) -> Splits:
             raise TfpipeError(f"data.{key}: {path}: not found", f"a {kind} dataset (a folder or file)")
         resolved = str(path.resolve())
         if resolved not in datasets:
-            datasets[resolved] = READERS[kind](path, cfg.on_bad_sample)
+            datasets[resolved] = READERS[kind](path, cfg.on_bad_sample, targets)
         return datasets[resolved]
 
     train_set = read("train")
@@ -142,8 +142,9 @@ def _relabeller(source: tuple[str, ...], model: tuple[str, ...], targets: str) -
 
 
 def _mask_ids(source: tuple[str, ...], model: tuple[str, ...]) -> np.ndarray | None:
-    """uint8 [256]: a class map's id -> the model's (0 background and 255 void stay); ids of classes
-    the model lacks map to void. None when nothing moves."""
+    """uint8 [256]: a class-map PNG's id -> the model's (0 background and 255 void stay); ids of
+    classes the model lacks map to void. None when nothing moves. (Maps painted from COCO
+    instances are painted with the model's classes already.)"""
     if source == model:
         return None
     ids = np.full(256, VOID, np.uint8)
@@ -179,12 +180,17 @@ def _check_one(root: Path, r: ImageRecord, targets: str, source_names: tuple[str
         raise TfpipeError(f"{path}: a {mode} image", f"convert it to 8-bit RGB or grayscale "
                                                      f"(accepted modes: {', '.join(ACCEPTED_MODES)})")
     if targets == "masks":
+        if not has_class_map(r) and len(r.classes):
+            raise TfpipeError(f"{path}: no class map for its {len(r.classes)} objects",
+                              "semantic segmentation needs a class-map PNG (VOC: SegmentationClass/<id>.png) or "
+                              "COCO polygons/RLE")
         ids = class_map(root, r)
         where = r.mask or r.image
         if ids.shape != (r.height, r.width):
             raise TfpipeError(f"{where}: mask is {ids.shape[1]}x{ids.shape[0]}, its image {r.width}x{r.height}",
                               "a mask has its image's size")
-        for k in np.unique(ids).tolist():
+        # a PNG holds the dataset's ids; a map painted from COCO instances already the model's classes
+        for k in np.unique(ids).tolist() if r.mask else ():
             if k in (0, VOID):
                 continue
             if k > len(source_names):

@@ -17,13 +17,15 @@ from tfpipe.errors import TfpipeError
 
 # What each format's reader takes, and what its samples can teach (the sample contract's targets:
 # labels, boxes, masks). VOC and COCO give masks when their samples have them (SegmentationClass
-# PNGs; polygons or RLE).
-READERS: dict[str, Callable[[Path, str], Dataset]] = {
-    "coco": lambda src, on_bad_sample: coco.read(src, on_bad_sample=on_bad_sample),
-    "voc": lambda src, on_bad_sample: voc.read(src, on_bad_sample=on_bad_sample),
-    "yolo": lambda src, on_bad_sample: yolo.read(src / "data.yaml" if src.is_dir() else src, on_bad_sample),
-    "masks": folders.read_masks,
-    "folders": folders.read_classes,
+# PNGs; polygons or RLE). A reader is called with (dataset path, on_bad_sample, targets or None).
+READERS: dict[str, Callable[..., Dataset]] = {
+    "coco": lambda src, on_bad_sample, targets=None: coco.read(src, on_bad_sample=on_bad_sample),
+    "voc": lambda src, on_bad_sample, targets=None: voc.read(
+        src, on_bad_sample=on_bad_sample, image_sets="Segmentation" if targets == "masks" else "Main"),
+    "yolo": lambda src, on_bad_sample, targets=None: yolo.read(src / "data.yaml" if src.is_dir() else src,
+                                                               on_bad_sample),
+    "masks": lambda src, on_bad_sample, targets=None: folders.read_masks(src, on_bad_sample),
+    "folders": lambda src, on_bad_sample, targets=None: folders.read_classes(src, on_bad_sample),
 }
 GIVES = {"coco": ("boxes", "masks"), "voc": ("boxes", "masks"), "yolo": ("boxes",), "masks": ("masks",),
          "folders": ("labels",)}

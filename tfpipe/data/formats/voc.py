@@ -101,12 +101,13 @@ def _split_ids(path: Path) -> list[str]:
     return ids
 
 
-def _splits(root: Path) -> dict[str, list[str]]:
-    """Image ids per split: ImageSets/Main/<split>.txt (per-class files like aeroplane_train.txt are
-    skipped), else ImageSets/Segmentation/<split>.txt, else every Annotations/*.xml (or, for a
-    segmentation-only export, SegmentationClass/*.png) as one split 'all' (labelme's labelme2voc
-    writes no ImageSets)."""
-    for folder in ("Main", "Segmentation"):
+def _splits(root: Path, image_sets: str = "Main") -> dict[str, list[str]]:
+    """Image ids per split: ImageSets/<image_sets>/<split>.txt (Main's per-class files like
+    aeroplane_train.txt are skipped), else the other of Main and Segmentation, else every
+    Annotations/*.xml (or, for a segmentation-only export, SegmentationClass/*.png) as one split
+    'all' (labelme's labelme2voc writes no ImageSets). Pascal VOC's Segmentation lists are not
+    Main's: segmentation reads them (image_sets='Segmentation')."""
+    for folder in dict.fromkeys((image_sets, "Main", "Segmentation")):
         files = sorted(p for p in (root / "ImageSets" / folder).glob("*.txt") if "_" not in p.stem)
         if files:
             return {p.stem: _split_ids(p) for p in files}
@@ -129,11 +130,12 @@ def _listed_names(root: Path) -> tuple[str, ...] | None:
     return None
 
 
-def read(root: Path, class_names: tuple[str, ...] | None = None, on_bad_sample: str = "error") -> Dataset:
+def read(root: Path, class_names: tuple[str, ...] | None = None, on_bad_sample: str = "error",
+         image_sets: str = "Main") -> Dataset:
     """Class names: given, else labels.txt / class_names.txt in the root, else the sorted names
-    found in the XML files."""
+    found in the XML files. `image_sets`: which ImageSets lists name the splits (see `_splits`)."""
     root = Path(root)
-    splits = _splits(root)
+    splits = _splits(root, image_sets)
     class_names = class_names or _listed_names(root)
     if class_names is None and not (root / "Annotations").is_dir():
         class_names = VOC_CLASSES  # a segmentation-only export of Pascal VOC: its mask ids 1..20
