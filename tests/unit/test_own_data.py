@@ -158,6 +158,8 @@ def test_class_map_ids_outside_the_classes_are_named(tmp_path):
 @pytest.mark.parametrize("sets, message", [
     (("data.format=folders", "data.train={root}"),
      "data.format: folders gives labels, this task learns from boxes (use a dataset in coco, voc, yolo)"),
+    ((), "data: fashion_mnist has no boxes to learn from (use fashion_scenes (data.builtin / data.dataset), or a "
+         "dataset of your own (data.format))"),
     (("data.format=pascal", "data.train={root}"), "data.format: 'pascal' is not accepted (use one of: coco, voc"),
     (("data.format=yolo", "data.train={root}/nowhere"), "data.train: {root}/nowhere: not found"),
     (("data.format=yolo",), "data.format: yolo needs data.train"),

@@ -106,7 +106,6 @@ def test_the_report_speaks_miou_and_draws_the_maps(tmp_path, capsys):
      "train.dice_weight: 0.5 needs task: segmentation"),
     ({"task": "classification", "data": {"builtin": None}, "convert": {"class_map": True}},
      "convert.class_map: true needs task: segmentation"),
-    ({"data": {"builtin": None}}, "task: segmentation needs annotated scenes"),
 ])
 def test_segmentation_settings_are_checked_across_fields(settings, message):
     from tfpipe.config import Config, _build
