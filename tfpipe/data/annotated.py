@@ -153,7 +153,6 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-
 def _label_batches(ds: tf.data.Dataset, spec: PreprocessSpec, batch_size: int, num_classes: int,
                    augment: AugmentConfig | None, seed: int, training: bool) -> tf.data.Dataset:
     """Classification: batches of (model input, one-hot label); one-hot before augmenting, as mixup

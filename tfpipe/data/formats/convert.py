@@ -82,6 +82,11 @@ def place_images(dataset: Dataset, kind: str, dst: Path, bad: BadSamples | None 
             source = bad.guard(source_of, r)
             if source is None:
                 continue
+            ids = None  # the class map, read before the image is placed so a bad one leaves nothing
+            if kind in MASK_PLACES and classmaps.has_class_map(r):
+                ids = bad.guard(classmaps.class_map, dataset.root, r)
+                if ids is None:
+                    continue
             destination = dst / target
             destination.parent.mkdir(parents=True, exist_ok=True)
             if not destination.exists():
@@ -89,12 +94,8 @@ def place_images(dataset: Dataset, kind: str, dst: Path, bad: BadSamples | None 
                     os.link(source.resolve(), destination)
                 except OSError:  # another file system
                     shutil.copy2(source.resolve(), destination)
-            mask = None
-            if kind in MASK_PLACES and classmaps.has_class_map(r):
-                ids = bad.guard(classmaps.class_map, dataset.root, r)
-                if ids is None:
-                    continue
-                mask = MASK_PLACES[kind](split, Path(r.image).name)
+            mask = None if ids is None else MASK_PLACES[kind](split, Path(r.image).name)
+            if mask:
                 classmaps.write_png(dst / mask, ids)
             placed[split].append(replace(r, image=target, mask=mask))
     return Dataset(dataset.class_names, placed, Path(dst), bad.reasons)
