@@ -130,7 +130,7 @@ def test_an_annotation_naming_a_missing_image_is_named(tmp_path):
 def test_a_class_outside_data_classes_is_named_with_its_object(tmp_path):
     root = yolo_dataset(tmp_path / "y")
     sets = ("data.format=yolo", f"data.train={root}", "data.classes=[shirt]")
-    with pytest.raises(TfpipeError, match=r"images/train/train1.png: object 0 is class 'bag', which is not in "
+    with pytest.raises(TfpipeError, match=r"labels/train/train1.txt:1: class 'bag' is not in "
                                           r"data.classes \(add it to data.classes \(shirt\)"):
         load(DETECTION, tmp_path, *sets)
     splits = load(DETECTION, tmp_path, *sets, "data.on_bad_sample=skip")
@@ -269,3 +269,17 @@ def load_config_spec(config, size):
     from tfpipe.config import load_config
 
     return load_config(config, [f"model.input_size=[{size[0]},{size[1]}]"]).preprocess_spec()
+
+
+def test_an_unlisted_class_is_named_where_its_annotation_is_written(tmp_path):
+    """The YOLO label file and line, the VOC XML file and object, the COCO JSON entry."""
+    from tfpipe.data.formats.convert import convert
+
+    root = yolo_dataset(tmp_path / "y")
+    for kind in ("voc", "coco"):
+        convert("yolo", kind, root, tmp_path / kind)
+    for kind, where in (("yolo", r"labels/train/train1.txt:1"), ("voc", r"voc/Annotations/train1.xml: object 0"),
+                        ("coco", r"coco/annotations/train.json: annotations\[1\]")):
+        with pytest.raises(TfpipeError, match=where + r": class 'bag' is not in data.classes"):
+            dataset = root if kind == "yolo" else tmp_path / kind
+            load(DETECTION, tmp_path, f"data.format={kind}", f"data.train={dataset}", "data.classes=[shirt]")

@@ -130,8 +130,8 @@ def _relabeller(source: tuple[str, ...], model: tuple[str, ...], targets: str) -
             return r
         for i, k in enumerate([r.label] if targets == "labels" else r.classes.tolist()):
             if source[k] not in index:
-                thing = f"{r.image}: its folder" if targets == "labels" else f"{r.image}: object {i}"
-                raise TfpipeError(f"{thing} is class {source[k]!r}, which is not in data.classes",
+                thing = f"{r.image}: its folder" if targets == "labels" else r.origin(i)
+                raise TfpipeError(f"{thing}: class {source[k]!r} is not in data.classes",
                                   f"add it to data.classes ({', '.join(model)}), or data.on_bad_sample: skip "
                                   "leaves its images out")
         if targets == "labels":

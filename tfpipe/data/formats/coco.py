@@ -106,7 +106,7 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
             bad_ids.add(image_id)  # an image missing one of its objects would teach the model wrong
             raise
         x, y, w, h = (float(v) for v in bbox)
-        boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0)),
+        boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0)), where,
                                 ann.get("segmentation")))
 
     for i, ann in enumerate(data["annotations"]):
@@ -116,7 +116,8 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         found = boxes[image_id]
         record.boxes = np.array([b for b, *_ in found], np.float32).reshape(-1, 4)
         record.classes = np.array([c for _, c, *_ in found], np.int32)
-        record.iscrowd = np.array([z for _, _, z, _ in found], bool)
+        record.iscrowd = np.array([z for _, _, z, *_ in found], bool)
+        record.origins = [o for _, _, _, o, _ in found]
         if any(s for *_, s in found):
             record.segmentations = [s for *_, s in found]
         record.difficult = np.zeros(len(found), bool)

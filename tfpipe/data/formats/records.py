@@ -25,6 +25,11 @@ class ImageRecord:
     label: int | None = None  # the image's class, for classification
     segmentations: list | None = None  # COCO instance masks, one per box: polygons [[x, y, ...]] or RLE dicts
     mode: str | None = None  # 'grayscale' or 'colour', once the image has been checked (tfpipe.data.files)
+    origins: list[str] | None = None  # where each object is written ('labels/a.txt:3'), for messages
+
+    def origin(self, i: int) -> str:
+        """Where object `i` is written: its annotation file and line or entry, else the image."""
+        return self.origins[i] if self.origins else f"{self.image}: object {i}"
 
 
 @dataclass

@@ -75,7 +75,8 @@ def read_annotation(path: Path, names: dict[str, int], root: Path) -> ImageRecor
         flag = obj.find("difficult")
         difficult.append(flag is not None and (flag.text or "0").strip() == "1")
     record = ImageRecord(image, width, height, np.array(boxes, np.float32).reshape(-1, 4),
-                         np.array(classes, np.int32), np.zeros(len(boxes), bool), np.array(difficult, bool))
+                         np.array(classes, np.int32), np.zeros(len(boxes), bool), np.array(difficult, bool),
+                         origins=[f"{where}: object {i}" for i in range(len(boxes))])
     check_boxes(record.boxes, width, height, where)
     return record
 

@@ -47,8 +47,10 @@ def _names(data: dict, path: Path) -> tuple[str, ...]:
     raise TfpipeError(f"{path}: field 'names' is missing or empty", "a list of class names, or {id: name}")
 
 
-def read_labels(path: Path, width: int, height: int, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    boxes, classes = [], []
+def read_labels(path: Path, width: int, height: int, class_names: tuple[str, ...]
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(boxes xyxy in pixels, classes, 'file:line' of each object) of one label file."""
+    boxes, classes, origins = [], [], []
     if path.is_file():  # no label file: an image without objects
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if not line.strip():
@@ -65,7 +67,8 @@ def read_labels(path: Path, width: int, height: int, class_names: tuple[str, ...
             check_class(class_id, class_names, where)
             boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
             classes.append(class_id)
-    return np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int32)
+            origins.append(where)
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int32), origins
 
 
 def read(data_yaml: Path, on_bad_sample: str = "error") -> Dataset:
@@ -107,10 +110,10 @@ def read(data_yaml: Path, on_bad_sample: str = "error") -> Dataset:
 
 def _read_one(image: Path, root: Path, class_names: tuple[str, ...]) -> ImageRecord:
     width, height = image_size(image)
-    boxes, classes = read_labels(label_path(image), width, height, class_names)
+    boxes, classes, origins = read_labels(label_path(image), width, height, class_names)
     check_boxes(boxes, width, height, str(label_path(image)))
     return ImageRecord(image.relative_to(root).as_posix(), width, height, boxes, classes,
-                       np.zeros(len(classes), bool), np.zeros(len(classes), bool))
+                       np.zeros(len(classes), bool), np.zeros(len(classes), bool), origins=origins)
 
 
 def write(dataset: Dataset, dst: Path) -> Path:
