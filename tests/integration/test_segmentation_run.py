@@ -131,7 +131,7 @@ def test_segmentation_configs_reject_what_cannot_work(tmp_path, capsys):
     from tests.conftest import QUICKSTART
 
     cases = [
-        ([*args(tmp_path), "--set", "data.builtin=null"], "task: segmentation needs annotated scenes"),
+        ([*args(tmp_path), "--set", "data.builtin=null"], "data: fashion_mnist has no masks to learn from"),
         ([*args(tmp_path), "--set", "train.class_weights=[1,2]"], "train.class_weights: 2 weights for 11 classes"),
         (["--config", str(QUICKSTART), "--workdir", str(tmp_path), "--set", "convert.class_map=true"],
          "convert.class_map: true needs task: segmentation"),

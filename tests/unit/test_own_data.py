@@ -1,7 +1,7 @@
 """A dataset of your own (data.format): what loading decides (splits, held-out val, class order) and
 every kind of bad input, each a one-line error naming the file, or left out and listed with
 data.on_bad_sample: skip. Tiny hand-made datasets; the runs themselves are in
-tests/integration/test_own_data.py."""
+tests/integration/test_own_data_runs.py."""
 
 import json
 
