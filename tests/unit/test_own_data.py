@@ -283,3 +283,18 @@ def test_an_unlisted_class_is_named_where_its_annotation_is_written(tmp_path):
         with pytest.raises(TfpipeError, match=where + r": class 'bag' is not in data.classes"):
             dataset = root if kind == "yolo" else tmp_path / kind
             load(DETECTION, tmp_path, f"data.format={kind}", f"data.train={dataset}", "data.classes=[shirt]")
+
+
+def test_train_and_val_from_two_datasets_of_one_split_each(tmp_path):
+    """data.val names another dataset: its only split is val, whatever it is called; classes are
+    matched by name, so another order in the val dataset's data.yaml is no problem."""
+    train = yolo_dataset(tmp_path / "t", train=6, val=0)
+    (train / "data.yaml").write_text(json.dumps({"train": "images/train", "names": ["shirt", "bag"]}))
+    val = yolo_dataset(tmp_path / "v", train=3, val=0, names=("bag", "shirt"))
+    (val / "data.yaml").write_text(json.dumps({"train": "images/train", "names": ["bag", "shirt"]}))
+    splits = load(DETECTION, tmp_path, "data.format=yolo", f"data.train={train}", f"data.val={val}")
+    assert (len(splits.train), len(splits.val), splits.notes) == (6, 3, ())
+    assert [int(r.classes[0]) for r in splits.val.dataset.splits["val"]] == [1, 0, 1]  # bag, shirt, bag by name
+    same = yolo_dataset(tmp_path / "s", train=3, val=0)  # same names and file names as train's
+    (same / "data.yaml").write_text(json.dumps({"train": "images/train", "names": ["shirt", "bag"]}))
+    assert len(load(DETECTION, tmp_path, "data.format=yolo", f"data.train={train}", f"data.val={same}").val) == 3

@@ -58,7 +58,7 @@ def load(cfg: DataConfig, targets: str) -> Splits:
         if getattr(cfg, key) is not None:
             dataset = read(key)
             parts[key] = (dataset, _split_name(dataset, key, getattr(cfg, key)))
-            if parts[key] == parts["train"]:
+            if dataset is train_set and parts[key][1] == parts["train"][1]:
                 raise TfpipeError(f"data.{key}: {getattr(cfg, key)} gives the same split as data.train",
                                   f"name a dataset with a {key} split, or leave data.{key} out")
         elif len(train_set.splits) > 1 and (found := _find(train_set, key)):
