@@ -183,38 +183,32 @@ def copy_applications(source, model) -> list[str]:
     if not model.name.startswith("resnet"):
         return copy_in_order(source, model)
     theirs = {layer.name: layer for layer in source.layers if layer.weights}
-    loaded = []
-    for mine in model.layers:
-        if mine.weights and mine.name != "logits":
-            other = theirs[keras_resnet_name(mine.name)]
-            weights = fit_channels(other.get_weights(), [tuple(w.shape) for w in mine.weights])
-            if weights is None:
-                raise TfpipeError(f"train.pretrained: {source.name}'s {other.name} does not fit {mine.name}",
-                                  "check model.name and model.args")
-            mine.set_weights(weights)
-            loaded.append(mine.name)
-    if len(loaded) != len(theirs):
-        raise TfpipeError(f"train.pretrained: {source.name} has {len(theirs)} weighted layers, {model.name} took "
-                          f"{len(loaded)}", "check model.name and model.args")
-    return loaded
+    return _copy_pairs([(mine, theirs.get(keras_resnet_name(mine.name))) for mine in model.layers
+                        if mine.weights and mine.name not in CLASSIFIERS], source, model)
 
 
 def copy_in_order(source, model) -> list[str]:
     """Copy the weights of `source`'s weighted layers into `model`'s, in order, as far as both go
-    (`model` may have a classifier after them). A 3-channel stem goes into a 1-channel model as the
-    sum over its colour channels: grey = r = g = b gives the same response."""
+    (`model` may have a classifier after them)."""
     ours = [layer for layer in model.layers if layer.weights]
-    theirs = [layer for layer in source.layers if layer.weights]
+    return _copy_pairs(list(zip(ours, [layer for layer in source.layers if layer.weights], strict=False)),
+                       source, model)
+
+
+def _copy_pairs(pairs: list, source, model) -> list[str]:
+    """Each (our layer, their layer) pair's weights, through `fit_channels`, until one does not fit;
+    every weighted layer of `source` must have been copied."""
     loaded = []
-    for mine, other in zip(ours, theirs, strict=False):
-        weights = fit_channels(other.get_weights(), [tuple(w.shape) for w in mine.weights])
+    for mine, other in pairs:
+        weights = None if other is None else fit_channels(other.get_weights(), [tuple(w.shape) for w in mine.weights])
         if weights is None:
             break
         mine.set_weights(weights)
         loaded.append(mine.name)
-    if len(loaded) != len(theirs):
+    wanted = sum(1 for layer in source.layers if layer.weights)
+    if len(loaded) != wanted:
         raise TfpipeError(f"train.pretrained: {source.name} does not match {model.name} layer for layer "
-                          f"(stopped at {len(loaded)} of {len(theirs)})", "check model.name and model.args")
+                          f"(stopped at {len(loaded)} of {wanted})", "check model.name and model.args")
     return loaded
 
 
