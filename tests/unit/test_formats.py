@@ -105,9 +105,22 @@ def test_coco_category_ids_become_contiguous_in_id_order(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"annotations": [{"id": 1, "image_id": 8, "category_id": 12, "bbox": [1, 2, 5, 4]}]},
-     "annotations[0]: image_id 8 names no image"),
+     "annotations[0] (id 1): image_id 8 names no image"),
     ({"annotations": [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [1, 2, 5, 4]}]},
-     "annotations[0]: category_id 5 is not in the category list"),
+     "annotations[0] (id 1): category_id 5 is not in the category list"),
+    ({"annotations": [{"id": 4, "image_id": 7, "category_id": 3, "bbox": [1, 2, 5, 4],
+                       "segmentation": [[1, 2, 6, 2]]}]},
+     "annotations[0] (id 4): segmentation polygon 0 has 2 point(s)"),
+    ({"annotations": [{"id": 5, "image_id": 7, "category_id": 3, "bbox": [1, 2, 5, 4],
+                       "segmentation": {"size": [20, 10], "counts": "abc"}}]},
+     "annotations[0] (id 5): segmentation RLE size [20, 10] is not the image's [10, 20]"),
+    ({"categories": [{"id": 3, "name": "boot", "keypoints": ["top", "bottom"]}],
+      "annotations": [{"id": 6, "image_id": 7, "category_id": 3, "bbox": [1, 2, 5, 4],
+                       "keypoints": [3, 3, 2, 25, 4, 2]}]},
+     "annotations[0] (id 6): keypoint bottom (25, 4) is outside the 20x10 image"),
+    ({"categories": [{"id": 3, "name": "boot", "keypoints": ["top", "bottom"]}],
+      "annotations": [{"id": 6, "image_id": 7, "category_id": 3, "bbox": [1, 2, 5, 4], "keypoints": [3, 3, 2]}]},
+     "annotations[0] (id 6): keypoints is not 2 x [x, y, v]"),
     ({"annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [18, 2, 5, 4]}]},
      "box 0 [18, 2, 23, 6] is outside the 20x10 image"),
     ({"annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [1, 2, -1, 4]}]},
@@ -331,7 +344,7 @@ def test_skip_leaves_out_bad_samples_and_says_why(tmp_path, capsys):
         {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "bag"}]}))
     assert run_cli("tfpipe.data.__main__", ["convert", "--from", "coco", "--to", "yolo", str(root),
                                             str(tmp_path / "out")]) == 2
-    assert "annotations[1]: category_id 9 is not in the category list" in capsys.readouterr().err
+    assert "annotations[1] (id 2): category_id 9 is not in the category list" in capsys.readouterr().err
     assert not (tmp_path / "out" / "data.yaml").exists()
     assert run_cli("tfpipe.data.__main__", ["convert", "--from", "coco", "--to", "yolo", "--on-bad-sample", "skip",
                                             str(root), str(tmp_path / "out")]) == 0

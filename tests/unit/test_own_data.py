@@ -279,7 +279,7 @@ def test_an_unlisted_class_is_named_where_its_annotation_is_written(tmp_path):
     for kind in ("voc", "coco"):
         convert("yolo", kind, root, tmp_path / kind)
     for kind, where in (("yolo", r"labels/train/train1.txt:1"), ("voc", r"voc/Annotations/train1.xml: object 0"),
-                        ("coco", r"coco/annotations/train.json: annotations\[1\]")):
+                        ("coco", r"coco/annotations/train.json: annotations\[1\] \(id 2\)")):
         with pytest.raises(TfpipeError, match=where + r": class 'bag' is not in data.classes"):
             dataset = root if kind == "yolo" else tmp_path / kind
             load(DETECTION, tmp_path, f"data.format={kind}", f"data.train={dataset}", "data.classes=[shirt]")

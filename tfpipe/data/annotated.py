@@ -4,9 +4,12 @@ only: zoom, augment -> boxes clipped, degenerate ones dropped -> batches of (mod
 Images of any size are decoded and resized a sample at a time, so a split of large photos never
 sits in memory whole.
 
-Targets ("labels", "boxes" or "masks"): one-hot labels float32 [B, C] (class folders); {"boxes":
-ragged float32 [B, None, 4] xyxy pixels of the model input, "classes": ragged float32 [B, None]};
-or class maps int32 [B, H, W, 1], 255 = void (tfpipe.data.formats.classmaps).
+Targets ("labels", "boxes", "masks" or "instances"): one-hot labels float32 [B, C] (class
+folders); {"boxes": ragged float32 [B, None, 4] xyxy pixels of the model input, "classes": ragged
+float32 [B, None]}; class maps int32 [B, H, W, 1], 255 = void (tfpipe.data.formats.classmaps); or
+instances: the boxes and classes plus "masks" ragged float32 [B, None, H, W] (1 inside the
+instance, at the model input) and "keypoints" ragged float32 [B, None, K, 3] (x, y in model-input
+pixels, visibility; K = 0 when the dataset has none).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tfpipe.data.preprocess import fit_to_model, preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import PreprocessSpec
 
-TARGETS = ("labels", "boxes", "masks")  # what this pipeline gives with each image
+TARGETS = ("labels", "boxes", "masks", "instances")  # what this pipeline gives with each image
 MIN_BOX_SIDE = 1.0  # pixels: a box thinner than this after clipping is dropped
 
 
@@ -36,6 +39,10 @@ def _records(dataset: Dataset, split: str, targets: str) -> tf.data.Dataset:
         missing = next(r.image for r in records if not has_class_map(r))
         raise TfpipeError(f"{missing}: no segmentation mask", "segmentation needs a class-map PNG or COCO "
                                                                "polygons per image")
+    if targets == "instances" and any(not r.segmentations for r in records if len(r.classes)):
+        missing = next(r.image for r in records if len(r.classes) and not r.segmentations)
+        raise TfpipeError(f"{missing}: no instance segmentation", "instance segmentation needs COCO polygons or "
+                                                                   "RLE per object")
     if targets == "labels" and any(r.label is None for r in records):
         missing = next(r.image for r in records if r.label is None)
         raise TfpipeError(f"{missing}: no class label", "classification reads class folders (data.format: folders)")
@@ -119,6 +126,8 @@ def make_annotated_dataset(dataset: Dataset, split: str, spec: PreprocessSpec, b
     ds = _records(dataset, split, targets)
     if training:  # the records, not decoded images: the shuffle buffer holds file names
         ds = ds.shuffle(len(dataset.splits[split]), seed=seed, reshuffle_each_iteration=True)
+    if targets == "instances":
+        return _instance_batches(dataset, split, ds, spec, batch_size, augment if training else None, seed, training)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if targets == "labels":
         return _label_batches(ds, spec, batch_size, num_classes, augment if training else None, seed, training)
@@ -168,3 +177,73 @@ def _label_batches(ds: tf.data.Dataset, spec: PreprocessSpec, batch_size: int, n
     ds = ds.map(lambda s: {"images": s["images"], "labels": s["labels"]})
     return ds.batch(batch_size, drop_remainder=training).map(to_model, num_parallel_calls=tf.data.AUTOTUNE
                                                              ).prefetch(tf.data.AUTOTUNE)
+
+
+def _instance_batches(dataset: Dataset, split: str, ds: tf.data.Dataset, spec: PreprocessSpec, batch_size: int,
+                      augment: AugmentConfig | None, seed: int, training: bool) -> tf.data.Dataset:
+    """Instance segmentation: each sample's instance masks (COCO polygons / RLE through pycocotools)
+    and keypoints carried through the same resize as its boxes. Training augments by horizontal flip
+    (masks mirrored, keypoints mirrored and left/right partners swapped:
+    tfpipe.data.formats.keypoints.flip_order) and colour jitter; nothing else moves masks exactly."""
+    from tfpipe.data.formats.coco import instance_masks
+    from tfpipe.data.formats.keypoints import flip_order
+
+    records = dataset.splits[split]
+    names = dataset.keypoint_names
+    count = len(names)
+    flip = np.asarray(flip_order(names), np.int32) if count else np.zeros(0, np.int32)
+
+    def read_instances(index: np.ndarray):
+        record = records[int(index)]
+        masks = instance_masks(record).astype(np.uint8)  # [N, h, w]
+        # one spare channel, so an image without objects still has a mask tensor to resize
+        stacked = np.concatenate([np.transpose(masks, (1, 2, 0)), np.zeros((*masks.shape[1:], 1), np.uint8)], -1)
+        points = (record.keypoints if record.keypoints is not None and count
+                  else np.zeros((len(record.classes), count, 3), np.float32))
+        return stacked.astype(np.int32), np.asarray(points, np.float32).reshape(-1, count, 3)
+
+    def decode(item: dict) -> dict:
+        image = tf.cast(tf.io.decode_image(tf.io.read_file(item["image"]), channels=3, expand_animations=False),
+                        tf.float32)
+        masks, points = tf.numpy_function(read_instances, [item["index"]], (tf.int32, tf.float32), stateful=False)
+        masks = tf.ensure_shape(masks, (None, None, None))
+        points = tf.ensure_shape(points, (None, count, 3))
+        n = tf.shape(points)[0]
+        # keypoints travel as degenerate boxes (x, y, x, y), through the very scaling of the boxes
+        xy = tf.reshape(points[..., :2], (-1, 2))
+        both = tf.concat([tf.reshape(item["boxes"], (-1, 4)), tf.concat([xy, xy], -1)], 0)
+        image, both, masks = fit_to_model(image, both, masks, spec)  # masks: nearest, the border 255
+        boxes, moved = both[:n], tf.reshape(both[n:, :2], (n, count, 2))
+        masks = tf.cast(tf.equal(tf.transpose(masks[..., :-1], (2, 0, 1)), 1), tf.float32)  # [N, H, W]
+        return {"images": image, "boxes": boxes, "classes": item["classes"], "masks": masks,
+                "keypoints": tf.concat([moved, points[..., 2:]], -1)}
+
+    def mirror(sample: dict) -> dict:
+        width = tf.cast(tf.shape(sample["images"])[1], tf.float32)
+        b = sample["boxes"]
+        k = tf.gather(sample["keypoints"], flip, axis=1) if count else sample["keypoints"]
+        return {**sample, "images": sample["images"][:, ::-1], "masks": sample["masks"][:, :, ::-1],
+                "boxes": tf.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], -1),
+                "keypoints": tf.concat([width - k[..., :1], k[..., 1:]], -1)}
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if augment is not None and augment.horizontal_flip:
+        def maybe_mirror(sample: dict) -> dict:
+            return tf.cond(tf.random.uniform(()) < 0.5, lambda: mirror(sample), lambda: sample)
+
+        ds = ds.map(maybe_mirror, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ragged_batch(batch_size, drop_remainder=training)
+    # colour jitter alone: it changes pixels, never where anything is
+    colour = None
+    if augment is not None and augment.color_jitter:
+        colour = build_box_augmenter(AugmentConfig(horizontal_flip=False, color_jitter=augment.color_jitter), "boxes",
+                                     (spec.height, spec.width), seed)
+
+    def to_model(sample: dict):
+        images = sample["images"]
+        if colour is not None:
+            images = colour({"images": images, "bounding_boxes": {"boxes": sample["boxes"],
+                                                                 "classes": sample["classes"]}})["images"]
+        return preprocess(images, spec), {k: sample[k] for k in ("boxes", "classes", "masks", "keypoints")}
+
+    return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -9,7 +9,8 @@ visible mask's extent). Train scenes use training-split garments, val scenes tes
 
 Every scene draws from its own generator seeded by (seed, split, index), so the dataset is
 byte-identical for a seed whatever the number of processes. It is written once, in the layouts
-the readers take: COCO (annotations/<split>.json, RLE instance masks), YOLO (data.yaml, labels/),
+the readers take: COCO (annotations/<split>.json, RLE instance masks and keypoints defined from
+each mask by tfpipe.data.formats.keypoints), YOLO (data.yaml, labels/),
 class-map PNGs (masks/<split>/), and Pascal VOC under voc/ (images hard-linked).
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 from tfpipe import io
 from tfpipe.config import SceneSpec
 from tfpipe.data import fashion_mnist
+from tfpipe.data.formats.keypoints import GARMENT_KEYPOINTS, from_mask
 
 SILHOUETTE = 24  # garment pixels above this (of 255) belong to the garment
 SPLITS = ("train", "val")
@@ -40,7 +42,8 @@ JPEG_QUALITY = 92
 
 def cache_key(spec: SceneSpec) -> str:
     """A short hash of the spec and the generator version: the cache folder's name."""
-    text = json.dumps({**asdict(spec), "version": 1, "silhouette": SILHOUETTE, "jpeg": JPEG_QUALITY},
+    # version 2: keypoints (defined from the masks) in the COCO files
+    text = json.dumps({**asdict(spec), "version": 2, "silhouette": SILHOUETTE, "jpeg": JPEG_QUALITY},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -152,7 +155,8 @@ def _generate_range(root: Path, spec: SceneSpec, split: str, start: int, stop: i
         name = f"{split}_{index:05d}"
         io.write_bytes(root / "images" / split / f"{name}.jpg", _encode(scene.image, "JPEG", quality=JPEG_QUALITY))
         io.write_bytes(root / "masks" / split / f"{name}.png", _encode(scene.class_map, "PNG"))
-        out.append([name, scene.boxes.tolist(), scene.classes, [_rle(m) for m in scene.masks]])
+        out.append([name, scene.boxes.tolist(), scene.classes, [_rle(m) for m in scene.masks],
+                    [from_mask(m).round(3).tolist() for m in scene.masks]])
     return out
 
 
@@ -202,14 +206,15 @@ def build(root: Path, spec: SceneSpec, data_path: str | None = None, processes: 
     splits = {}
     for split in SPLITS:
         records = []
-        for name, boxes, classes, rles in _generate(root, spec, split, data_path, processes):
+        for name, boxes, classes, rles, points in _generate(root, spec, split, data_path, processes):
             n = len(classes)
             records.append(ImageRecord(f"images/{split}/{name}.jpg", spec.size, spec.size,
                                        np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int32),
                                        np.zeros(n, bool), np.zeros(n, bool), mask=f"masks/{split}/{name}.png",
-                                       segmentations=rles))
+                                       segmentations=rles,
+                                       keypoints=np.array(points, np.float32).reshape(n, len(GARMENT_KEYPOINTS), 3)))
         splits[split] = records
-    dataset = Dataset(fashion_mnist.CLASS_NAMES, splits, root)
+    dataset = Dataset(fashion_mnist.CLASS_NAMES, splits, root, keypoint_names=GARMENT_KEYPOINTS)
     coco.write(dataset, root)
     yolo.write(dataset, root)
     voc_root = root / "voc"

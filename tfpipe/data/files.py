@@ -94,13 +94,14 @@ def load(cfg: DataConfig, targets: str) -> Splits:
     def split(key: str) -> RecordSplit:
         dataset = parts.get(key, parts["train"])[0]
         lut = _mask_ids(dataset.class_names, class_names) if targets == "masks" else None
-        return RecordSplit(Dataset(class_names, {key: records[key]}, dataset.root), key, lut)
+        return RecordSplit(Dataset(class_names, {key: records[key]}, dataset.root,
+                                   keypoint_names=dataset.keypoint_names), key, lut)
 
     val = split("val")
     test = split("test") if test_key == "test" else val
     name = Path(cfg.train).expanduser().resolve().name
     return Splits(name, split("train"), val, test, test_key, class_names, skipped=tuple(bad.reasons),
-                  notes=tuple(notes))
+                  notes=tuple(notes), keypoint_names=train_set.keypoint_names)
 
 
 def _find(dataset: Dataset, key: str) -> str | None:
@@ -179,6 +180,11 @@ def _check_one(root: Path, r: ImageRecord, targets: str, source_names: tuple[str
     if mode not in ACCEPTED_MODES:
         raise TfpipeError(f"{path}: a {mode} image", f"convert it to 8-bit RGB or grayscale "
                                                      f"(accepted modes: {', '.join(ACCEPTED_MODES)})")
+    if targets == "instances":
+        missing = [i for i, s in enumerate(r.segmentations or [None] * len(r.classes)) if not s]
+        if missing:
+            raise TfpipeError(f"{r.origin(missing[0])}: no instance segmentation",
+                              "instance segmentation needs polygons or an RLE per object (COCO `segmentation`)")
     if targets == "masks":
         if not has_class_map(r) and len(r.classes):
             raise TfpipeError(f"{path}: no class map for its {len(r.classes)} objects",

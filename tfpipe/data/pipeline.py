@@ -23,8 +23,9 @@ from tfpipe.data.preprocess import preprocess
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import PreprocessSpec
 
-# labels: an int class per image; boxes: xyxy pixel boxes and their classes; masks: a class map
-TARGETS = ("labels", "boxes", "masks")
+# labels: an int class per image; boxes: xyxy pixel boxes and their classes; masks: a class map;
+# instances: boxes and classes with each object's mask and keypoints
+TARGETS = ("labels", "boxes", "masks", "instances")
 
 
 class Split(Protocol):
@@ -142,6 +143,13 @@ class RecordSplit:
         if targets == "boxes":
             return inputs, [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int32))
                             for _, y in batches for b, c in zip(y["boxes"], y["classes"], strict=True)]
+        if targets == "instances":  # (boxes, classes, masks bool [N, H, W], keypoints [N, K, 3]) per image
+            height, width = inputs.shape[1:3]
+            return inputs, [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(c, np.int32),
+                             np.asarray(m, np.float32).reshape(-1, height, width) > 0.5,
+                             np.asarray(k, np.float32).reshape(len(c), -1, 3))
+                            for _, y in batches for b, c, m, k in zip(y["boxes"], y["classes"], y["masks"],
+                                                                       y["keypoints"], strict=True)]
         return inputs, np.concatenate([y[..., 0] for _, y in batches])
 
     def originals(self, count: int, split_name: str) -> list[tuple[str, np.ndarray]]:
@@ -169,6 +177,7 @@ class Splits:
     targets: str = "labels"  # what the task learns from, one of TARGETS
     skipped: tuple[str, ...] = ()  # why each bad sample was left out (data.on_bad_sample: skip)
     notes: tuple[str, ...] = ()  # what loading decided that the user should hear (a held-out val split)
+    keypoint_names: tuple[str, ...] = ()  # the objects' keypoints (COCO categories' `keypoints`), if any
 
     @property
     def num_train(self) -> int:

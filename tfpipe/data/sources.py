@@ -11,7 +11,7 @@ from tfpipe.data.pipeline import ArraySplit, RecordSplit, Splits
 from tfpipe.errors import TfpipeError
 
 # What each built-in source's samples can teach (a dataset of your own: tfpipe.data.files)
-BUILTIN_GIVES = {"fashion_mnist": ("labels",), "fashion_scenes": ("boxes", "masks")}
+BUILTIN_GIVES = {"fashion_mnist": ("labels",), "fashion_scenes": ("boxes", "masks", "instances")}
 
 
 def load_splits(cfg: DataConfig, targets: str) -> Splits:
@@ -50,4 +50,5 @@ def _load_scenes(cfg: DataConfig) -> Splits:
         train = train.subset(np.arange(min(cfg.train_limit, len(train))))
     if cfg.test_limit:
         val = val.subset(np.arange(min(cfg.test_limit, len(val))))
-    return Splits(cfg.builtin, train, val, val, "val", tuple(dataset.class_names), skipped=tuple(dataset.skipped))
+    return Splits(cfg.builtin, train, val, val, "val", tuple(dataset.class_names), skipped=tuple(dataset.skipped),
+                  keypoint_names=dataset.keypoint_names)

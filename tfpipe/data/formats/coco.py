@@ -2,7 +2,10 @@
 
 Category ids (any integers, in any order) become contiguous ids 0..C-1 in the order of the
 ids, names kept; labelme's pseudo-categories `_background_` and `__ignore__` are not object
-classes and are left out. `iscrowd` is kept for evaluation.
+classes and are left out. `iscrowd` is kept for evaluation. Instance segmentations (polygons or
+RLE) and keypoints (`keypoints` [x, y, v] * K per annotation, the names in the categories'
+`keypoints`) are read and checked against their image: a polygon of fewer than 3 points, an RLE of
+another size and a labelled keypoint outside the image are errors naming the annotation's id.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
             raise TfpipeError(f"{path}: categories: id {c['id']} appears twice", "category ids must be unique")
         ids[c["id"]] = len(ids)
     names = tuple(str(_field(c, "name", str, f"{path}: category {c['id']}")) for c in categories)
+    keypoint_names = _keypoint_names(path, categories)
     if class_names is not None and names != class_names:
         raise TfpipeError(f"{path}: categories {list(names)} differ from the other split's {list(class_names)}",
                           "every split must list the same categories")
@@ -90,7 +94,7 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
     boxes: dict[int, list] = {k: [] for k in records}
 
     def add_annotation(i: int, ann: dict) -> None:
-        where = f"{path}: annotations[{i}]"
+        where = f"{path}: annotations[{i}] (id {ann.get('id')})"
         image_id = _field(ann, "image_id", int, where)
         if image_id not in records:
             raise TfpipeError(f"{where}: image_id {image_id} names no image", "annotations must refer to images[].id")
@@ -102,12 +106,15 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
             bbox = _field(ann, "bbox", list, where)
             if len(bbox) != 4 or not all(isinstance(v, int | float) for v in bbox):
                 raise TfpipeError(f"{where}: bbox {bbox!r} is not [x, y, width, height]", "four numbers")
+            image = records[image_id]
+            segmentation = _segmentation(ann.get("segmentation"), image.width, image.height, where)
+            points = _keypoints(ann.get("keypoints"), keypoint_names, image.width, image.height, where)
         except TfpipeError:
             bad_ids.add(image_id)  # an image missing one of its objects would teach the model wrong
             raise
         x, y, w, h = (float(v) for v in bbox)
         boxes[image_id].append(([x, y, x + w, y + h], ids[category], bool(ann.get("iscrowd", 0)), where,
-                                ann.get("segmentation")))
+                                segmentation, points))
 
     for i, ann in enumerate(data["annotations"]):
         bad.guard(add_annotation, i, ann)
@@ -117,9 +124,11 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         record.boxes = np.array([b for b, *_ in found], np.float32).reshape(-1, 4)
         record.classes = np.array([c for _, c, *_ in found], np.int32)
         record.iscrowd = np.array([z for _, _, z, *_ in found], bool)
-        record.origins = [o for _, _, _, o, _ in found]
-        if any(s for *_, s in found):
-            record.segmentations = [s for *_, s in found]
+        record.origins = [o for _, _, _, o, *_ in found]
+        if any(s for *_, s, _ in found):
+            record.segmentations = [s for *_, s, _ in found]
+        if keypoint_names:
+            record.keypoints = np.array([p for *_, p in found], np.float32).reshape(-1, len(keypoint_names), 3)
         record.difficult = np.zeros(len(found), bool)
         check_boxes(record.boxes, record.width, record.height, f"{path}: image id {image_id} ({record.image})")
         return record
@@ -129,7 +138,59 @@ def read_split(path: Path, image_root: Path, class_names: tuple[str, ...] | None
         finished = None if image_id in bad_ids else bad.guard(finish, image_id, record)
         if finished is not None:
             out.append(finished)
-    return names, out
+    return names, out, keypoint_names
+
+
+def _keypoint_names(path: Path, categories: list[dict]) -> tuple[str, ...]:
+    """The categories' keypoint names: one list shared by every category that names any."""
+    lists = {tuple(str(n) for n in c["keypoints"]) for c in categories
+             if isinstance(c.get("keypoints"), list) and c["keypoints"]}
+    if len(lists) > 1:
+        raise TfpipeError(f"{path}: categories name different keypoints ({' vs '.join(map(str, sorted(lists)))})",
+                          "tfpipe learns one set of keypoints shared by every class")
+    return next(iter(lists), ())
+
+
+def _segmentation(segmentation, width: int, height: int, where: str):
+    """The annotation's polygons or RLE, checked against its image (None when it has none)."""
+    if not segmentation:
+        return None
+    if isinstance(segmentation, list):
+        for k, polygon in enumerate(segmentation):
+            if (not isinstance(polygon, list) or len(polygon) % 2 or len(polygon) < 6
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in polygon)):
+                count = len(polygon) // 2 if isinstance(polygon, list) else 0
+                raise TfpipeError(f"{where}: segmentation polygon {k} has {count} point(s)",
+                                  "a polygon is [x1, y1, x2, y2, ...] with at least 3 points")
+        return segmentation
+    if isinstance(segmentation, dict) and "counts" in segmentation:
+        size = segmentation.get("size")
+        if size != [height, width]:
+            raise TfpipeError(f"{where}: segmentation RLE size {size} is not the image's [{height}, {width}]",
+                              "an RLE's size is [height, width] of its image")
+        return segmentation
+    raise TfpipeError(f"{where}: segmentation is neither polygons nor RLE", "use [[x1, y1, ...]] or "
+                                                                            "{size, counts}")
+
+
+def _keypoints(values, names: tuple[str, ...], width: int, height: int, where: str, tolerance: float = 0.5):
+    """float32 [K, 3] of the annotation's keypoints (zeros when it has none: not labelled)."""
+    out = np.zeros((len(names), 3), np.float32)
+    if not names or values is None or (isinstance(values, list) and not values):
+        return out
+    if (not isinstance(values, list) or len(values) != 3 * len(names)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)):
+        raise TfpipeError(f"{where}: keypoints is not {len(names)} x [x, y, v]",
+                          f"the categories name {len(names)} keypoints ({', '.join(names)})")
+    out[:] = np.asarray(values, np.float32).reshape(-1, 3)
+    for k, (x, y, v) in enumerate(out):
+        if v not in (0, 1, 2):
+            raise TfpipeError(f"{where}: keypoint {names[k]} has visibility {v:g}",
+                              "0 (not labelled), 1 (labelled, hidden) or 2 (visible)")
+        if v and not (-tolerance <= x <= width + tolerance and -tolerance <= y <= height + tolerance):
+            raise TfpipeError(f"{where}: keypoint {names[k]} ({x:g}, {y:g}) is outside the {width}x{height} image",
+                              "labelled keypoints lie inside their image (v = 0 for one that is not labelled)")
+    return out
 
 
 def read(root: Path, splits: dict[str, str] | None = None, on_bad_sample: str = "error") -> Dataset:
@@ -148,10 +209,14 @@ def read(root: Path, splits: dict[str, str] | None = None, on_bad_sample: str = 
             raise TfpipeError(f"{root}: no annotations/*.json or annotations.json", "expected a COCO dataset folder")
         splits = {p.stem.removeprefix("instances_") if p.parent.name == "annotations" else "all":
                   str(p.relative_to(root)) for p in found}
-    names, records, bad = None, {}, BadSamples(on_bad_sample)
+    names, records, bad, keypoint_names = None, {}, BadSamples(on_bad_sample), None
     for split, relative in splits.items():
-        names, records[split] = read_split(root / relative, root, names, bad)
-    return Dataset(names, records, root, bad.reasons)
+        names, records[split], points = read_split(root / relative, root, names, bad)
+        if keypoint_names is not None and points != keypoint_names:
+            raise TfpipeError(f"{root / relative}: keypoints {list(points)} differ from the other split's "
+                              f"{list(keypoint_names)}", "every split must name the same keypoints")
+        keypoint_names = points
+    return Dataset(names, records, root, bad.reasons, keypoint_names or ())
 
 
 def write(dataset: Dataset, dst: Path, copy_images=None) -> Path:
@@ -159,18 +224,24 @@ def write(dataset: Dataset, dst: Path, copy_images=None) -> Path:
     Images stay where they are relative to the root: `copy_images(record, dst)` puts them there."""
     dst = Path(dst)
     categories = [{"id": k + 1, "name": name, "supercategory": "none"} for k, name in enumerate(dataset.class_names)]
+    if dataset.keypoint_names:
+        categories = [{**c, "keypoints": list(dataset.keypoint_names), "skeleton": []} for c in categories]
     for split, records in dataset.splits.items():
         images, annotations = [], []
         for image_id, r in enumerate(records, start=1):
             images.append({"id": image_id, "file_name": r.image, "width": r.width, "height": r.height})
             segmentations = r.segmentations or [None] * len(r.classes)
-            for (x1, y1, x2, y2), c, crowd, segmentation in zip(r.boxes.tolist(), r.classes.tolist(),
-                                                                r.iscrowd.tolist(), segmentations, strict=True):
+            points = r.keypoints if r.keypoints is not None else [None] * len(r.classes)
+            for (x1, y1, x2, y2), c, crowd, segmentation, keypoints in zip(
+                    r.boxes.tolist(), r.classes.tolist(), r.iscrowd.tolist(), segmentations, points, strict=True):
                 annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": c + 1,
                               "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
                               "iscrowd": int(crowd)}
                 if segmentation:
                     annotation["segmentation"] = segmentation
+                if dataset.keypoint_names and keypoints is not None:
+                    annotation["keypoints"] = [round(float(v), 3) for v in np.asarray(keypoints).reshape(-1)]
+                    annotation["num_keypoints"] = int(np.count_nonzero(np.asarray(keypoints)[:, 2]))
                 annotations.append(annotation)
             if copy_images is not None:
                 copy_images(r, dst)

@@ -27,7 +27,7 @@ READERS: dict[str, Callable[..., Dataset]] = {
     "masks": lambda src, on_bad_sample, targets=None: folders.read_masks(src, on_bad_sample),
     "folders": lambda src, on_bad_sample, targets=None: folders.read_classes(src, on_bad_sample),
 }
-GIVES = {"coco": ("boxes", "masks"), "voc": ("boxes", "masks"), "yolo": ("boxes",), "masks": ("masks",),
+GIVES = {"coco": ("boxes", "masks", "instances"), "voc": ("boxes", "masks"), "yolo": ("boxes",), "masks": ("masks",),
          "folders": ("labels",)}
 WRITERS: dict[str, Callable[[Dataset, Path], Path]] = {"coco": coco.write, "voc": voc.write, "yolo": yolo.write,
                                                       "masks": folders.write_masks}
@@ -98,7 +98,7 @@ def place_images(dataset: Dataset, kind: str, dst: Path, bad: BadSamples | None 
             if mask:
                 classmaps.write_png(dst / mask, ids)
             placed[split].append(replace(r, image=target, mask=mask))
-    return Dataset(dataset.class_names, placed, Path(dst), bad.reasons)
+    return Dataset(dataset.class_names, placed, Path(dst), bad.reasons, dataset.keypoint_names)
 
 
 def dropped(dataset: Dataset, kind_to: str) -> str | None:
@@ -136,7 +136,7 @@ def convert(kind_from: str, kind_to: str, src: Path, dst: Path, on_bad_sample: s
     bad.reasons = list(dataset.skipped)
     try:
         placed = place_images(dataset, kind_to, staging, bad)
-        dataset = Dataset(dataset.class_names, dataset.splits, dataset.root, placed.skipped)
+        dataset = Dataset(dataset.class_names, dataset.splits, dataset.root, placed.skipped, dataset.keypoint_names)
         WRITERS[kind_to](placed, staging)
         if dataset.skipped:
             io.write_text(staging / "skipped_samples.txt", "".join(f"{reason}\n" for reason in dataset.skipped))
@@ -145,4 +145,4 @@ def convert(kind_from: str, kind_to: str, src: Path, dst: Path, on_bad_sample: s
         os.replace(staging, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Dataset(placed.class_names, placed.splits, dst, dataset.skipped)
+    return Dataset(placed.class_names, placed.splits, dst, dataset.skipped, placed.keypoint_names)

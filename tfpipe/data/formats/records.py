@@ -26,6 +26,7 @@ class ImageRecord:
     segmentations: list | None = None  # COCO instance masks, one per box: polygons [[x, y, ...]] or RLE dicts
     mode: str | None = None  # 'grayscale' or 'colour', once the image has been checked (tfpipe.data.files)
     origins: list[str] | None = None  # where each object is written ('labels/a.txt:3'), for messages
+    keypoints: np.ndarray | None = None  # COCO keypoints, float32 [N, K, 3] (x, y, visibility 0/1/2) per box
 
     def origin(self, i: int) -> str:
         """Where object `i` is written: its annotation file and line or entry, else the image."""
@@ -38,6 +39,7 @@ class Dataset:
     splits: dict[str, list[ImageRecord]]  # e.g. {"train": [...], "val": [...]}
     root: Path  # the folder image paths are relative to
     skipped: list[str] = field(default_factory=list)  # why each left-out sample was bad (on_bad_sample: skip)
+    keypoint_names: tuple[str, ...] = ()  # COCO categories' `keypoints`, when the objects have them
 
     def summary(self) -> str:
         counts = ", ".join(f"{name} {len(records):,}" for name, records in self.splits.items())
