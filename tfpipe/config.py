@@ -22,7 +22,7 @@ import yaml
 from tfpipe.errors import TfpipeError
 from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, PreprocessSpec
 
-TASKS = ("classification", "detection", "segmentation")
+TASKS = ("classification", "detection", "segmentation", "instance_segmentation")
 DATASETS = ("fashion_mnist",)
 RESIZE_POLICIES = ("letterbox", "stretch")
 # Settings only one task reads -> (that task, the hint when another task's config sets them)

@@ -151,9 +151,11 @@ def class_bars(metrics_by_model: dict[str, dict], classes: list[str], key: str, 
 
 
 def detection_gallery(report: dict, model: dict, images: dict[int, np.ndarray], boxes: dict[str, dict],
-                      path: Path, min_score: float = 0.3) -> Path:
+                      path: Path, min_score: float = 0.3, disagreement: str = "unmatched") -> Path:
     """One row per image where `model`'s detections differ most from the float model's: the ground
-    truth, the float model's and the model's boxes (score >= `min_score`) with class and score."""
+    truth, the float model's and the model's boxes (score >= `min_score`) with class and score, and
+    their instance masks (COCO RLEs) shaded when they have them. `disagreement` names what
+    `worst_disagreements`' share counts."""
     plt = _pyplot()
     worst = model["worst_disagreements"]
     name, classes = model["name"], report["dataset"]["classes"]
@@ -162,10 +164,19 @@ def detection_gallery(report: dict, model: dict, images: dict[int, np.ndarray], 
     for row, w in zip(axes, worst, strict=True):
         i = w["index"]
         for ax, (source, title) in zip(row, (("truth", f"#{i} ground truth"), ("float", "float"),
-                                             (name, f"{name}: {100 * w['unmatched']:.0f} % unmatched")), strict=True):
+                                             (name, f"{name}: {100 * w['unmatched']:.0f} % {disagreement}")),
+                                    strict=True):
             ax.imshow(images[i], interpolation="nearest")
             found = boxes[source][i]
             keep = np.ones(len(found.boxes), bool) if found.scores is None else found.scores >= min_score
+            if found.masks is not None and np.any(keep):
+                from tfpipe.metrics.detection import decode_mask
+
+                shade = np.zeros((*images[i].shape[:2], 4))
+                for k in np.flatnonzero(keep):
+                    shade[decode_mask(found.masks[k])] = plt.get_cmap("tab10")(
+                        int(found.classes[k]) % 10)[:3] + (0.45,)
+                ax.imshow(shade, interpolation="nearest")
             for k in np.flatnonzero(keep):
                 x1, y1, x2, y2 = found.boxes[k]
                 colour = plt.get_cmap("tab10")(int(found.classes[k]) % 10)

@@ -79,7 +79,7 @@ def _read_bundle(run: RunDir) -> dict:
 
 
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
-                   io_dtype: str, source: str, path: Path, info: dict) -> None:
+                   io_dtype: str, source: str, path: Path, info: dict, splits: Splits | None) -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
     task = tasks.of(cfg)
     models = dict(bundle.get("models", {}))
@@ -105,7 +105,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "preprocess": cfg.preprocess_spec().to_json(),
         "outputs": task.output_contract(cfg),
         "models": dict(sorted(models.items())),
-        **task.bundle_fields(cfg, len(class_names)),
+        **task.bundle_fields(cfg, len(class_names), splits),
     }
     io.write_text(run.labels, "".join(f"{name}\n" for name in class_names))
     io.write_json(run.model_json, bundle)
@@ -159,7 +159,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         with Worker(tmp, threads=1) as worker:
             info = worker.info
     class_names = images[1] if images is not None else splits.class_names
-    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info)
+    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info,
+                   splits if images is None else None)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     for warning in shared_detection_outputs(path):
         print(f"WARNING: {warning}", flush=True)

@@ -164,7 +164,8 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
         items = scorer.gallery_items(result.outputs, scored, [w["index"] for w in scored["worst_disagreements"]])
         if items is not None:
             drawn[label] = items
-        scored.pop("detections", None)
+        for key in scorer.private:  # what only the gallery reads, not the report
+            scored.pop(key, None)
         row.update({"status": "ok", **scored, "latency_ms": latency})
 
     reference = next((r for r in rows if Path(r["file"]).name == REFERENCE and r["status"] == "ok"), None)

@@ -9,7 +9,8 @@ For `count` images of the run's evaluation split, golden.json holds:
   output, with its scale and zero point);
 - `expected`: the decoded prediction (tfpipe.runtime.bundle, the evaluator's decoding): top-k
   classes and scores; boxes (x1, y1, x2, y2 in the image's pixels), classes and scores in order;
-  or the class map at the image's size.
+  the class map at the image's size; or instances: the boxes, their masks [N, h, w] pasted at the
+  image's size and keypoints [N, K, 3].
 Arrays are flat lists in row-major order next to their shape and dtype.
 """
 
@@ -73,6 +74,8 @@ def golden(run_root: Path, model: str = "int8", count: int = 8, top_k: int = 3) 
     return {"format": FORMAT, "task": bundle.task, "model": model, "model_file": bundle.model_file.name,
             "classes": bundle.classes, "preprocess": bundle.spec.to_json(), "top_k": top_k,
             "detection": {k: v for k, v in bundle.meta.get("detection", {}).items() if k != "box_coding"},
+            "instance": {k: v for k, v in bundle.meta.get("instance", {}).items()
+                         if k in ("mask_threshold", "keypoints")},
             "samples": samples}
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")  # COCOeval "keypoints"
 
 
 @dataclass
@@ -25,6 +26,18 @@ class ImageBoxes:
     scores: np.ndarray | None = None  # float [N], predictions only
     iscrowd: np.ndarray | None = None  # bool [N], ground truth only (COCO: matches are ignored)
     difficult: np.ndarray | None = None  # bool [N], ground truth only (VOC: matches are ignored)
+    masks: list[dict] | None = None  # instance masks as COCO RLEs (`encode_masks`), one per box
+    keypoints: np.ndarray | None = None  # float [N, K, 3]: x, y and visibility (truth) or score (predictions)
+
+
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """bool [N, H, W] -> N COCO RLEs (pycocotools), the compact form masks are kept and scored in."""
+    from pycocotools import mask as mask_utils
+
+    masks = np.asarray(masks, bool)
+    if not len(masks):
+        return []
+    return mask_utils.encode(np.asfortranarray(np.transpose(masks, (1, 2, 0)).astype(np.uint8)))
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:
@@ -32,30 +45,64 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
     return np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)
 
 
+def decode_mask(rle: dict) -> np.ndarray:
+    """One COCO RLE -> bool [H, W]."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode(rle).astype(bool)
+
+
 def to_coco(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int) -> tuple[dict, list]:
     """(COCO ground-truth dataset dict, COCO result list). Image ids are 1-based list positions,
-    category ids are class + 1 (COCO reserves 0)."""
+    category ids are class + 1 (COCO reserves 0). Masks (RLEs) and keypoints go along when given;
+    with masks, an object's area is its mask's (COCO's, which OKS scales keypoint errors by)."""
+    from pycocotools import mask as mask_utils
+
     images, annotations, results = [], [], []
+    # segm evaluation reads each image's size; an RLE holds it ([height, width])
+    sizes = [next((m["size"] for m in (gt.masks or []) + (pred.masks or []) if m), None)
+             for gt, pred in zip(ground_truth, predictions, strict=False)]
+    any_size = next((s for s in sizes if s), None)
     for index, gt in enumerate(ground_truth):
         image_id = index + 1
         images.append({"id": image_id})
+        size = (sizes[index] if index < len(sizes) else None) or any_size
+        if size:
+            images[-1].update(height=int(size[0]), width=int(size[1]))
         crowd = gt.iscrowd if gt.iscrowd is not None else np.zeros(len(gt.classes), bool)
-        for box, cls, is_crowd in zip(_xywh(gt.boxes), gt.classes, crowd, strict=True):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
-                                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
-                                "iscrowd": int(bool(is_crowd))})
+        for i, (box, cls, is_crowd) in enumerate(zip(_xywh(gt.boxes), gt.classes, crowd, strict=True)):
+            annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
+                          "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
+                          "iscrowd": int(bool(is_crowd))}
+            if gt.masks is not None:
+                annotation["segmentation"] = gt.masks[i]
+                annotation["area"] = float(mask_utils.area(gt.masks[i]))
+            if gt.keypoints is not None:
+                points = np.asarray(gt.keypoints[i], np.float64)
+                annotation["keypoints"] = points.reshape(-1).tolist()
+                annotation["num_keypoints"] = int(np.count_nonzero(points[:, 2]))
+            annotations.append(annotation)
     for index, pred in enumerate(predictions):
-        for box, cls, score in zip(_xywh(pred.boxes), pred.classes, pred.scores, strict=True):
-            results.append({"image_id": index + 1, "category_id": int(cls) + 1,
-                            "bbox": [float(v) for v in box], "score": float(score)})
+        for i, (box, cls, score) in enumerate(zip(_xywh(pred.boxes), pred.classes, pred.scores, strict=True)):
+            result = {"image_id": index + 1, "category_id": int(cls) + 1, "bbox": [float(v) for v in box],
+                      "score": float(score)}
+            if pred.masks is not None:
+                result["segmentation"] = pred.masks[i]
+            if pred.keypoints is not None:
+                result["keypoints"] = np.asarray(pred.keypoints[i], np.float64).reshape(-1).tolist()
+            results.append(result)
     dataset = {"images": images, "annotations": annotations,
                "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
     return dataset, results
 
 
-def coco_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int) -> dict:
-    """COCO bbox AP@[.5:.95], AP50, AP75, APs/m/l and AR1/10/100, ARs/m/l, as COCOeval computes them
-    (-1 where a statistic has no ground truth, as COCOeval reports it)."""
+def coco_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], num_classes: int,
+                 iou_type: str = "bbox", sigmas: tuple[float, ...] | None = None) -> dict:
+    """COCO AP/AR as COCOeval computes them for `iou_type`: "bbox" (AP@[.5:.95], AP50, AP75,
+    APs/m/l, AR1/10/100, ARs/m/l: COCO_STATS), "segm" (the same on masks) or "keypoints"
+    (KEYPOINT_STATS, OKS with per-keypoint `sigmas`); -1 where a statistic has no ground truth, as
+    COCOeval reports it. Also AP per class and the precision-recall curve at IoU (OKS) 0.5."""
+    from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -66,20 +113,28 @@ def coco_metrics(ground_truth: list[ImageBoxes], predictions: list[ImageBoxes], 
         gt = COCO()
         gt.dataset = dataset
         gt.createIndex()
-        # What COCO.loadRes does for boxes, without its crash on an empty result list.
+        # What COCO.loadRes does, without its crash on an empty result list.
+        detections = []
+        for i, r in enumerate(results):
+            area = r["bbox"][2] * r["bbox"][3]
+            if iou_type == "segm":
+                area = float(mask_utils.area(r["segmentation"]))
+            detections.append({**r, "id": i + 1, "area": area, "iscrowd": 0})
         dt = COCO()
         dt.dataset = {"images": list(dataset["images"]), "categories": list(dataset["categories"]),
-                      "annotations": [{**r, "id": i + 1, "area": r["bbox"][2] * r["bbox"][3], "iscrowd": 0}
-                                      for i, r in enumerate(results)]}
+                      "annotations": detections}
         dt.createIndex()
-        evaluator = COCOeval(gt, dt, "bbox")
+        evaluator = COCOeval(gt, dt, iou_type)
+        if iou_type == "keypoints":
+            evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    metrics = {name: float(value) for name, value in zip(COCO_STATS, evaluator.stats, strict=True)}
+    names = KEYPOINT_STATS if iou_type == "keypoints" else COCO_STATS
+    metrics = {name: float(value) for name, value in zip(names, evaluator.stats, strict=True)}
     # precision[iou threshold, recall threshold, class, area range, max dets]; -1 = class has no ground truth.
-    # Area "all" (0) and 100 detections (2), as AP itself uses.
-    precision = evaluator.eval["precision"][:, :, :, 0, 2]
+    # Area "all" (0) and the most detections (last), as AP itself uses.
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
     per_class = [precision[:, :, k] for k in range(num_classes)]
     metrics["per_class_AP"] = [float(p[p > -1].mean()) if np.any(p > -1) else None for p in per_class]
     metrics["pr_curve_iou50"] = {"recall": [float(r) for r in evaluator.params.recThrs],

@@ -12,6 +12,7 @@ from tfpipe.models.classification import (  # noqa: F401  (each import registers
     vgg,
 )
 from tfpipe.models.detection import faster_rcnn, ssd, yolo  # noqa: F401
+from tfpipe.models.instance import mask_rcnn  # noqa: F401
 from tfpipe.models.segmentation import deeplab, fcn, pspnet, segnet, unet  # noqa: F401
 
 build = registry.build

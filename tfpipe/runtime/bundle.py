@@ -7,7 +7,8 @@ the outputs with their own scales, as the evaluator's workers do); `Bundle.decod
 outputs as the evaluator does (both through `Contract`, model.json's shared part): top-k
 probabilities; detections from TFLite_Detection_PostProcess's outputs or, for a raw model,
 tfpipe.runtime.detection's decoding and class-wise NMS on the bundle's anchors; a class map from
-`class_map` or the argmax of the probabilities. Boxes and maps are given back in the original
+`class_map` or the argmax of the probabilities; instances as detections, each with the mask and
+keypoints of its row (tfpipe.runtime.instance). Boxes and maps are given back in the original
 image's pixels (the letterbox undone).
 """
 
@@ -20,8 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.errors import TfpipeError
-from tfpipe.runtime import detection
-from tfpipe.runtime.contract import BOXES, CLASS_MAP, NUM_DETECTIONS, PROBABILITIES, SCORES, PreprocessSpec
+from tfpipe.runtime import detection, instance
+from tfpipe.runtime.contract import (
+    BOXES,
+    CLASS_MAP,
+    KEYPOINTS,
+    MASKS,
+    NUM_DETECTIONS,
+    PROBABILITIES,
+    SCORES,
+    PreprocessSpec,
+)
 from tfpipe.runtime.preprocess import letterbox_geometry, preprocess
 
 
@@ -73,7 +83,35 @@ class ClassMap:
         return {"class_map": self.class_map.astype(np.int32)}
 
 
-Prediction = TopClasses | Detections | ClassMap
+@dataclass
+class Instances(Detections):
+    """An instance segmenter's answer: the detections, each one's mask `masks` bool [N, h, w] in the
+    image's pixels and, when the model has them, `keypoints` [N, K, 3] (x, y in the image's pixels,
+    score), named by `keypoint_names`."""
+
+    masks: np.ndarray = None
+    keypoints: np.ndarray | None = None
+    keypoint_names: tuple[str, ...] = ()
+
+    def lines(self, classes: list[str]) -> list[str]:
+        lines = [f"{len(self.classes)} instance(s)"]
+        for i, (box, name, score) in enumerate(zip(self.boxes, self.classes, self.scores, strict=True)):
+            lines.append(f"  {name} {score:.4f} at x1={box[0]:.1f} y1={box[1]:.1f} x2={box[2]:.1f} y2={box[3]:.1f}, "
+                         f"mask {int(self.masks[i].sum())} px")
+            if self.keypoints is not None:
+                lines.append("    " + ", ".join(f"{k} ({x:.1f}, {y:.1f})" for k, (x, y, _) in
+                                                zip(self.keypoint_names, self.keypoints[i], strict=True)))
+        return lines
+
+    def to_json(self) -> dict:
+        out = {**super().to_json(), "mask_areas": [int(m.sum()) for m in self.masks],
+               "masks": np.asarray(self.masks, np.uint8)}  # [N, h, w]: what golden vectors hold a device to
+        if self.keypoints is not None:
+            out["keypoints"] = np.round(np.asarray(self.keypoints, np.float64), 6).tolist()
+        return out
+
+
+Prediction = TopClasses | Detections | ClassMap | Instances
 
 
 @dataclass(frozen=True)
@@ -135,6 +173,9 @@ class Contract:
         except (TypeError, ValueError) as e:
             raise TfpipeError(f"{path}: preprocess: {e}", "convert the run again to rewrite it") from None
         self._decoding: DetectionDecoding | None = None
+        instance_fields = self.meta.get("instance", {}) if isinstance(self.meta.get("instance", {}), dict) else {}
+        self.mask_threshold = float(instance_fields.get("mask_threshold", instance.MASK_THRESHOLD))
+        self.keypoint_names = tuple(instance_fields.get("keypoints", ()))
 
     @property
     def detection(self) -> DetectionDecoding:
@@ -155,6 +196,34 @@ class Contract:
         d = self.detection
         return detection.detect(outputs[BOXES], outputs[SCORES], d.anchors, size, d.score_threshold, d.nms_iou,
                                 d.max_detections, d.scales)
+
+
+    def instances(self, outputs: dict[str, np.ndarray], image_hw: tuple[int, int] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """One image's instance-segmenter outputs (no batch axis) -> (boxes x1 y1 x2 y2, classes,
+        scores, masks bool [N, h, w], keypoints [N, K, 3] or None): the detections as `detections`
+        decodes them, each with the mask and keypoints of its row (tfpipe.runtime.instance), in the
+        model input's pixels, or the original image's (`image_hw`: the letterbox undone; masks
+        pasted at the image's resolution)."""
+        d = self.detection
+        size = (self.spec.height, self.spec.width)
+        boxes, classes, scores, rows = detection.detect_rows(outputs[BOXES], outputs[SCORES], d.anchors, size,
+                                                             d.score_threshold, d.nms_iou, d.max_detections,
+                                                             d.scales)
+        if image_hw is not None:
+            boxes = self._to_image(boxes, image_hw).astype(np.float32)
+        height, width = image_hw or size
+        soft = np.asarray(outputs[MASKS])
+        masks = np.stack([instance.paste_mask(soft[r], b, height, width, self.mask_threshold)
+                          for r, b in zip(rows, boxes, strict=True)]) if len(rows) else np.zeros((0, height, width),
+                                                                                                  bool)
+        points = None
+        if KEYPOINTS in outputs:
+            maps = np.asarray(outputs[KEYPOINTS])
+            points = np.stack([instance.keypoints(maps[r], b) for r, b in zip(rows, boxes, strict=True)]
+                              ).reshape(len(rows), maps.shape[-1], 3) if len(rows) else np.zeros((0, maps.shape[-1], 3),
+                                                                                                 np.float32)
+        return boxes, classes, scores, masks, points
 
 
 class Bundle(Contract):
@@ -189,6 +258,12 @@ class Bundle(Contract):
         return Detections(self._to_image(np.asarray(boxes)[keep], image_hw),
                           [self.classes[int(c)] for c in np.asarray(classes)[keep]], np.asarray(scores)[keep])
 
+    def _instances(self, outputs, image_hw, top_k: int, min_score: float) -> Instances:
+        boxes, classes, scores, masks, points = self.instances({k: v[0] for k, v in outputs.items()}, image_hw)
+        keep = np.asarray(scores) >= min_score
+        return Instances(boxes[keep], [self.classes[int(c)] for c in classes[keep]], scores[keep], masks[keep],
+                         None if points is None else points[keep], self.keypoint_names)
+
     def _class_map(self, outputs, image_hw, top_k: int, min_score: float) -> ClassMap:
         class_map = outputs[CLASS_MAP][0] if CLASS_MAP in outputs else np.argmax(outputs[PROBABILITIES][0], -1)
         return ClassMap(self._map_to_image(np.asarray(class_map).astype(np.int32), image_hw))
@@ -220,7 +295,7 @@ class Bundle(Contract):
 
 # model.json's task -> how its outputs become one image's answer
 DECODERS = {"classification": Bundle._top_classes, "detection": Bundle._detections,
-            "segmentation": Bundle._class_map}
+            "segmentation": Bundle._class_map, "instance_segmentation": Bundle._instances}
 
 
 def describe(prediction: Prediction, classes: list[str]) -> list[str]:

@@ -19,6 +19,9 @@ CLASS_MAP = "class_map"  # segmentation, optional: uint8 [1, H, W], the argmax o
 # A detector's raw outputs (separate tensors, so int8 gives offsets and probabilities their own scales)
 BOXES = "box_encodings"  # [B, N, 4] (ty, tx, th, tw) per anchor
 SCORES = "class_scores"  # [B, N, classes] a sigmoid per class (background: every score low)
+# An instance segmenter's per-RoI outputs, beside BOXES and SCORES (decoding: tfpipe.runtime.instance)
+MASKS = "instance_masks"  # [B, N, S, S] a soft mask (sigmoid) over each row's box
+KEYPOINTS = "keypoint_heatmaps"  # [B, N, S, S, K] logits, one map per keypoint over each row's box
 # A detector ending in TFLite_Detection_PostProcess (convert.postprocess: tflite_op), in the op's order
 DETECTION_BOXES = "detection_boxes"  # [1, M, 4] (ymin, xmin, ymax, xmax) normalised
 DETECTION_CLASSES = "detection_classes"  # [1, M] float class ids

@@ -62,8 +62,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, score
     whose IoU with it exceeds `iou_threshold`. Returns (boxes [K, 4], classes int32 [K], scores [K])
     of at most `max_total` detections, highest score first; equal scores keep the lower anchor
     index first, so every implementation orders ties the same way."""
+    rows, classes, kept = nms_rows(boxes, scores, iou_threshold, score_threshold, max_per_class, max_total)
+    return np.asarray(boxes, np.float32).reshape(-1, 4)[rows], classes, kept
+
+
+def nms_rows(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, score_threshold: float = 0.05,
+             max_per_class: int = 100, max_total: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`nms`, giving the kept boxes' rows (int64 [K]) instead of the boxes: what an instance
+    segmenter needs to pick each detection's mask and keypoints."""
     boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
-    kept_boxes, kept_classes, kept_scores = [], [], []
+    kept_rows, kept_classes, kept_scores = [], [], []
     for c in range(scores.shape[1]):
         candidates = np.flatnonzero(scores[:, c] > score_threshold)
         order = candidates[np.argsort(-scores[candidates, c], kind="stable")]
@@ -79,13 +87,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, score
             # rows, where a full matrix would be candidates^2 (a thousand per class at a 0.01 threshold)
             rest = i + 1 + np.flatnonzero(alive[i + 1:])
             alive[rest] = iou(boxes[order[i]], boxes[order[rest]])[0] <= iou_threshold
-        kept_boxes.append(boxes[keep])
+        kept_rows.append(np.asarray(keep, np.int64))
         kept_classes.append(np.full(len(keep), c, np.int32))
         kept_scores.append(scores[keep, c])
     all_scores = np.concatenate(kept_scores) if kept_scores else np.zeros(0, np.float32)
     order = np.argsort(-all_scores, kind="stable")[:max_total]
-    return (np.concatenate(kept_boxes).reshape(-1, 4)[order], np.concatenate(kept_classes)[order]
-            if kept_classes else np.zeros(0, np.int32), all_scores[order])
+    return (np.concatenate(kept_rows)[order] if kept_rows else np.zeros(0, np.int64),
+            np.concatenate(kept_classes)[order] if kept_classes else np.zeros(0, np.int32), all_scores[order])
 
 
 def detect(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, image_size: tuple[int, int],
@@ -99,6 +107,16 @@ def detect(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, image
     boxes, classes, kept = nms(decode(encodings, anchors, scales), scores, iou_threshold, score_threshold,
                                max_per_class=max_detections, max_total=max_detections)
     return to_pixels(boxes, image_size), classes, kept
+
+
+def detect_rows(encodings: np.ndarray, scores: np.ndarray, anchors: np.ndarray, image_size: tuple[int, int],
+                score_threshold: float, iou_threshold: float, max_detections: int, scales=SCALES
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`detect`, with the kept rows of the outputs last: (boxes, classes, scores, rows)."""
+    decoded = decode(encodings, anchors, scales)
+    rows, classes, kept = nms_rows(decoded, scores, iou_threshold, score_threshold, max_per_class=max_detections,
+                                   max_total=max_detections)
+    return to_pixels(decoded[rows], image_size), classes, kept, rows
 
 
 def to_pixels(yxyx: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

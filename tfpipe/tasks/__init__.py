@@ -7,9 +7,11 @@ from tfpipe.config import Config
 from tfpipe.tasks.base import Gate, Scorer, Task
 from tfpipe.tasks.classification import Classification
 from tfpipe.tasks.detection import Detection
+from tfpipe.tasks.instance import InstanceSegmentation
 from tfpipe.tasks.segmentation import Segmentation
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Detection(), Segmentation())}
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Detection(), Segmentation(),
+                                                   InstanceSegmentation())}
 
 
 def get(name: str) -> Task:
@@ -17,7 +19,10 @@ def get(name: str) -> Task:
 
 
 def of(cfg: Config) -> Task:
-    return TASKS[cfg.task]
+    """The config's task, after it has checked the settings only it can judge."""
+    task = TASKS[cfg.task]
+    task.check(cfg)
+    return task
 
 
 __all__ = ["TASKS", "Gate", "Scorer", "Task", "get", "of"]

@@ -46,6 +46,10 @@ class Task:
     report: ReportView
     selective: bool = True  # selective int8 (--max-drop) can score it on the held-out split
 
+    def check(self, cfg: Config) -> None:
+        """Refuse settings the task cannot honour (a TfpipeError naming the setting); config.validate
+        has checked each setting's own range."""
+
     # data ---------------------------------------------------------------------------------------
     def class_names(self, dataset_names: tuple[str, ...]) -> tuple[str, ...]:
         """The model's classes, from the dataset's."""
@@ -91,8 +95,9 @@ class Task:
         """The outputs the evaluator decodes: every converted model must have them."""
         return set(self.output_contract(cfg))
 
-    def bundle_fields(self, cfg: Config, num_classes: int) -> dict:
-        """Task-specific sections of model.json (a detector's box coding and anchors)."""
+    def bundle_fields(self, cfg: Config, num_classes: int, splits: Splits | None = None) -> dict:
+        """Task-specific sections of model.json (a detector's box coding and anchors); `splits`: the
+        run's dataset (None for an imported model calibrated on a folder)."""
         return {}
 
     def postprocess(self, cfg: Config, num_classes: int):
@@ -128,6 +133,7 @@ class Scorer:
     float model's outputs (`float_outputs`) for a converted model."""
 
     _reference: dict | None = None
+    private: tuple[str, ...] = ("detections",)  # keys of `score` that feed the gallery, not the report
 
     def reference(self, float_outputs: dict[str, np.ndarray]) -> dict:
         """The float model's own score, computed once: every converted model is compared with it."""

@@ -86,7 +86,7 @@ class Detection(Task):
                        "`detection.box_coding`",
                 SCORES: "float [1, N, num_classes] a sigmoid score per anchor and class, in the order of `classes`"}
 
-    def bundle_fields(self, cfg: Config, num_classes: int) -> dict:
+    def bundle_fields(self, cfg: Config, num_classes: int, splits: Splits | None = None) -> dict:
         """What a device needs to turn a detector's raw outputs into boxes, exactly as the evaluator
         does (tfpipe.runtime.detection.detect)."""
         d = cfg.detection

@@ -134,6 +134,72 @@ class RoIAlign(L.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "sampling": self.sampling}
 
 
+def roi_pool(features, boxes, pool_size: int):
+    """Fast R-CNN's RoIPool (Caffe's roi_pooling_layer, the lectures' "snap to the grid"), for the
+    RoIAlign comparison: the box is rounded to whole feature pixels (start = round(ymin * H), end =
+    round(ymax * H), height end - start + 1), bin i spans rows floor(i h / P) .. ceil((i + 1) h / P)
+    from the start, clipped to the map, and takes the max of its pixels (0 for an empty bin).
+    features [B, H, W, C]; boxes [B, K, 4] normalised -> [B, K, pool_size * pool_size * C]. The max
+    over a bin is taken over columns, then over rows (a max is separable), with masks, so every
+    shape is static."""
+    from tfpipe.backend import tf
+
+    shape = tf.shape(features)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    k = tf.shape(boxes)[1]
+    bins = tf.range(pool_size, dtype=tf.float32)
+
+    def membership(low, high, size):  # [B, K, P, size]: pixel j in bin i
+        size_f = tf.cast(size, tf.float32)
+        start, end = tf.round(low * size_f), tf.round(high * size_f)
+        length = tf.maximum(end - start + 1.0, 1.0)[..., None] / pool_size  # [B, K, 1]
+        first = tf.clip_by_value(tf.floor(bins * length) + start[..., None], 0.0, size_f)
+        last = tf.clip_by_value(tf.math.ceil((bins + 1.0) * length) + start[..., None], 0.0, size_f)
+        pixel = tf.range(size, dtype=tf.float32)
+        return (pixel >= first[..., None]) & (pixel < last[..., None])
+
+    rows = membership(boxes[..., 0], boxes[..., 2], h)  # [B, K, P, H]
+    cols = membership(boxes[..., 1], boxes[..., 3], w)  # [B, K, P, W]
+    low = tf.constant(-1e9, features.dtype)
+    # columns: [B, 1, H, 1, W, C] vs [B, K, 1, P, W, 1] -> [B, K, H, P(x), C]
+    by_column = tf.reduce_max(tf.where(cols[:, :, None, :, :, None], features[:, None, :, None, :, :], low), axis=4)
+    # rows: [B, K, 1, H, P(x), C] vs [B, K, P(y), H, 1, 1] -> [B, K, P(y), P(x), C]
+    pooled = tf.reduce_max(tf.where(rows[:, :, :, :, None, None], by_column[:, :, None], low), axis=3)
+    pooled = tf.where(pooled > low / 2, pooled, tf.zeros_like(pooled))  # an empty bin gives 0
+    return tf.reshape(pooled, [b, k, pool_size * pool_size * c])
+
+
+@custom_layer
+@keras.utils.register_keras_serializable(package="tfpipe")
+class RoIPool(L.Layer):
+    """[features [B, H, W, C], boxes [B, K, 4]] -> [B, K, pool_size * pool_size * C] (see roi_pool)."""
+
+    # QAT (tfpipe.qat) leaves its output alone: maxima of the features, no new values
+    quantize_output = False
+
+    def __init__(self, pool_size: int = 7, **kwargs):
+        kwargs.pop("sampling", None)
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+
+    def call(self, inputs):
+        return roi_pool(inputs[0], inputs[1], self.pool_size)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[1][1], self.pool_size * self.pool_size * input_shape[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size}
+
+
+ROI_LAYERS = ("align", "pool")
+
+
+def roi_layer(kind: str, pool_size: int, sampling: int, name: str):
+    """RoIAlign ("align") or RoIPool ("pool"; `sampling` unused) of `pool_size` x `pool_size` bins."""
+    return RoIAlign(pool_size, sampling, name=name) if kind == "align" else RoIPool(pool_size, name=name)
+
+
 @custom_layer
 @keras.utils.register_keras_serializable(package="tfpipe")
 class Proposals(L.Layer):
@@ -193,12 +259,17 @@ class UnitAnchorEncoding(L.Layer):
         return input_shape[1]
 
 
-def faster_rcnn(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0),
-                proposals: int = 32, pool_size: int = 7, sampling: int = 2, roi_channels: int = 64,
-                rpn_filters: int = 128, head_units: int = 256):
+def two_stage(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0),
+              proposals: int = 32, pool_size: int = 7, sampling: int = 2, roi_channels: int = 64,
+              rpn_filters: int = 128, head_units: int = 256, roi: str = "align") -> dict:
+    """Faster R-CNN's tensors by name: the input, `features` (the RoI feature map), `proposals`,
+    `head_boxes` (encodings relative to the proposals), BOXES and SCORES (the exported outputs).
+    `roi`: "align" (RoIAlign) or "pool" (Fast R-CNN's RoIPool, for the lectures' comparison)."""
     if proposals < 1 or pool_size < 1 or sampling < 1:
         raise ValueError(f"proposals, pool_size and sampling must be at least 1, got {proposals}, {pool_size}, "
                          f"{sampling}")
+    if roi not in ROI_LAYERS:
+        raise ValueError(f"roi={roi!r}: use one of {', '.join(ROI_LAYERS)}")
     anchors = rpn_anchors(input_shape, sizes, ratios)
     if proposals > len(anchors):
         raise ValueError(f"proposals={proposals} exceeds the RPN's {len(anchors)} anchors")
@@ -213,7 +284,7 @@ def faster_rcnn(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3
     rpn_logits = L.Reshape((len(anchors), 1), name="rpn_logits_flat")(rpn_logits)
     rpn_objectness = L.Activation("sigmoid", name=RPN_OBJECTNESS)(rpn_logits)
     boxes = Proposals(anchors, proposals, name="proposals")([rpn_boxes, rpn_objectness])
-    rois = RoIAlign(pool_size, sampling, name="roi_align")([features, boxes])  # [B, K, P * P * C]
+    rois = roi_layer(roi, pool_size, sampling, "roi_align")([features, boxes])  # [B, K, P * P * C]
     x = L.Dense(head_units, activation="relu", name="head_fc1")(rois)
     x = L.Dense(head_units, activation="relu", name="head_fc2")(x)
     head_boxes = L.Dense(4, name="head_boxes")(x)
@@ -224,7 +295,16 @@ def faster_rcnn(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3
     drop_background = L.Dense(num_classes, use_bias=False, trainable=False, name=SCORES)
     scores = drop_background(probabilities)
     drop_background.set_weights([np.eye(num_classes + 1, dtype=np.float32)[:, 1:]])  # set: see yolo.py
-    return keras.Model(base.input, [box_encodings, scores], name=f"faster_rcnn_resnet{depth}")
+    return {"input": base.input, "features": features, "proposals": boxes, "head_boxes": head_boxes,
+            BOXES: box_encodings, SCORES: scores}
+
+
+def faster_rcnn(input_shape, num_classes: int, depth: int = 18, sizes=(0.15, 0.3, 0.6), ratios=(0.5, 1.0, 2.0),
+                proposals: int = 32, pool_size: int = 7, sampling: int = 2, roi_channels: int = 64,
+                rpn_filters: int = 128, head_units: int = 256, roi: str = "align"):
+    t = two_stage(input_shape, num_classes, depth, sizes, ratios, proposals, pool_size, sampling, roi_channels,
+                  rpn_filters, head_units, roi)
+    return keras.Model(t["input"], [t[BOXES], t[SCORES]], name=f"faster_rcnn_resnet{depth}")
 
 
 def _anchors(input_shape, num_classes: int = 0, proposals: int = 32, sizes=(0.15, 0.3, 0.6),
@@ -285,6 +365,22 @@ class RpnObjectnessLoss(keras.losses.Loss):
         return 0.5 * (object_term + background_term)
 
 
+def match_rois(rois, ground_truth, ids, match_iou: float):
+    """Each RoI [B, K, 4] (corners, normalised) takes the ground truth [B, M, 4] it overlaps most
+    (padding rows, id 0, never): (best [B, K] int32, matched [B, K] bool: IoU >= match_iou). The
+    second stage's losses (box, mask, keypoints) share this matching."""
+    low = tf.maximum(rois[:, :, None, :2], ground_truth[:, None, :, :2])
+    high = tf.minimum(rois[:, :, None, 2:], ground_truth[:, None, :, 2:])
+    inter = tf.reduce_prod(tf.maximum(high - low, 0.0), -1)
+
+    def area(b):
+        return tf.reduce_prod(tf.maximum(b[..., 2:] - b[..., :2], 0.0), -1)
+
+    iou = tf.math.divide_no_nan(inter, area(rois)[:, :, None] + area(ground_truth)[:, None, :] - inter)
+    iou = tf.where(ids[:, None, :] > 0, iou, -1.0)  # padding never matches
+    return tf.argmax(iou, axis=-1, output_type=tf.int32), tf.reduce_max(iou, axis=-1) >= match_iou
+
+
 class FastRCNNLoss(keras.losses.Loss):
     """The second stage's loss (Fast R-CNN, section 2.3): each proposal takes the ground truth it
     overlaps most; at IoU >= `match_iou` it learns that class and the box (smooth L1 on the
@@ -300,17 +396,7 @@ class FastRCNNLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         proposals, encodings, probabilities = y_pred[..., :4], y_pred[..., 4:8], y_pred[..., 8:]
         ground_truth, ids = y_true[..., :4], tf.cast(y_true[..., 4], tf.int32)
-        low = tf.maximum(proposals[:, :, None, :2], ground_truth[:, None, :, :2])
-        high = tf.minimum(proposals[:, :, None, 2:], ground_truth[:, None, :, 2:])
-        inter = tf.reduce_prod(tf.maximum(high - low, 0.0), -1)
-
-        def area(b):
-            return tf.reduce_prod(tf.maximum(b[..., 2:] - b[..., :2], 0.0), -1)
-
-        iou = tf.math.divide_no_nan(inter, area(proposals)[:, :, None] + area(ground_truth)[:, None, :] - inter)
-        iou = tf.where(ids[:, None, :] > 0, iou, -1.0)  # padding never matches
-        best = tf.argmax(iou, axis=-1, output_type=tf.int32)  # [B, K]
-        matched = tf.reduce_max(iou, axis=-1) >= self.match_iou
+        best, matched = match_rois(proposals, ground_truth, ids, self.match_iou)
         labels = tf.where(matched, tf.gather(ids, best, batch_dims=1), 0)
         chosen = tf.gather(probabilities, labels[..., None], batch_dims=2)[..., 0]
         cross_entropy = -tf.reduce_mean(tf.math.log(tf.clip_by_value(chosen, 1e-7, 1.0)), -1)
