@@ -73,7 +73,8 @@ class MainActivity : ComponentActivity() {
             status.text = getString(R.string.no_bundle)
             return
         }
-        val labels = mapOf(Task.CLASSIFICATION to "Classify", Task.DETECTION to "Detect", Task.SEGMENTATION to "Segment")
+        val labels = mapOf(Task.CLASSIFICATION to "Classify", Task.DETECTION to "Detect", Task.SEGMENTATION to "Segment",
+            Task.INSTANCE_SEGMENTATION to "Instances")
         modeSpinner.adapter = adapter(modes.map { labels.getValue(it) })
         delegateSpinner.adapter = adapter(Delegate.entries.map { it.label })
         threadSpinner.adapter = adapter(threadChoices.map { "$it thr" })
@@ -161,6 +162,7 @@ class MainActivity : ComponentActivity() {
                 is Prediction.Classes -> p.top.joinToString("\n") { (name, score) -> "$name  ${"%.3f".format(score)}" }
                 is Prediction.Boxes -> "${p.detections.size} detection(s)"
                 is Prediction.Mask -> "mask ${p.width} x ${p.height}"
+                is Prediction.Instances -> "${p.detections.size} instance(s)"
             }
             runOnUiThread {
                 status.text = head

@@ -34,8 +34,17 @@ class OverlayView(context: Context, attrs: AttributeSet? = null) : View(context,
         frameWidth = width
         frameHeight = height
         mask?.recycle()
-        mask = (p as? Prediction.Mask)?.let {
-            Bitmap.createBitmap(Palette.colorize(it, alpha = 120), it.width, it.height, Bitmap.Config.ARGB_8888)
+        mask = when (p) {
+            is Prediction.Mask -> Bitmap.createBitmap(Palette.colorize(p, alpha = 120), p.width, p.height, Bitmap.Config.ARGB_8888)
+            is Prediction.Instances -> {  // each instance's pixels in its class's colour, later (lower-scoring) ones underneath
+                val pixels = IntArray(p.width * p.height)
+                for (k in p.detections.indices.reversed()) {
+                    val colour = (120 shl 24) or Palette.rgb(p.detections[k].classIndex + 1)
+                    p.masks[k].forEachIndexed { i, inside -> if (inside) pixels[i] = colour }
+                }
+                Bitmap.createBitmap(pixels, p.width, p.height, Bitmap.Config.ARGB_8888)
+            }
+            else -> null
         }
         invalidate()
     }
@@ -45,22 +54,28 @@ class OverlayView(context: Context, attrs: AttributeSet? = null) : View(context,
         val scale = max(width.toFloat() / frameWidth, height.toFloat() / frameHeight)
         val dx = (width - frameWidth * scale) / 2
         val dy = (height - frameHeight * scale) / 2
-        when (val p = prediction) {
-            is Prediction.Boxes -> for (d in p.detections) {
-                val colour = Color.BLACK or Palette.rgb(d.classIndex + 1)  // the class's mask colour, opaque
-                boxPaint.color = colour
-                labelBackground.color = colour
-                val box = RectF(dx + d.x1 * scale, dy + d.y1 * scale, dx + d.x2 * scale, dy + d.y2 * scale)
-                canvas.drawRect(box, boxPaint)
-                val text = "${p.label(d)} ${"%.2f".format(d.score)}"
-                val top = max(0f, box.top - labelText.textSize - 8)
-                canvas.drawRect(box.left, top, box.left + labelText.measureText(text) + 12, top + labelText.textSize + 8, labelBackground)
-                canvas.drawText(text, box.left + 6, top + labelText.textSize, labelText)
-            }
-            is Prediction.Mask -> mask?.let {
-                canvas.drawBitmap(it, null, RectF(dx, dy, dx + frameWidth * scale, dy + frameHeight * scale), maskPaint)
-            }
-            else -> Unit
+        val p = prediction
+        if (p is Prediction.Instances) mask?.let {
+            canvas.drawBitmap(it, null, RectF(dx, dy, dx + frameWidth * scale, dy + frameHeight * scale), maskPaint)
+        }
+        val boxes = when (p) {
+            is Prediction.Boxes -> p.detections.map { it to p.label(it) }
+            is Prediction.Instances -> p.detections.map { it to p.label(it) }
+            else -> emptyList()
+        }
+        for ((d, label) in boxes) {
+            val colour = Color.BLACK or Palette.rgb(d.classIndex + 1)  // the class's mask colour, opaque
+            boxPaint.color = colour
+            labelBackground.color = colour
+            val box = RectF(dx + d.x1 * scale, dy + d.y1 * scale, dx + d.x2 * scale, dy + d.y2 * scale)
+            canvas.drawRect(box, boxPaint)
+            val text = "$label ${"%.2f".format(d.score)}"
+            val top = max(0f, box.top - labelText.textSize - 8)
+            canvas.drawRect(box.left, top, box.left + labelText.measureText(text) + 12, top + labelText.textSize + 8, labelBackground)
+            canvas.drawText(text, box.left + 6, top + labelText.textSize, labelText)
+        }
+        if (p is Prediction.Mask) mask?.let {
+            canvas.drawBitmap(it, null, RectF(dx, dy, dx + frameWidth * scale, dy + frameHeight * scale), maskPaint)
         }
     }
 }

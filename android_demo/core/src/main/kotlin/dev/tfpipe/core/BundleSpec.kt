@@ -11,6 +11,7 @@ data class BundleSpec(
     val preprocess: PreprocessSpec,
     val models: Map<String, ModelEntry>,
     val detection: DetectionSpec?,
+    val instance: InstanceSpec? = null,
 ) {
     /** The model the app runs: int8 when the bundle has one (what the Edge TPU and NNAPI want). */
     fun preferredModel(): String = listOf("int8", "int16x8", "fp16", "dynamic", "fp32").firstOrNull { it in models }
@@ -29,13 +30,29 @@ data class BundleSpec(
             if (classes.isEmpty()) root.wrong("classes", "at least one class")
             val models = root.obj("models").let { m -> m.keys().associateWith { ModelEntry.parse(m.obj(it)) } }
             if (models.isEmpty()) root.wrong("models", "at least one model")
-            val detection = if (task == Task.DETECTION && root.has("detection")) DetectionSpec.parse(root.obj("detection")) else null
-            return BundleSpec(task, classes, PreprocessSpec.parse(root.obj("preprocess")), models, detection)
+            val detection = if (task.detects && root.has("detection")) DetectionSpec.parse(root.obj("detection")) else null
+            val instance = if (task == Task.INSTANCE_SEGMENTATION) InstanceSpec.parse(root, "instance") else null
+            return BundleSpec(task, classes, PreprocessSpec.parse(root.obj("preprocess")), models, detection, instance)
         }
     }
 }
 
-enum class Task(val key: String) { CLASSIFICATION("classification"), DETECTION("detection"), SEGMENTATION("segmentation") }
+enum class Task(val key: String, val detects: Boolean = false) {
+    CLASSIFICATION("classification"), DETECTION("detection", true), SEGMENTATION("segmentation"),
+    INSTANCE_SEGMENTATION("instance_segmentation", true),
+}
+
+/** model.json's `instance`: the mask threshold and the keypoints' names (tfpipe.runtime.instance). */
+data class InstanceSpec(val maskThreshold: Float, val keypoints: List<String>) {
+    companion object {
+        fun parse(root: Fields, key: String): InstanceSpec {
+            if (!root.has(key)) return InstanceSpec(InstanceDecoding.MASK_THRESHOLD, emptyList())
+            val f = root.obj(key)
+            return InstanceSpec(if (f.has("mask_threshold")) f.double("mask_threshold").toFloat() else InstanceDecoding.MASK_THRESHOLD,
+                if (f.has("keypoints")) f.strings("keypoints") else emptyList())
+        }
+    }
+}
 
 /** THE preprocessing of tfpipe/data/preprocess.py, as model.json's `preprocess` states it. */
 data class PreprocessSpec(

@@ -12,6 +12,12 @@ sealed class Prediction {
 
     /** The class index of every pixel, row-major [height, width]. */
     class Mask(val height: Int, val width: Int, val classMap: IntArray) : Prediction()
+
+    /** Detections, each with its mask (row-major [height, width]) and keypoints ([K * 3] x, y, score, or none). */
+    class Instances(val detections: List<Detection>, val classes: List<String>, val height: Int, val width: Int,
+                    val masks: List<BooleanArray>, val keypoints: List<FloatArray>?, val keypointNames: List<String>) : Prediction() {
+        fun label(d: Detection) = classes[d.classIndex]
+    }
 }
 
 /**
@@ -22,8 +28,9 @@ sealed class Prediction {
  *
  * `outputs` are the batch-1 tensors by name, already dequantized (see [Quant.dequantize]).
  */
-class Decoder(val task: Task, val classes: List<String>, val preprocess: PreprocessSpec, val detection: DetectionSpec?) {
-    constructor(bundle: BundleSpec) : this(bundle.task, bundle.classes, bundle.preprocess, bundle.detection)
+class Decoder(val task: Task, val classes: List<String>, val preprocess: PreprocessSpec, val detection: DetectionSpec?,
+              val instance: InstanceSpec? = null) {
+    constructor(bundle: BundleSpec) : this(bundle.task, bundle.classes, bundle.preprocess, bundle.detection, bundle.instance)
 
     fun decode(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int, topK: Int = 3,
                minScore: Float = 0f): Prediction = when (task) {
@@ -32,14 +39,35 @@ class Decoder(val task: Task, val classes: List<String>, val preprocess: Preproc
             val order = p.indices.sortedByDescending { p[it] }.take(topK)
             Prediction.Classes(order.map { classes[it] to p[it] })
         }
-        Task.DETECTION -> Prediction.Boxes(detect(outputs, imageHeight, imageWidth).filter { it.score >= minScore }, classes)
+        Task.DETECTION -> Prediction.Boxes(detect(outputs, imageHeight, imageWidth).map { it.second }.filter { it.score >= minScore }, classes)
         Task.SEGMENTATION -> mask(outputs, imageHeight, imageWidth)
+        Task.INSTANCE_SEGMENTATION -> instances(outputs, imageHeight, imageWidth, minScore)
+    }
+
+    /** As tfpipe.runtime.bundle.Contract.instances: each kept row's mask pasted into its box in the image, its keypoints. */
+    private fun instances(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int, minScore: Float): Prediction.Instances {
+        val kept = detect(outputs, imageHeight, imageWidth).filter { it.second.score >= minScore }
+        val rows = detection!!.count
+        val masks = output(outputs, "instance_masks")
+        val size = Math.round(Math.sqrt((masks.size / rows).toDouble())).toInt()
+        val threshold = instance?.maskThreshold ?: InstanceDecoding.MASK_THRESHOLD
+        val pasted = kept.map { (row, d) ->
+            InstanceDecoding.paste(masks, row, size, size, floatArrayOf(d.x1, d.y1, d.x2, d.y2), imageHeight, imageWidth, threshold)
+        }
+        val heatmaps = outputs["keypoint_heatmaps"]
+        val names = instance?.keypoints.orEmpty()
+        val points = heatmaps?.let { h ->
+            val count = h.size / (rows * size * size)
+            kept.map { (row, d) -> InstanceDecoding.keypoints(h, row, size, count, floatArrayOf(d.x1, d.y1, d.x2, d.y2)) }
+        }
+        return Prediction.Instances(kept.map { it.second }, classes, imageHeight, imageWidth, pasted, points, names)
     }
 
     private fun output(outputs: Map<String, FloatArray>, name: String): FloatArray =
         outputs[name] ?: throw BundleError("the model has no output '$name' (it has: ${outputs.keys.joinToString()})")
 
-    private fun detect(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int): List<Detection> {
+    /** The detections with the output row each came from (-1 for TFLite_Detection_PostProcess's, which has no rows). */
+    private fun detect(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int): List<Pair<Int, Detection>> {
         val h = preprocess.height
         val w = preprocess.width
         val p = Preprocess.placement(imageHeight, imageWidth, preprocess)
@@ -55,7 +83,7 @@ class Decoder(val task: Task, val classes: List<String>, val preprocess: Preproc
             val boxes = output(outputs, "detection_boxes")
             val labels = output(outputs, "detection_classes")
             val scores = output(outputs, "detection_scores")
-            return (0 until output(outputs, "num_detections")[0].toInt()).map { inImage(boxes, it, labels[it].toInt(), scores[it]) }
+            return (0 until output(outputs, "num_detections")[0].toInt()).map { -1 to inImage(boxes, it, labels[it].toInt(), scores[it]) }
         }
         val d = detection ?: throw BundleError("model.json: a raw detection bundle needs the 'detection' section (anchors)")
         val encodings = output(outputs, "box_encodings")
@@ -65,7 +93,7 @@ class Decoder(val task: Task, val classes: List<String>, val preprocess: Preproc
         }
         val corners = Detections.decode(encodings, d.anchors, d.scales)
         return Detections.nms(corners, scores, scores.size / d.count, d.nmsIou, d.scoreThreshold, d.maxDetections,
-            d.maxDetections).map { inImage(corners, it.index, it.classIndex, it.score) }
+            d.maxDetections).map { it.index to inImage(corners, it.index, it.classIndex, it.score) }
     }
 
     private fun mask(outputs: Map<String, FloatArray>, imageHeight: Int, imageWidth: Int): Prediction.Mask {

@@ -37,7 +37,7 @@ class BundleSpecTest {
     @Test
     fun aWrongBundleFailsAtLoadNamingTheField() {
         fun error(text: String) = assertThrows(BundleError::class.java) { BundleSpec.parse(text, "assets/model.json") }.message
-        assertEquals("assets/model.json: field 'task' is the string \"pose\", expected classification or detection or segmentation",
+        assertEquals("assets/model.json: field 'task' is the string \"pose\", expected classification or detection or segmentation or instance_segmentation",
             error(bundle(task = "pose")))
         assertEquals("assets/model.json.preprocess: field 'channels' is the number 4.0, expected 1 or 3",
             error(bundle(preprocess = PRE.replace("\"channels\": 3", "\"channels\": 4"))))

@@ -51,8 +51,11 @@ class GoldenParityTest {
         assertEquals("tfpipe-golden/1", golden.string("format"))
         val task = Task.entries.first { it.key == golden.string("task") }
         val preprocess = PreprocessSpec.parse(golden.obj("preprocess"))
-        val detection = if (task == Task.DETECTION && golden.obj("detection").has("anchors")) DetectionSpec.parse(golden.obj("detection")) else null
-        val decoder = Decoder(task, golden.strings("classes"), preprocess, detection)
+        val detection = if (task.detects && golden.obj("detection").has("anchors")) DetectionSpec.parse(golden.obj("detection")) else null
+        val instance = if (task == Task.INSTANCE_SEGMENTATION) InstanceSpec.parse(golden, "instance") else null
+        val decoder = Decoder(task, golden.strings("classes"), preprocess, detection, instance)
+        var maskPixels = 0L
+        var maskDiffering = 0L
         val topK = golden.int("top_k")
         var compared = 0
         val samples = golden.list("samples")
@@ -104,6 +107,32 @@ class GoldenParityTest {
                     }
                     compared += prediction.detections.size
                 }
+                is Prediction.Instances -> {
+                    val boxes = expected.list("boxes").map { (it as List<*>).map { v -> v as Double } }
+                    val classes = expected.strings("classes")
+                    val scores = expected.doubles("scores")
+                    assertEquals("$name: number of instances", boxes.size, prediction.detections.size)
+                    val masks = expected.obj("masks")
+                    val pixels = array(masks)
+                    val area = prediction.height * prediction.width
+                    for ((k, d) in prediction.detections.withIndex()) {
+                        assertEquals("$name: instance $k class", classes[k], prediction.label(d))
+                        assertEquals("$name: instance $k score", scores[k], d.score.toDouble(), 1e-6)
+                        val got = listOf(d.x1, d.y1, d.x2, d.y2)
+                        for (c in 0 until 4) assertTrue("$name: instance $k box ${boxes[k]} vs $got", abs(boxes[k][c] - got[c]) <= 1e-4)
+                        for (i in 0 until area) if ((pixels[k * area + i] > 0.5) != prediction.masks[k][i]) maskDiffering++
+                        maskPixels += area
+                        prediction.keypoints?.let { points ->
+                            val want = (expected.list("keypoints")[k] as List<*>).map { (it as List<*>).map { v -> v as Double } }
+                            for ((j, w) in want.withIndex()) {
+                                assertEquals("$name: instance $k keypoint $j x", w[0], points[k][3 * j].toDouble(), 1e-4)
+                                assertEquals("$name: instance $k keypoint $j y", w[1], points[k][3 * j + 1].toDouble(), 1e-4)
+                                assertEquals("$name: instance $k keypoint $j score", w[2], points[k][3 * j + 2].toDouble(), 1e-5)
+                            }
+                        }
+                    }
+                    compared += prediction.detections.size
+                }
                 is Prediction.Mask -> {
                     val map = expected.obj("class_map")
                     assertArrayEquals("$name: class map shape", map.ints("shape"), intArrayOf(prediction.height, prediction.width))
@@ -113,7 +142,11 @@ class GoldenParityTest {
             }
         }
         assertTrue("${file.name}: nothing was compared", samples.isNotEmpty() && compared > 0)
-        val unit = mapOf(Task.CLASSIFICATION to "ranked classes", Task.DETECTION to "detections", Task.SEGMENTATION to "mask pixels")
-        println("golden parity: ${file.name}: ${task.key}, ${samples.size} samples, $compared ${unit[task]} identical to Python's")
+        // pasted masks: at most 0.1 % of the pixels may differ (a sample exactly at the threshold may round either way)
+        assertTrue("${file.name}: $maskDiffering of $maskPixels mask pixels differ", maskDiffering * 1000 <= maskPixels)
+        val unit = mapOf(Task.CLASSIFICATION to "ranked classes", Task.DETECTION to "detections", Task.SEGMENTATION to "mask pixels",
+            Task.INSTANCE_SEGMENTATION to "instances (boxes, keypoints)")
+        val masks = if (maskPixels > 0) ", $maskDiffering of $maskPixels pasted mask pixels differ" else ""
+        println("golden parity: ${file.name}: ${task.key}, ${samples.size} samples, $compared ${unit[task]} identical to Python's$masks")
     }
 }
