@@ -229,7 +229,7 @@ def _instance_batches(dataset: Dataset, split: str, ds: tf.data.Dataset, spec: P
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     if augment is not None and augment.horizontal_flip:
         def maybe_mirror(sample: dict) -> dict:
-            return tf.cond(tf.random.uniform(()) < 0.5, lambda: mirror(sample), lambda: sample)
+            return tf.cond(tf.random.uniform((), seed=seed + 5) < 0.5, lambda: mirror(sample), lambda: sample)
 
         ds = ds.map(maybe_mirror, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.ragged_batch(batch_size, drop_remainder=training)

@@ -31,9 +31,9 @@ from tfpipe.tasks.base import Gate, ReportView, Scorer
 from tfpipe.tasks.detection import Detection
 
 # COCO's OKS sigmas by keypoint set: the garments' (tfpipe.data.formats.keypoints); a dataset of
-# your own with other keypoints is scored with COCO's mean person sigma for each (0.072)
+# your own with other keypoints is scored with the mean of COCO's 17 person sigmas for each (0.067)
 KNOWN_SIGMAS = {GARMENT_KEYPOINTS: GARMENT_SIGMAS}
-DEFAULT_SIGMA = 0.072
+DEFAULT_SIGMA = 0.067
 FOREGROUND_SCORE = 0.5  # agreement and the gallery compare the instances scoring at least this
 
 
