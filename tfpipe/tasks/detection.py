@@ -63,7 +63,7 @@ class Detection(Task):
         names = output_names(model)
 
         def to_targets(x, y):
-            targets = head.targets(x, y["boxes"], y["classes"], cfg.detection, geometry)
+            targets = self._targets(head, x, y, cfg, geometry)
             return x, tuple(targets[n] for n in names)
 
         train_ds = splits.batches(splits.train, spec, cfg.train.batch_size, training=True, augment=cfg.augment,
@@ -71,6 +71,10 @@ class Detection(Task):
         val_ds = splits.batches(splits.val, spec, cfg.train.batch_size)
         return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),
                 val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE))
+
+    def _targets(self, head, images, y: dict, cfg: Config, geometry: dict) -> dict:
+        """A batch's ground truth -> the head's target per output name."""
+        return head.targets(images, y["boxes"], y["classes"], cfg.detection, geometry)
 
     def trained_model(self, model):
         return model  # a detector's outputs are all exported (boxes and scores)

@@ -15,15 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe import plots
-from tfpipe.backend import tf
 from tfpipe.config import Config
 from tfpipe.data.formats.keypoints import GARMENT_KEYPOINTS, GARMENT_SIGMAS
 from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
 from tfpipe.metrics.classification import output_agreement
 from tfpipe.metrics.detection import ImageBoxes, coco_metrics, detection_agreement, encode_masks
-from tfpipe.models import registry
-from tfpipe.models.registry import output_names
 from tfpipe.runtime import instance
 from tfpipe.runtime.bundle import Contract
 from tfpipe.runtime.contract import BOXES, KEYPOINTS, MASKS, SCORES
@@ -74,21 +71,9 @@ class InstanceSegmentation(Detection):
                               f"set model.args.keypoints: {len(splits.keypoint_names)}")
         return splits
 
-    def training_batches(self, cfg: Config, splits: Splits, spec, model):
+    def _targets(self, head, images, y: dict, cfg: Config, geometry: dict) -> dict:
         """Ground truths -> the RPN's per-anchor targets and the heads' (boxes, masks, keypoints)."""
-        head = self._head(cfg)
-        geometry = registry.geometry(cfg.model, len(splits.class_names))
-        names = output_names(model)
-
-        def to_targets(x, y):
-            targets = head.instance_targets(x, y["boxes"], y["classes"], y["masks"], y["keypoints"], geometry)
-            return x, tuple(targets[n] for n in names)
-
-        train_ds = splits.batches(splits.train, spec, cfg.train.batch_size, training=True, augment=cfg.augment,
-                                  seed=cfg.train.seed)
-        val_ds = splits.batches(splits.val, spec, cfg.train.batch_size)
-        return (train_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE),
-                val_ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE))
+        return head.instance_targets(images, y["boxes"], y["classes"], y["masks"], y["keypoints"], geometry)
 
     def output_contract(self, cfg: Config) -> dict[str, str]:
         out = {BOXES: "float [1, N, 4] box encodings (ty, tx, th, tw) relative to `detection.anchors`; see "

@@ -190,15 +190,26 @@ def _matched(y_true, rois, match_iou: float):
     return flat, matched
 
 
-class MaskLoss(keras.losses.Loss):
+class RoILoss(keras.losses.Loss):
+    """A loss on the refined boxes' maps, matched to ground truths at `match_iou` in an image of
+    `image_size` (height, width)."""
+
+    def __init__(self, image_size=(128, 128), match_iou: float = 0.5, name: str = "roi_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.image_size, self.match_iou = tuple(image_size), match_iou
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": list(self.image_size), "match_iou": self.match_iou}
+
+
+class MaskLoss(RoILoss):
     """Mask R-CNN's L_mask: the mean per-pixel binary cross-entropy of each matched RoI's mask
     against its object's (`mask_targets`), averaged over the matched RoIs; RoIs matched to nothing
     add nothing. y_true [B, M, 5 + H * W] (the ground truths as Faster R-CNN's head sees them, then
     each object's mask flattened); y_pred [B, K, 4 + S * S] (the refined boxes, the soft masks)."""
 
     def __init__(self, image_size=(128, 128), match_iou: float = 0.5, name: str = "mask_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.image_size, self.match_iou = tuple(image_size), match_iou
+        super().__init__(image_size, match_iou, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
         rois = y_pred[..., :4]
@@ -213,19 +224,15 @@ class MaskLoss(keras.losses.Loss):
         positive = tf.cast(matched, y_pred.dtype)
         return tf.math.divide_no_nan(tf.reduce_sum(per_roi * positive, -1), tf.reduce_sum(positive, -1))
 
-    def get_config(self):
-        return {**super().get_config(), "image_size": list(self.image_size), "match_iou": self.match_iou}
 
-
-class KeypointLoss(keras.losses.Loss):
+class KeypointLoss(RoILoss):
     """Mask R-CNN's keypoint loss: softmax cross-entropy over each map's S x S cells against the one
     cell of its keypoint (`keypoint_targets`), averaged over the (matched RoI, labelled keypoint
     inside it) pairs. y_true [B, M, 5 + 3 K]; y_pred [B, K_rois, 4 + S * S * K] (refined boxes, the
     maps' logits as the head gives them: [S, S, K] flattened)."""
 
     def __init__(self, image_size=(128, 128), match_iou: float = 0.5, name: str = "keypoint_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.image_size, self.match_iou = tuple(image_size), match_iou
+        super().__init__(image_size, match_iou, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
         rois = y_pred[..., :4]
@@ -240,9 +247,6 @@ class KeypointLoss(keras.losses.Loss):
         b = tf.shape(y_pred)[0]
         return tf.math.divide_no_nan(tf.reduce_sum(tf.reshape(loss * weight, [b, -1]), -1),
                                      tf.reduce_sum(tf.reshape(weight, [b, -1]), -1))
-
-    def get_config(self):
-        return {**super().get_config(), "image_size": list(self.image_size), "match_iou": self.match_iou}
 
 
 def instance_targets(images, boxes, classes, masks, keypoints, rpn_anchors) -> dict:
