@@ -34,4 +34,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter hides the lines users need; --debug turns it back on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Set by a training command that runs as one process of a multi-worker cluster (TF_CONFIG):
+# tfpipe.backend then makes the strategy before the eager context exists, as it must.
+MULTIWORKER_SWITCH = "TFPIPE_MULTIWORKER"
+
 __version__ = "0.1.0"

@@ -42,14 +42,20 @@ def native_output_silenced(fds: tuple[int, ...] = (2,)):
 def _import_quietly():
     with native_output_silenced():
         import tensorflow
+
+        # A multi-worker strategy configures the runtime's collective ops, which TensorFlow allows
+        # only before the eager context exists, and importing tf_keras creates it.
+        strategy = None
+        if os.environ.pop(tfpipe.MULTIWORKER_SWITCH, ""):
+            strategy = tensorflow.distribute.MultiWorkerMirroredStrategy()
         import tf_keras
 
         tensorflow.config.list_physical_devices("GPU")  # the CUDA probe logs on the first device query
         tensorflow.constant(0)  # and the eager context on its creation
-    return tensorflow, tf_keras
+    return tensorflow, tf_keras, strategy
 
 
-tf, keras = _import_quietly()
+tf, keras, multiworker_strategy = _import_quietly()
 
 
 def keras_package() -> str:

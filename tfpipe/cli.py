@@ -28,6 +28,8 @@ class Stage:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[..., int | None]  # run(args, cfg) -> exit status
     needs_config: bool = True
+    # run(args, cfg) before anything imports TensorFlow (a training stage's multi-worker strategy)
+    before_tensorflow: Callable[..., None] | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +47,19 @@ def points(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not accepted: use a finite number of points >= 0, e.g. 0.5")
     return value
+
+
+def workers(text: str) -> int:
+    """argparse type of --workers: a process count of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: use a whole number of processes >= 1, e.g. 2")
+    return int(text)
+
+
+def workers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=workers, default=None, metavar="N",
+                        help="start N local processes of one multi-worker cluster (TF_CONFIG generated on "
+                             "127.0.0.1, train.strategy multiworker) and wait for them (docs/training.md)")
 
 
 def default_config() -> Path:
@@ -74,6 +89,7 @@ def build_parser(stage: Stage) -> argparse.ArgumentParser:
 
 def main(stage: Stage, argv: list[str] | None = None) -> None:
     args = build_parser(stage).parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a stage that starts copies of itself
     if args.debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         os.environ["TFPIPE_DEBUG"] = "1"  # runtime workers show their stderr and tracebacks
@@ -84,6 +100,8 @@ def main(stage: Stage, argv: list[str] | None = None) -> None:
 
             args.config = args.config or default_config()
             cfg = load_config(args.config, args.overrides)
+            if stage.before_tensorflow:
+                stage.before_tensorflow(args, cfg)
             from tfpipe import models
 
             try:  # model.name and model.args are checked before any work

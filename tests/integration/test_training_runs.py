@@ -117,24 +117,30 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import importlib
 from tfpipe.cli import main
-from tfpipe.train.__main__ import STAGE
-main(STAGE, sys.argv[1:])
+main(importlib.import_module(sys.argv[1]).STAGE, sys.argv[2:])
 """
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+def test_mirrored_strategy_trains_and_fine_tunes_on_two_logical_cpus(tmp_path):
     """MirroredStrategy with one replica per logical device: the CPU is split in two, in a process
-    of its own (the split must come before TensorFlow starts)."""
+    of its own (the split must come before TensorFlow starts); QAT runs under it too."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     args = tiny_args(tmp_path, "--set", "train.strategy=mirrored", "--set", "train.epochs=1",
                      "--set", "train.warmup_epochs=0.2", name="mirrored")
-    done = subprocess.run([sys.executable, "-c", MIRRORED, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([sys.executable, "-c", MIRRORED, "tfpipe.train.__main__", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "epochs of 64 steps on 2 replicas" in done.stdout
     assert (tmp_path / "mirrored" / "train" / "model.keras").is_file()
     assert "validation top-1" in done.stdout
+    # QAT fine-tunes under the training's strategy
+    qat = subprocess.run([sys.executable, "-c", MIRRORED, "tfpipe.qat.__main__", *args], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert qat.returncode == 0, qat.stderr[-2000:]
+    assert "2 replicas in sync" in qat.stdout and "Saved the QAT model to" in qat.stdout
+    assert (tmp_path / "mirrored" / "qat" / "model.h5").is_file()
 
 
 def test_multiworker_without_tf_config_is_refused(tmp_path, capsys):

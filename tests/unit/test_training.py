@@ -237,3 +237,17 @@ def test_imagenet_offline_is_one_line_naming_the_url_and_the_way_round(monkeypat
     assert "Temporary failure in name resolution" in message and "~/.keras/models/" in message
     with pytest.raises(TfpipeError, match="imagenet weights are not mapped for resnet50"):
         load_pretrained(models.build(ModelConfig("resnet50", (32, 32), 3), "classification", 10), "imagenet")
+
+
+def test_a_resumed_run_keeps_each_epoch_of_the_history_once(tmp_path):
+    from tfpipe.train.callbacks import keep_history_before
+
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,val_loss\n0,2.0,1.9\n1,1.5,1.4\n2,1.2,1.1\n3,1.0")  # epoch 3's row cut short
+    keep_history_before(history, 2)  # the checkpoint of epoch 2 (1-based) is the last: epoch 2 (0-based) reruns
+    assert history.read_text().splitlines() == ["epoch,loss,val_loss", "0,2.0,1.9", "1,1.5,1.4"]
+    keep_history_before(history, 5)
+    assert history.read_text().splitlines() == ["epoch,loss,val_loss", "0,2.0,1.9", "1,1.5,1.4"]
+    keep_history_before(history, 0)  # a fresh run
+    assert not history.exists()
+    keep_history_before(history, 0)  # nothing to do

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -12,7 +13,24 @@ from tfpipe.backend import keras, tf
 
 class ResumeFromBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore (a tf.train checkpoint of weights, optimizer and epoch at every epoch end,
-    written before the index that points at it) that also tells the user when it resumes."""
+    written before the index that points at it) that tells the user when it resumes and keeps
+    `history` (history.csv, when given) holding each epoch once, whenever a kill lands.
+
+    An epoch's row is written before its checkpoint, and a resumed run first drops the rows of
+    epochs it will run again: a kill between the two repeats the epoch and replaces its row
+    (the other order lost the row of a checkpointed epoch). Goes last among the callbacks, so its
+    row has what the others add to the logs (update_ratio)."""
+
+    def __init__(self, backup_dir: str, history: Path | None = None, initial_epoch: int = 0):
+        super().__init__(backup_dir)
+        self.history = history
+        self.initial_epoch = initial_epoch
+        self._csv = keras.callbacks.CSVLogger(str(history), append=True) if history else None
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self._csv:
+            self._csv.set_model(model)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -22,6 +40,38 @@ class ResumeFromBackup(keras.callbacks.BackupAndRestore):
         if saved >= 0:
             print(f"Resuming from the checkpoint of epoch {saved + 1}: "
                   f"continuing at epoch {saved + 2}/{self.params['epochs']}", flush=True)
+        if self._csv:
+            keep_history_before(self.history, saved + 1 if saved >= 0 else self.initial_epoch)
+            self._csv.on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._csv:
+            self._csv.on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._csv:
+            self._csv.on_train_end(logs)
+        super().on_train_end(logs)
+
+
+def keep_history_before(history: Path, epoch: int) -> None:
+    """Drop history.csv's rows of `epoch` (counted from 0) and later, and a row cut short by a kill
+    (a fresh run, epoch 0, drops the history of the model it replaces)."""
+    if not history.is_file():
+        return
+    with history.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [row for row in reader if row.get("epoch", "").isdigit() and int(row["epoch"]) < epoch
+                and None not in row and all(value is not None for value in row.values())]
+    if not fields or not rows:  # nothing kept: the logger starts the file with its own columns
+        history.unlink()
+        return
+    with history.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -5,12 +5,11 @@ layer, auxiliary classifiers, and tf.distribute strategies."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from tfpipe import io, models, tasks
+from tfpipe import backend, io, models, tasks
 from tfpipe.backend import keras, tf
 from tfpipe.config import Config
 from tfpipe.data.pipeline import Splits
@@ -18,6 +17,7 @@ from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime.contract import PreprocessSpec
+from tfpipe.train import cluster
 from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
@@ -40,10 +40,6 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                           label_smoothing)
 
 
-def has_backup(checkpoints: Path) -> bool:
-    return any(checkpoints.rglob("checkpoint"))
-
-
 def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate,
         out_dir: Path, label_smoothing: float | None = None, initial_epoch: int = 0,
         checkpoints: Path | None = None) -> keras.callbacks.History:
@@ -54,27 +50,50 @@ def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int
     task = tasks.of(cfg)
     model = task.training_view(model, cfg)
     compile_for_training(model, cfg, len(splits.class_names), learning_rate, label_smoothing)
-    train_ds, val_ds = task.training_batches(cfg, splits, spec, model)
+    train_ds, val_ds = (shard_by_data(ds) for ds in task.training_batches(cfg, splits, spec, model))
     checkpoints = checkpoints or out_dir / "checkpoints"
     history_csv = out_dir / "history.csv"
-    if initial_epoch == 0 and not has_backup(checkpoints) and history_csv.exists():
-        history_csv.unlink()  # a fresh run: the old history belongs to a finished model
+    chief = cluster.is_chief()
     guard = DivergenceGuard(cfg.train.divergence_factor) if cfg.train.divergence_factor else None
-    callbacks = [ResumeFromBackup(str(checkpoints))]  # first, so an epoch is saved before it is logged
-    if guard:
-        callbacks.append(guard)
-    if cfg.train.update_ratio_every:  # before the CSV logger, which writes the ratio it adds
+    # Every worker backs up (its weights are read collectively; the others' copies go to temporary
+    # folders tf_keras removes) and guards (the logged loss is all-reduced, so all stop together);
+    # the chief alone logs.
+    callbacks = [guard] if guard else []
+    if chief and cfg.train.update_ratio_every:
         callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every))
-    callbacks += [keras.callbacks.CSVLogger(str(history_csv), append=True),
-                  keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0)]
-    history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, validation_data=val_ds,
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0))
+    # last: history.csv's row has what the others add to the logs, and is written before the checkpoint
+    callbacks.append(ResumeFromBackup(str(checkpoints), history_csv if chief else None, initial_epoch))
+    try:
+        history = model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, validation_data=val_ds,
+                            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    except tf.errors.UnavailableError as e:  # a peer of a multi-worker cluster died or was unreachable
+        if cluster.from_environment() is None:
+            raise
+        lines = [line for line in e.message.splitlines() if line.strip()]
+        raise TfpipeError(f"another process of the cluster stopped: {' '.join(lines[:2])[:300]}",
+                          "restart every worker with the same command: training resumes from the last "
+                          "completed epoch") from None
     if guard and guard.tripped:
         shutil.rmtree(checkpoints, ignore_errors=True)
         raise TfpipeError(f"training diverged at {guard.tripped}; stopped, checkpoints removed",
                           "lower train.learning_rate or lengthen train.warmup_epochs "
                           "(train.divergence_factor: null turns the guard off)")
     return history
+
+
+def shard_by_data(ds):
+    """Under a multi-worker strategy, each worker runs the whole (seeded, so identical) pipeline
+    and keeps its share of every global batch: the steps see the same images as one process with
+    the same global batch would, whatever the data source (sharding by file would need the
+    pipeline to start from files, which in-memory and decoded-image sources do not). Costs each
+    worker the decoding and augmentation of the others' images. No effect on one process."""
+    if ds is None:
+        return None
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def validation_score(history: keras.callbacks.History) -> tuple[str, float] | None:
@@ -102,23 +121,24 @@ def steps_per_epoch(cfg: Config, splits: Splits) -> int:
 
 def distribution(name: str):
     """train.strategy -> a tf.distribute strategy. mirrored: one replica per local device (GPUs,
-    or logical CPUs); multiworker: one per process named in TF_CONFIG (docs/training.md)."""
+    or logical CPUs); multiworker: one per process named in TF_CONFIG (docs/training.md), made
+    when TensorFlow starts (a training command calls cluster.prepare before that)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise TfpipeError("train.strategy: multiworker needs the TF_CONFIG environment variable",
-                              "set it on every worker as docs/training.md shows, or use default or mirrored")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        if backend.multiworker_strategy is None:  # not made at start-up: say why, in one line
+            cluster.prepare(name)
+        return backend.multiworker_strategy
     return tf.distribute.get_strategy()
 
 
-def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
+def describe_strategy(strategy) -> str:
+    """The progress line of a distributed run: which process this is, who the chief is, how many
+    replicas keep the weights in sync."""
+    place = cluster.from_environment() if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+    if place is not None:
+        return place.describe(strategy.num_replicas_in_sync)
+    return f"{strategy.num_replicas_in_sync} replicas in sync" if strategy.num_replicas_in_sync > 1 else ""
 
 
 def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
@@ -134,13 +154,15 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
     steps = steps_per_epoch(cfg, splits)
     for note in splits.notes:
         print(note, flush=True)
-    if splits.skipped:
+    if splits.skipped and cluster.is_chief():
         listing = io.write_text(run.train / "skipped_samples.txt", "".join(f"{reason}\n" for reason in splits.skipped))
         print(f"{len(splits.skipped):,} bad samples left out (data.on_bad_sample: skip), first: {splits.skipped[0]}; "
               f"all in {listing}", flush=True)
     with strategy.scope():
         model = models.build(cfg.model, cfg.task, len(splits.class_names))
         transferred = load_pretrained(model, cfg.train.pretrained) if cfg.train.pretrained else []
+        if describe_strategy(strategy):
+            print(describe_strategy(strategy), flush=True)
         replicas = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
         print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {splits.num_train:,} images, "
               f"{cfg.train.epochs} epochs of {steps} steps{replicas}", flush=True)
@@ -159,7 +181,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
                 checkpoints=run.train / "checkpoints_frozen",
                 learning_rate=make_schedule(cfg.train, steps, last_epoch=frozen_epochs))
             set_frozen(model, transferred, False)
-            io.write_with(frozen_weights, lambda tmp: model.save_weights(tmp))
+            cluster.save_from_every_worker(frozen_weights, lambda tmp: model.save_weights(tmp))
         if frozen_epochs:
             rate = cfg.train.learning_rate * cfg.train.finetune_lr_factor
             print(f"Epochs {frozen_epochs + 1}-{cfg.train.epochs}: all layers train, at learning rate {rate:g}",
@@ -169,10 +191,10 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
             schedule = make_schedule(cfg.train, steps)
         history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
                       initial_epoch=frozen_epochs)
-    model = tasks.of(cfg).trained_model(model)
-    if _is_chief(strategy):
-        io.write_with(run.float_model, lambda tmp: model.save(tmp))
-    print(f"Saved the float model to {run.float_model}{describe_validation(history)}", flush=True)
+        model = tasks.of(cfg).trained_model(model)
+        cluster.save_from_every_worker(run.float_model, lambda tmp: model.save(tmp))
+    if cluster.is_chief():
+        print(f"Saved the float model to {run.float_model}{describe_validation(history)}", flush=True)
     return run.float_model
 
 
