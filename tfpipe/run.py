@@ -21,14 +21,17 @@ def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str 
     from tfpipe.convert.converter import check_request, convert, io_dtype_for
     from tfpipe.qat import ensure_qat
     from tfpipe.runtime.contract import QUANT_MODES
-    from tfpipe.train.trainer import ensure_trained
+    from tfpipe.train.trainer import distribution, ensure_trained
 
     for mode in modes:
         check_request(mode, io_dtype_for(cfg, mode, io_dtype))
     splits = tasks.of(cfg).load_splits(cfg)
+    qat_needed = from_qat and any(QUANT_MODES[mode].from_qat for mode in modes)
+    if not run_dir.float_model.is_file() or (qat_needed and not run_dir.qat_model.is_file()):
+        distribution(cfg.train.strategy)  # one it cannot train under here (multiworker) fails before any write
     run_dir.write_config(cfg)
     ensure_trained(cfg, run_dir, splits)
-    if from_qat and any(QUANT_MODES[mode].from_qat for mode in modes):
+    if qat_needed:
         ensure_qat(cfg, run_dir, splits)
     for mode in modes:
         convert(cfg, run_dir, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)

@@ -144,12 +144,14 @@ def prepare(strategy: str) -> None:
     place = from_environment()
     if place is None:
         raise TfpipeError("train.strategy: multiworker needs the TF_CONFIG environment variable",
-                          "set it on every worker as docs/training.md shows, use --workers N to try it on "
-                          "this machine, or use default or mirrored")
+                          "set it on every worker as docs/training.md shows, try it on this machine with "
+                          "`python -m tfpipe.train --workers N`, or use default or mirrored")
     check_port_free(place)
     if "tfpipe.backend" in sys.modules:
-        raise TfpipeError("train.strategy: multiworker must be chosen when the process starts: this one has "
-                          "already started TensorFlow", "run the stage as its own command (python -m tfpipe.train)")
+        raise TfpipeError("train.strategy: multiworker must be chosen when the process starts, and this "
+                          "command started TensorFlow before it trains",
+                          "train with `python -m tfpipe.train` and `python -m tfpipe.qat` (TF_CONFIG or "
+                          "--workers N) first; this command then uses their models")
     os.environ[tfpipe.MULTIWORKER_SWITCH] = "1"
 
 
