@@ -85,7 +85,7 @@ def measure(config: Path, steps: int, tf_configs: list[str | None]) -> dict:
             env["TF_CONFIG"] = tf_config
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate() for p in processes]
-    for p, (out, err) in zip(processes, outputs, strict=True):
+    for p, (_, err) in zip(processes, outputs, strict=True):
         if p.returncode:
             sys.exit(f"a measuring process failed ({p.returncode}):\n{err[-2000:]}")
     lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith(RESULT)]
