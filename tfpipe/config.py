@@ -150,6 +150,7 @@ class TrainConfig:
     freeze_epochs: int = 0  # with pretrained: epochs with the transferred layers frozen
     finetune_lr_factor: float = 0.1  # after unfreezing: the learning rate is scaled by this
     divergence_factor: float | None = 3.0  # stop when the loss exceeds this x its first value, or is NaN
+    clip_norm: float | None = None  # the gradient's global norm (all weights together) clipped to this
     update_ratio_every: int = 50  # steps between logs of |update| / |weight| per layer (0: never)
     strategy: str = "default"  # default | mirrored (all local devices) | multiworker (TF_CONFIG)
     seed: int = 0
@@ -320,6 +321,8 @@ class Config:
             raise TfpipeError(f"train.divergence_factor: {self.train.divergence_factor} is not accepted",
                               "use a number > 1 (3 stops at three times the first loss), or null to turn it off")
         positive("train.update_ratio_every", self.train.update_ratio_every, allow_zero=True)
+        if self.train.clip_norm is not None:
+            positive("train.clip_norm", self.train.clip_norm)
         one_of("train.strategy", self.train.strategy, STRATEGIES)
         if not 0 <= self.train.label_smoothing < 1:
             raise TfpipeError(f"train.label_smoothing: {self.train.label_smoothing} is not accepted",

@@ -81,6 +81,8 @@ def test_wrong_types_are_named(tmp_path):
     ("preprocess.resize=crop", "preprocess.resize"),
     ("evaluate.threads=0", "evaluate.threads"),
     ("name=../x", "name"),
+    ("train.clip_norm=0", "train.clip_norm"),
+    ("train.clip_norm=-1.0", "train.clip_norm"),
 ])
 def test_validate_checks_values_and_combinations(override, message):
     with pytest.raises(TfpipeError, match=message.replace("[", r"\[")):

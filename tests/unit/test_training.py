@@ -251,3 +251,30 @@ def test_a_resumed_run_keeps_each_epoch_of_the_history_once(tmp_path):
     keep_history_before(history, 0)  # a fresh run
     assert not history.exists()
     keep_history_before(history, 0)  # nothing to do
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("clip_norm", [None, 0.5])
+def test_clip_norm_bounds_the_global_norm_of_the_gradient_a_step_uses(name, clip_norm):
+    """The gradient each optimizer steps with has a global norm of at most clip_norm, in the
+    direction of the raw gradient; None leaves it whole. SGD's step shows it on the weights."""
+    from tfpipe.train.trainer import make_optimizer
+
+    rng = np.random.default_rng(0)
+    raw = [rng.normal(size=(3, 4)).astype(np.float32) * 10, rng.normal(size=(4,)).astype(np.float32) * 10]
+    raw_norm = float(np.sqrt(sum((g ** 2).sum() for g in raw)))
+    assert raw_norm > 10
+    optimizer = make_optimizer(name, 0.01, clip_norm=clip_norm)
+    clipped = optimizer._clip_gradients([tf.constant(g) for g in raw])  # what apply_gradients steps with
+    norm = float(np.sqrt(sum(float(tf.reduce_sum(g ** 2)) for g in clipped)))
+    if clip_norm is None:
+        assert norm == pytest.approx(raw_norm, rel=1e-6)
+    else:
+        assert norm <= clip_norm * (1 + 1e-6) and norm == pytest.approx(clip_norm, rel=1e-5)
+        for g, c in zip(raw, clipped, strict=True):
+            np.testing.assert_allclose(c.numpy(), g * clip_norm / raw_norm, rtol=1e-5)
+    if name == "sgd":  # and a real step: Nesterov's first step from rest is w -= (1 + 0.9) x lr x g
+        weights = [tf.Variable(tf.zeros_like(g)) for g in raw]
+        optimizer.apply_gradients(zip([tf.constant(g) for g in raw], weights, strict=True))
+        moved = float(np.sqrt(sum(float(tf.reduce_sum(w ** 2)) for w in weights)))
+        assert moved == pytest.approx(1.9 * 0.01 * (clip_norm or raw_norm), rel=1e-5)

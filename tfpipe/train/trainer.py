@@ -23,21 +23,25 @@ from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
 
-def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0):
+def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0, clip_norm: float | None = None):
+    """train.optimizer -> a tf_keras optimizer. `clip_norm` scales the whole gradient down when its
+    global norm exceeds it (Keras's global_clipnorm; under a distribution strategy it applies to
+    the gradient averaged over the replicas, which tf_keras aggregates before clipping)."""
     decay = weight_decay or None
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=decay,
+                                    global_clipnorm=clip_norm)
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate, weight_decay=decay)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, global_clipnorm=clip_norm)
+    return keras.optimizers.Adam(learning_rate, weight_decay=decay, global_clipnorm=clip_norm)
 
 
 def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
                          label_smoothing: float | None = None) -> None:
     """The task's losses and metric on the model as training sees it, with the configured optimizer."""
     t = cfg.train
-    tasks.of(cfg).compile(model, cfg, num_classes, make_optimizer(t.optimizer, learning_rate, t.weight_decay),
-                          label_smoothing)
+    optimizer = make_optimizer(t.optimizer, learning_rate, t.weight_decay, t.clip_norm)
+    tasks.of(cfg).compile(model, cfg, num_classes, optimizer, label_smoothing)
 
 
 def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate,
