@@ -251,3 +251,62 @@ def layer_errors(rows: list[dict], path: Path) -> Path:
     right.axvline(0.289, color="k", lw=0.8, ls="--")
     right.set_xlabel("RMSE / scale (plain rounding: 0.29)")
     return _save(fig, path)
+
+
+def _history_metric(columns: list[str]) -> str | None:
+    """The main metric a history.csv logs for training and validation: accuracy or mIoU (also as
+    probabilities_accuracy when a model has auxiliary outputs)."""
+    for column in columns:
+        if column.split("_")[-1] in ("accuracy", "miou") and not column.startswith("val_") \
+                and f"val_{column}" in columns:
+            return column
+    return None
+
+
+def gap_verdict(points: float) -> str:
+    """The lecture's reading of the train - val gap of the main metric, in points."""
+    if points > 5:
+        return "big: over-fitting"
+    if points < 1:
+        return "none: room for capacity"
+    return "small"
+
+
+def training_curves(history: Path, path: Path) -> Path | None:
+    """Loss and the main metric per epoch for training and validation, with the last epoch's
+    train - val gap called out (a big gap: over-fitting; none: room for capacity), and the
+    update/weight ratio's median with the 1e-3 rule of thumb. None when the history is empty."""
+    import csv
+
+    with history.open(newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+    if not rows:
+        return None
+    columns = list(rows[0])
+
+    def series(column: str) -> np.ndarray:
+        return np.array([float(row[column]) if row.get(column) not in (None, "") else np.nan for row in rows])
+
+    epochs = series("epoch") + 1
+    metric = _history_metric(columns)
+    panels = ["loss"] + ([metric] if metric else []) + (["update_ratio"] if "update_ratio" in columns else [])
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        if panel == "update_ratio":
+            ax.semilogy(epochs, series(panel), "o-", label="median over kernels")
+            ax.axhline(1e-3, color="grey", linestyle="--", label="1e-3 (rule of thumb)")
+            ax.set_title("update / weight ratio")
+        else:
+            ax.plot(epochs, series(panel), "o-", label="train")
+            if f"val_{panel}" in columns:
+                ax.plot(epochs, series(f"val_{panel}"), "s-", label="validation")
+            ax.set_title(panel)
+            if panel == metric and f"val_{panel}" in columns:
+                gap = 100 * (series(panel)[-1] - series(f"val_{panel}")[-1])
+                ax.set_title(f"{panel}: last train - val gap {gap:+.1f} points ({gap_verdict(gap)})")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(f"Training: {history} (train: the running mean over each epoch, augmented)")
+    fig.tight_layout()
+    return _save(fig, path)

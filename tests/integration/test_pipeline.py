@@ -111,7 +111,8 @@ def test_parity_report(tiny_run):
     md = (run.eval / "report.md").read_text()
     assert "| int8 |" in md and "## Per class" in md and "| Trouser | " in md
     plots = {p.name for p in (run.eval / "plots").glob("*.png")}
-    assert plots == {"confusion.png", "latency.png"} | {f"gallery_{m}.png" for m in rows if m != "float"}
+    galleries = {f"gallery_{m}.png" for m in rows if m != "float"}
+    assert plots == {"confusion.png", "latency.png", "training.png"} | galleries  # training.png: history.csv
     for name in plots:
         assert f"(plots/{name})" in md
     page = (run.eval / "report.html").read_text()

@@ -33,3 +33,20 @@ def test_iou_bars_skip_absent_classes(tmp_path):
     assert metrics["float"]["per_class_iou"][3] is None
     path = plots.iou_bars(metrics, ["background", "shirt", "bag", "boot"], tmp_path / "iou.png")
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
+
+
+def test_training_curves_read_the_history_and_name_the_gap(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,loss,update_ratio,val_accuracy,val_loss\n"
+                       "0,0.62,1.34,0.0014,0.81,0.88\n1,0.83,0.88,0.0012,0.85,0.82\n2,0.95,0.60,0.0009,0.86,0.75\n")
+    out = plots.training_curves(history, tmp_path / "training.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plots._history_metric(["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]) == "accuracy"
+    assert plots._history_metric(["epoch", "loss", "miou", "val_loss", "val_miou"]) == "miou"
+    assert plots._history_metric(["epoch", "aux_loss", "probabilities_accuracy", "val_probabilities_accuracy"]) \
+        == "probabilities_accuracy"
+    assert plots._history_metric(["epoch", "loss", "box_loss", "val_loss", "val_box_loss"]) is None  # detection
+    assert [plots.gap_verdict(p) for p in (9.0, 3.0, 0.2, -1.0)] == [
+        "big: over-fitting", "small", "none: room for capacity", "none: room for capacity"]
+    history.write_text("epoch,loss\n")
+    assert plots.training_curves(history, tmp_path / "empty.png") is None

@@ -124,6 +124,11 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     plot_dir = out_dir / "plots"
     task = _task(report)
     paths = task.plots(report, plot_dir)
+    history = Path(report["run"]) / "train" / "history.csv"  # the float model's training, when this run trained it
+    if history.is_file():
+        curves = plots.training_curves(history, plot_dir / "training.png")
+        if curves:
+            paths["training curves"] = curves
     if any("latency_ms" in m for m in report["models"]):
         paths["latency"] = plots.latency(report, plot_dir / "latency.png")
     for m in report["models"]:
