@@ -151,6 +151,9 @@ class TrainConfig:
     finetune_lr_factor: float = 0.1  # after unfreezing: the learning rate is scaled by this
     divergence_factor: float | None = 3.0  # stop when the loss exceeds this x its first value, or is NaN
     clip_norm: float | None = None  # the gradient's global norm (all weights together) clipped to this
+    # K >= 2: snapshot ensemble (Huang et al. 2017): K cosine cycles over the epochs, the model saved at
+    # the end of each (train/snapshots/), and their averaged predictions scored against the last alone
+    snapshots: int = 1
     update_ratio_every: int = 50  # steps between logs of |update| / |weight| per layer (0: never)
     strategy: str = "default"  # default | mirrored (all local devices) | multiworker (TF_CONFIG)
     seed: int = 0
@@ -311,6 +314,15 @@ class Config:
         if self.train.freeze_epochs and not self.train.pretrained:
             raise TfpipeError(f"train.freeze_epochs: {self.train.freeze_epochs} without train.pretrained",
                               "name the weights to transfer in train.pretrained, or set freeze_epochs: 0")
+        positive("train.snapshots", self.train.snapshots)
+        if self.train.snapshots > 1:
+            if self.train.epochs % self.train.snapshots:
+                raise TfpipeError(f"train.snapshots: {self.train.snapshots} does not divide train.epochs "
+                                  f"({self.train.epochs}) into equal cycles", "choose a divisor of train.epochs")
+            if self.train.schedule != "cosine" or self.train.freeze_epochs:
+                raise TfpipeError(f"train.snapshots: {self.train.snapshots} needs train.schedule: cosine and no "
+                                  "frozen phase (each cycle is a cosine from the peak rate)",
+                                  "set train.snapshots: 1, or schedule: cosine and freeze_epochs: 0")
         if self.train.freeze_epochs >= self.train.epochs:
             raise TfpipeError(f"train.freeze_epochs: {self.train.freeze_epochs} leaves no epoch to fine-tune "
                               f"(train.epochs={self.train.epochs})", "make it smaller than train.epochs")

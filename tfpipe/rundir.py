@@ -32,6 +32,10 @@ class RunDir:
     def float_model(self) -> Path:
         return self.train / "model.keras"
 
+    def snapshot(self, k: int) -> Path:
+        """The k-th model (from 1) of a snapshot ensemble (train.snapshots)."""
+        return self.train / "snapshots" / f"snapshot_{k}.keras"
+
     @property
     def checkpoints(self) -> Path:
         return self.train / "checkpoints"

@@ -69,6 +69,35 @@ def test_divergence_guard_stops_a_blowing_up_run_and_says_so(tmp_path, capsys):
     assert not (run / "model.keras").exists() and not (run / "checkpoints").exists()
 
 
+def test_a_snapshot_ensemble_saves_a_model_per_cycle_and_scores_their_average(tmp_path):
+    import json
+
+    from tfpipe.backend import keras
+    from tfpipe.config import load_config
+    from tfpipe.data.sources import load_splits
+
+    code, out = train(tmp_path, "--set", "train.snapshots=2", name="snap")
+    assert code == 0, out
+    assert "Snapshot ensemble: 2 cosine cycles of 1 epochs" in out
+    run = tmp_path / "snap" / "train"
+    paths = [run / "snapshots" / f"snapshot_{k}.keras" for k in (1, 2)]
+    report = json.loads((run / "snapshots.json").read_text())
+    assert report["snapshots"] == [str(p) for p in paths] and report["images"] == 512
+    # recomputed here: each snapshot's val probabilities, and their mean
+    cfg = load_config(tmp_path / "snap" / "config.yaml")
+    inputs, labels = load_splits(cfg.data, "labels").held_out_arrays(cfg.preprocess_spec())
+    labels = np.asarray(labels)
+    labels = labels.argmax(-1) if labels.ndim > 1 else labels
+    probabilities = [keras.models.load_model(p, compile=False).predict(inputs, verbose=0) for p in paths]
+    assert report["top1_each"] == pytest.approx([float(np.mean(p.argmax(-1) == labels)) for p in probabilities])
+    assert report["top1_ensemble"] == pytest.approx(float(np.mean(np.mean(probabilities, 0).argmax(-1) == labels)))
+    assert f"Snapshot ensemble on the 512 val images: top-1 {report['top1_ensemble']:.4f} from 2 snapshots" in out
+    # the float model is the last snapshot
+    last = keras.models.load_model(run / "model.keras", compile=False)
+    for a, b in zip(last.weights, keras.models.load_model(paths[1], compile=False).weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_googlenet_auxiliary_classifiers_train_and_are_dropped_from_the_saved_model(tmp_path):
     from tfpipe.backend import keras
 

@@ -278,3 +278,53 @@ def test_clip_norm_bounds_the_global_norm_of_the_gradient_a_step_uses(name, clip
         optimizer.apply_gradients(zip([tf.constant(g) for g in raw], weights, strict=True))
         moved = float(np.sqrt(sum(float(tf.reduce_sum(w ** 2)) for w in weights)))
         assert moved == pytest.approx(1.9 * 0.01 * (clip_norm or raw_norm), rel=1e-5)
+
+
+def test_cyclic_cosine_restarts_at_the_peak_each_cycle_and_ends_each_at_zero():
+    from tfpipe.train.schedules import CyclicCosine
+
+    schedule = CyclicCosine(0.1, cycle_steps=100, warmup_steps=10)
+    rates = np.array([float(schedule(step)) for step in range(300)])
+    np.testing.assert_allclose(rates[:10], 0.1 * np.arange(10) / 10, atol=1e-7)  # linear warm-up
+    for start in (100, 200):
+        assert rates[start] == pytest.approx(0.1)  # a restart
+        assert rates[start - 1] < 1e-4  # the end of the cycle before: where the snapshot is taken
+    within = np.arange(10, 100) / 100
+    np.testing.assert_allclose(rates[10:100], 0.05 * (1 + np.cos(np.pi * within)), rtol=1e-5, atol=1e-7)
+    cfg = TrainConfig(epochs=6, snapshots=3, warmup_epochs=0)
+    made = make_schedule(cfg, steps_per_epoch=10)
+    assert isinstance(made, CyclicCosine) and made.cycle_steps == 20 and made.warmup_steps == 0
+
+
+def test_ensemble_top1_averages_the_probabilities():
+    from tfpipe.train.ensemble import ensemble_top1
+
+    labels = np.array([0, 1, 2, 1])
+    a = np.array([[.6, .4, 0], [.6, .4, 0], [0, .4, .6], [0, 1, 0]])  # right on 0, 2, 3
+    b = np.array([[.4, .6, 0], [0, 1, 0], [.5, 0, .5], [0, 1, 0]])    # right on 1, 3 (2 a tie: class 0)
+    scores = ensemble_top1([a, b], labels)
+    assert scores["snapshots"] == [0.75, 0.5]
+    # mean: [.5 .5 0] -> 0 (right), [.3 .7 0] -> 1 (right), [.25 .2 .55] -> 2 (right), [0 1 0] -> right
+    assert scores["ensemble"] == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.epochs=5", "train.snapshots=2"], "train.snapshots: 2 does not divide train.epochs \\(5\\)"),
+    (["train.epochs=4", "train.snapshots=2", "train.schedule=step", "train.decay_epochs=[2]"],
+     "needs train.schedule: cosine"),
+    (["train.snapshots=0"], "train.snapshots"),
+])
+def test_snapshot_settings_are_checked(overrides, message):
+    from tfpipe.config import load_config
+
+    with pytest.raises(TfpipeError, match=message):
+        load_config("configs/quickstart.yaml", overrides)
+
+
+def test_snapshot_ensembles_are_refused_for_other_tasks():
+    from tfpipe import tasks
+    from tfpipe.config import load_config
+
+    cfg = load_config("configs/detection/yolov3_tiny.yaml", ["train.epochs=4", "train.snapshots=2"])
+    with pytest.raises(TfpipeError, match="snapshot ensembles are scored for classification only, not detection"):
+        tasks.of(cfg)

@@ -46,9 +46,16 @@ class Task:
     report: ReportView
     selective: bool = True  # selective int8 (--max-drop) can score it on the held-out split
 
+    # train.snapshots >= 2 averages the snapshots' outputs (train/ensemble.py): class probabilities
+    # average; boxes would need fusing, which nothing here does
+    snapshot_ensembles: bool = False
+
     def check(self, cfg: Config) -> None:
         """Refuse settings the task cannot honour (a TfpipeError naming the setting); config.validate
         has checked each setting's own range."""
+        if cfg.train.snapshots > 1 and not self.snapshot_ensembles:
+            raise TfpipeError(f"train.snapshots: {cfg.train.snapshots}: snapshot ensembles are scored for "
+                              f"classification only, not {self.name}", "set train.snapshots: 1")
 
     # data ---------------------------------------------------------------------------------------
     def class_names(self, dataset_names: tuple[str, ...]) -> tuple[str, ...]:

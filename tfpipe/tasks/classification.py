@@ -19,6 +19,7 @@ class Classification(Task):
     name = "classification"
     targets = "labels"
     gate = Gate("top1", "top-1")
+    snapshot_ensembles = True
     report = ReportView(
         metrics=(("top-1", "top1"), ("top-5", "top5")), agreement="agreement_top1",
         per_class=("per_class_top1", "images", "top-1"),

@@ -54,6 +54,7 @@ class InstanceSegmentation(Detection):
 
     def check(self, cfg: Config) -> None:
         """Augmentations that would move masks inexactly are refused (flip and colour are exact)."""
+        super().check(cfg)
         a = cfg.augment
         for key in ("jitter_scale", "mosaic", "mixup", "cutmix", "translate"):
             if getattr(a, key):

@@ -74,6 +74,20 @@ def keep_history_before(history: Path, epoch: int) -> None:
         writer.writerows(rows)
 
 
+class Snapshots(keras.callbacks.Callback):
+    """Every `every` epochs, `save(k)` for the k-th snapshot (counted from 1): the end of a cosine
+    cycle of a snapshot ensemble. Goes before ResumeFromBackup, so a snapshot is on disk before its
+    epoch counts as done (a kill between the two reruns the epoch and writes it again)."""
+
+    def __init__(self, every: int, save):
+        super().__init__()
+        self.every, self.save = every, save
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.save((epoch + 1) // self.every)
+
+
 class DivergenceGuard(keras.callbacks.Callback):
     """Stop training when the loss exceeds `factor` x its first value or stops being finite.
 

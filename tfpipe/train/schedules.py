@@ -41,6 +41,27 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "factor": self.factor, "offset": self.offset}
 
 
+@keras.utils.register_keras_serializable(package="tfpipe")
+class CyclicCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Snapshot ensembles' schedule (Huang et al., ICLR 2017, eq. 2): the rate restarts at `peak`
+    every `cycle_steps` and falls by a cosine to 0 at the cycle's end, where a snapshot is taken;
+    the first `warmup_steps` rise linearly from 0 instead."""
+
+    def __init__(self, peak: float, cycle_steps: int, warmup_steps: int = 0):
+        self.peak, self.cycle_steps, self.warmup_steps = peak, cycle_steps, warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        within = tf.math.floormod(step, float(self.cycle_steps)) / self.cycle_steps
+        rate = 0.5 * self.peak * (1.0 + tf.cos(3.141592653589793 * within))
+        if self.warmup_steps:
+            rate = tf.where(step < self.warmup_steps, self.peak * step / self.warmup_steps, rate)
+        return rate
+
+    def get_config(self):
+        return {"peak": self.peak, "cycle_steps": self.cycle_steps, "warmup_steps": self.warmup_steps}
+
+
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int, *, first_epoch: int = 0, last_epoch: int | None = None,
                   peak: float | None = None, warmup: bool = True):
     """The configured schedule for epochs [first_epoch, last_epoch) of training.
@@ -50,6 +71,8 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int, *, first_epoch: int = 
     last_epoch = cfg.epochs if last_epoch is None else last_epoch
     peak = cfg.learning_rate if peak is None else peak
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch) if warmup else 0
+    if cfg.snapshots > 1:
+        return CyclicCosine(peak, (last_epoch - first_epoch) // cfg.snapshots * steps_per_epoch, warmup_steps)
     if cfg.schedule == "step":
         return WarmupStepDecay(peak, warmup_steps, [e * steps_per_epoch for e in cfg.decay_epochs], cfg.decay_factor,
                                offset=first_epoch * steps_per_epoch)

@@ -18,7 +18,8 @@ from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.train import cluster
-from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, UpdateRatio
+from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, Snapshots, UpdateRatio
+from tfpipe.train.ensemble import score_snapshots
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
 
@@ -46,7 +47,7 @@ def compile_for_training(model, cfg: Config, num_classes: int, learning_rate,
 
 def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int, learning_rate,
         out_dir: Path, label_smoothing: float | None = None, initial_epoch: int = 0,
-        checkpoints: Path | None = None) -> keras.callbacks.History:
+        checkpoints: Path | None = None, callbacks: tuple = ()) -> keras.callbacks.History:
     """The one training loop, shared by float training, its frozen phase, QAT and the search.
 
     Raises TfpipeError when the divergence guard stops it; the checkpoints of a diverged run are
@@ -62,7 +63,7 @@ def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int
     # Every worker backs up (its weights are read collectively; the others' copies go to temporary
     # folders tf_keras removes) and guards (the logged loss is all-reduced, so all stop together);
     # the chief alone logs.
-    callbacks = [guard] if guard else []
+    callbacks = ([guard] if guard else []) + list(callbacks)
     if chief and cfg.train.update_ratio_every:
         callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every))
     if chief:
@@ -193,12 +194,21 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
             schedule = make_schedule(cfg.train, steps, first_epoch=frozen_epochs, peak=rate, warmup=False)
         else:
             schedule = make_schedule(cfg.train, steps)
+        snapshots = cfg.train.snapshots
+        if snapshots > 1:
+            print(f"Snapshot ensemble: {snapshots} cosine cycles of {cfg.train.epochs // snapshots} epochs, a "
+                  f"snapshot at the end of each in {run.snapshot(1).parent}", flush=True)
+        keep = Snapshots(cfg.train.epochs // snapshots, lambda k: cluster.save_from_every_worker(
+            run.snapshot(k), lambda tmp: tasks.of(cfg).trained_model(model).save(tmp)))
         history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
-                      initial_epoch=frozen_epochs)
+                      initial_epoch=frozen_epochs, callbacks=(keep,) if snapshots > 1 else ())
         model = tasks.of(cfg).trained_model(model)
         cluster.save_from_every_worker(run.float_model, lambda tmp: model.save(tmp))
     if cluster.is_chief():
         print(f"Saved the float model to {run.float_model}{describe_validation(history)}", flush=True)
+        if snapshots > 1:
+            score_snapshots(cfg, splits, [run.snapshot(k) for k in range(1, snapshots + 1)],
+                            run.train / "snapshots.json")
     return run.float_model
 
 
