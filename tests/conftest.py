@@ -31,6 +31,31 @@ def tiny_args(workdir, *extra: str, name: str = "tiny") -> list[str]:
     return args
 
 
+def config_args(config: Path, workdir, small: tuple[str, ...], *extra: str) -> list[str]:
+    """Command-line flags for `config` in `workdir` with the `--set`s of a small test run."""
+    argv = ["--config", str(config), "--workdir", str(workdir)]
+    for assignment in (*small, *extra):
+        argv += ["--set", assignment]
+    return argv
+
+
+def finished_run(workdir: Path, config: Path, small: tuple[str, ...]):
+    """`tfpipe.run` of a small config in `workdir` (its own dataset cache): (cfg, RunDir, parity.json, workdir)."""
+    import os
+
+    from tfpipe.config import load_config
+    from tfpipe.rundir import RunDir
+
+    os.environ["TFPIPE_CACHE"] = str(workdir / "cache")
+    try:
+        assert run_cli("tfpipe.run", config_args(config, workdir, small)) == 0
+        cfg = load_config(config, list(small))
+    finally:
+        del os.environ["TFPIPE_CACHE"]
+    run = RunDir.for_config(cfg, workdir)
+    return cfg, run, json.loads((run.eval / "parity.json").read_text()), workdir
+
+
 def run_cli(module: str, argv: list[str]) -> int:
     """Run `python -m <module>` in this process; returns its exit status."""
     import importlib

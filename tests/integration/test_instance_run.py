@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, kotlin_core_parity, run_cli
+from tests.conftest import REPO, config_args, finished_run, kotlin_core_parity, run_cli
 
 CONFIG = REPO / "configs" / "instance" / "mask_rcnn_resnet18.yaml"
 SMALL = ("data.scenes.size=96", "data.scenes.train=32", "data.scenes.val=8", "data.scenes.max_scale=2",
@@ -20,28 +20,12 @@ TFLITE_PYTHON = REPO / ".venv-tflite" / "bin" / "python"
 
 
 def args(workdir, *extra: str) -> list[str]:
-    argv = ["--config", str(CONFIG), "--workdir", str(workdir)]
-    for assignment in (*SMALL, *extra):
-        argv += ["--set", assignment]
-    return argv
+    return config_args(CONFIG, workdir, SMALL, *extra)
 
 
 @pytest.fixture(scope="module")
 def instance_run(tmp_path_factory):
-    import os
-
-    from tfpipe.config import load_config
-    from tfpipe.rundir import RunDir
-
-    workdir = tmp_path_factory.mktemp("instance")
-    os.environ["TFPIPE_CACHE"] = str(workdir / "cache")
-    try:
-        assert run_cli("tfpipe.run", args(workdir)) == 0
-        cfg = load_config(CONFIG, list(SMALL))
-    finally:
-        del os.environ["TFPIPE_CACHE"]
-    run = RunDir.for_config(cfg, workdir)
-    return cfg, run, json.loads((run.eval / "parity.json").read_text()), workdir
+    return finished_run(tmp_path_factory.mktemp("instance"), CONFIG, SMALL)
 
 
 def test_every_model_is_scored_by_box_mask_and_keypoint_ap_on_every_val_scene(instance_run):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, kotlin_core_parity, run_cli
+from tests.conftest import REPO, config_args, finished_run, kotlin_core_parity, run_cli
 
 CONFIG = REPO / "configs" / "segmentation" / "unet_lite.yaml"
 SMALL = ("data.scenes.size=64", "data.scenes.train=48", "data.scenes.val=12", "data.scenes.max_scale=2",
@@ -17,28 +17,12 @@ SMALL = ("data.scenes.size=64", "data.scenes.train=48", "data.scenes.val=12", "d
 
 
 def args(workdir, *extra: str) -> list[str]:
-    argv = ["--config", str(CONFIG), "--workdir", str(workdir)]
-    for assignment in (*SMALL, *extra):
-        argv += ["--set", assignment]
-    return argv
+    return config_args(CONFIG, workdir, SMALL, *extra)
 
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory):
-    import os
-
-    from tfpipe.config import load_config
-    from tfpipe.rundir import RunDir
-
-    workdir = tmp_path_factory.mktemp("seg")
-    os.environ["TFPIPE_CACHE"] = str(workdir / "cache")
-    try:
-        assert run_cli("tfpipe.run", args(workdir)) == 0
-        cfg = load_config(CONFIG, list(SMALL))
-    finally:
-        del os.environ["TFPIPE_CACHE"]
-    run = RunDir.for_config(cfg, workdir)
-    return cfg, run, json.loads((run.eval / "parity.json").read_text()), workdir
+    return finished_run(tmp_path_factory.mktemp("seg"), CONFIG, SMALL)
 
 
 def test_the_evaluator_scores_every_model_by_miou_on_every_val_scene(seg_run):
