@@ -310,3 +310,124 @@ def training_curves(history: Path, path: Path) -> Path | None:
     fig.suptitle(f"Training: {history} (train: the running mean over each epoch, augmented)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _show(ax, image: np.ndarray, title: str = "", fontsize: float = 6) -> None:
+    """A uint8 [H, W, 1|3] image on a bare axis."""
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def filters(kernel: np.ndarray, title: str, path: Path, limit: int = 96) -> Path:
+    """A first convolution's filters [kh, kw, in, out] as tiles: RGB when it reads 3 channels,
+    else one grey tile per (output, input) pair; each tile scaled so 0 is mid-grey and its largest
+    |weight| reaches black or white."""
+    if kernel.shape[2] == 3:
+        tiles = [kernel[..., o] for o in range(kernel.shape[3])]
+    else:
+        tiles = [kernel[..., i, o, None] for o in range(kernel.shape[3]) for i in range(kernel.shape[2])]
+    tiles = tiles[:limit]
+    cols = min(16, len(tiles))
+    rows = -(-len(tiles) // cols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(0.62 * cols + 0.4, 0.62 * rows + 0.7), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, tile in zip(axes.flat, tiles, strict=False):
+        peak = float(np.abs(tile).max()) or 1.0
+        _show(ax, np.round(127.5 + 127.5 * tile / peak).astype(np.uint8))
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def top_images(layer: str, rows: list[list[dict]], path: Path, title: str) -> Path:
+    """One row per channel: its top-k images, each with the unit's receptive field boxed, and
+    beneath, the field's crop when it is smaller than the image. rows[c][i]: {image, box (top,
+    left, bottom, right), score, index}."""
+    cropped = any(r["box"] != (0, 0, *r["image"].shape[:2]) for row in rows for r in row)
+    per = 2 if cropped else 1
+    k = max(len(row) for row in rows)
+    plt = _pyplot()
+    fig, axes = plt.subplots(per * len(rows), k, figsize=(0.95 * k + 0.8, 1.0 * per * len(rows) + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for c, row in enumerate(rows):
+        for i, r in enumerate(row):
+            ax = axes[per * c, i]
+            ax.axis("on")
+            _show(ax, r["image"], f"#{r['index']} {r['score']:.2g}", 5)
+            top, left, bottom, right = r["box"]
+            ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                                       edgecolor="red", linewidth=0.8))
+            if i == 0:
+                ax.set_ylabel(f"ch {r['channel']}", fontsize=6)
+            if cropped:
+                axes[per * c + 1, i].axis("on")
+                _show(axes[per * c + 1, i], r["image"][top:bottom, left:right])
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def image_grid(images: list[list[np.ndarray]], titles: list[list[str]], row_labels: list[str], path: Path,
+               title: str) -> Path:
+    """Rows of uint8 images with a caption each (activation maximization, deep dream)."""
+    cols = max(len(row) for row in images)
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(images), cols, figsize=(1.25 * cols + 1.2, 1.35 * len(images) + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, (row, captions) in enumerate(zip(images, titles, strict=True)):
+        for c, (image, caption) in enumerate(zip(row, captions, strict=True)):
+            axes[r, c].axis("on")
+            _show(axes[r, c], image, caption, 5.5)
+        axes[r, 0].set_ylabel(row_labels[r], fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def int8_layers(rows: list[dict], worst: dict, shown: list[str], path: Path, title: str) -> Path:
+    """Float vs int8 by layer: the top-k overlap and SQNR along the network (worst layer marked),
+    then the float and int8 activation histograms of the `shown` layers on the int8 range."""
+    plt = _pyplot()
+    shown = [r for r in rows if r["layer"] in shown]
+    cols = min(4, len(shown))
+    grid = -(-len(shown) // cols) if cols else 0
+    fig = plt.figure(figsize=(max(9, 0.18 * len(rows) + 3), 3.2 + 2.3 * grid))
+    top = fig.add_subplot(grid + 1, 1, 1)
+    x = np.arange(len(rows))
+    top.plot(x, [r["top_k_overlap"] for r in rows], "o-", ms=3, label="top-k overlap (mean over channels)")
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("overlap")
+    w = rows.index(worst)
+    top.annotate(f"worst: {worst['layer']} ({worst['top_k_overlap']:.2f})", (w, worst["top_k_overlap"]),
+                 xytext=(0, -22), textcoords="offset points", ha="center", fontsize=7, color="crimson",
+                 arrowprops={"arrowstyle": "->", "color": "crimson"})
+    twin = top.twinx()
+    twin.plot(x, [min(r["sqnr_db"], 60) for r in rows], "s-", ms=2, color="tab:orange", label="SQNR dB")
+    twin.set_ylabel("SQNR (dB)")
+    top.set_xticks(x, [r["layer"] for r in rows], rotation=90, fontsize=5)
+    top.legend(loc="lower left", fontsize=7)
+    twin.legend(loc="lower right", fontsize=7)
+    for i, r in enumerate(shown):
+        ax = fig.add_subplot(grid + 1, cols, cols + i + 1)
+        edges = np.array(r["edges"])
+        centres = (edges[:-1] + edges[1:]) / 2
+        width = edges[1] - edges[0]
+        ax.bar(centres, r["float_hist"], width, alpha=0.5, label="float")
+        ax.bar(centres, r["int8_hist"], width, alpha=0.5, label="int8")
+        ax.set_yscale("log")
+        ax.set_title(f"{r['layer']}: SQNR {r['sqnr_db']:.1f} dB, overlap {r['top_k_overlap']:.2f}, "
+                     f"clipped {100 * r['clipped_share']:.2f}%", fontsize=6)
+        ax.tick_params(labelsize=5)
+        if i == 0:
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -151,8 +151,15 @@ def write_markdown(report: dict, plot_paths: dict[str, Path], path: Path) -> Pat
              _note(report), "", "## Per class", "", _markdown_table(per_class_rows(report)), ""]
     for title, plot in plot_paths.items():
         lines += [f"## {title[0].upper()}{title[1:]}", "", f"![{title}]({plot.relative_to(path.parent)})", ""]
+    lines += ["## What the network learned", "", "[explain/index.html](../explain/index.html): written by "
+              "`python -m tfpipe.explain` with this run's config.", ""]
     return io.write_text(path, "\n".join(lines))
 
+
+# explain/index.html is written by its own command, before or after this report
+EXPLAIN_LINK = ("<a href='../explain/index.html'>explain/index.html</a>: the first filters, the images that excite "
+                "each channel, activation maximization, deep dream and float vs int8 layer by layer, written by "
+                "<code>python -m tfpipe.explain</code> with this run's config.")
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -173,11 +180,15 @@ def write_html(report: dict, plot_paths: dict[str, Path], path: Path) -> Path:
              "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"]) + "</ul>",
              f"<p>{html.escape(_note(report))}</p><h2>Per class</h2>", _html_table(per_class_rows(report))]
     for title, plot in plot_paths.items():
-        data = base64.b64encode(plot.read_bytes()).decode("ascii")
-        parts.append(f"<h2>{html.escape(title[0].upper() + title[1:])}</h2>"
-                     f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
+        parts.append(f"<h2>{html.escape(title[0].upper() + title[1:])}</h2>{embedded_png(title, plot)}")
+    parts.append(f"<h2>What the network learned</h2><p>{EXPLAIN_LINK}</p></body></html>")
     return io.write_text(path, "\n".join(parts))
+
+
+def embedded_png(title: str, path: Path) -> str:
+    """An <img> carrying the PNG itself (a data URI), so the page is one self-contained file."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
 
 
 def write_report(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:

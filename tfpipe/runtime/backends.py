@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import platform
+import warnings
 
 BACKENDS = ("litert", "tflite_runtime", "tf")
 _MODULES = {"litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter",
@@ -68,13 +69,19 @@ def load_delegate(module, delegate: str):
 
 
 def open_interpreter(path: str, backend: str = "auto", threads: int = 1, plain: bool = False,
-                     delegate: str | None = None):
+                     delegate: str | None = None, keep_tensors: bool = False):
     """(Interpreter, backend name). `plain` disables default delegates (XNNPACK), so the op list
-    is the model's own graph rather than DELEGATE nodes. `delegate`: 'edgetpu', 'gpu' or a library path."""
+    is the model's own graph rather than DELEGATE nodes. `delegate`: 'edgetpu', 'gpu' or a library
+    path. `keep_tensors`: every intermediate tensor stays readable after an invoke (the runtime
+    then runs its builtin kernels, without default delegates)."""
     module, name = interpreter_module(backend)
     kwargs = {"model_path": str(path), "num_threads": threads}
-    if plain:
+    if plain or keep_tensors:  # a delegate computes inside itself: its intermediate tensors stay unwritten
         kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if keep_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     if delegate:
         kwargs["experimental_delegates"] = [load_delegate(module, delegate)]
-    return module.Interpreter(**kwargs), name
+    with warnings.catch_warnings():  # ai-edge-litert warns that keep_tensors is for debugging: it is
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        return module.Interpreter(**kwargs), name

@@ -44,10 +44,10 @@ def image_input(inputs: dict[str, dict], path, shape: tuple[int, ...] | list[int
 
 class TFLiteModel:
     def __init__(self, path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False,
-                 delegate: str | None = None):
+                 delegate: str | None = None, keep_tensors: bool = False):
         self.path = path
         self.interpreter, self.backend = open_interpreter(path, backend, threads, plain=reference_kernels,
-                                                          delegate=delegate)
+                                                          delegate=delegate, keep_tensors=keep_tensors)
         self.reference_kernels = reference_kernels
         self.delegate = delegate
         signatures = self.interpreter.get_signature_list()
@@ -86,6 +86,24 @@ class TFLiteModel:
                 collected[name].append(raw[name])
         return {name: dequantize(np.concatenate(collected[name]), spec["scale"], spec["zero_point"])
                 for name, spec in self.outputs.items()}
+
+    def tensors(self, inputs: dict[str, np.ndarray], indices: list[int]) -> dict[int, np.ndarray]:
+        """The named intermediate tensors (graph indices) of each of the N samples, dequantized
+        with each tensor's own scale and zero point: float32 [N, ...] per index. Needs a model
+        opened with keep_tensors (otherwise the runtime reuses their memory)."""
+        quantized = self._quantized(inputs)
+        n = len(next(iter(quantized.values())))
+        details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
+        collected: dict[int, list] = {i: [] for i in indices}
+        for i in range(n):
+            self.runner(**{name: x[i : i + 1] for name, x in quantized.items()})
+            for index in indices:
+                collected[index].append(self.interpreter.get_tensor(index))
+        out = {}
+        for index, values in collected.items():
+            scale, zero_point = details[index]["quantization"]
+            out[index] = dequantize(np.concatenate(values), scale, zero_point)
+        return out
 
     def latency(self, inputs: dict[str, np.ndarray], warmup: int, runs: int) -> list[float]:
         """Seconds per invoke of the first sample, after `warmup` untimed invokes."""
