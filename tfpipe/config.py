@@ -155,6 +155,8 @@ class TrainConfig:
     # the end of each (train/snapshots/), and their averaged predictions scored against the last alone
     snapshots: int = 1
     update_ratio_every: int = 50  # steps between logs of |update| / |weight| per layer (0: never)
+    # steps between per-layer activation and gradient statistics on a fixed batch (0: never)
+    layer_stats_every: int = 200
     strategy: str = "default"  # default | mirrored (all local devices) | multiworker (TF_CONFIG)
     seed: int = 0
 
@@ -333,6 +335,7 @@ class Config:
             raise TfpipeError(f"train.divergence_factor: {self.train.divergence_factor} is not accepted",
                               "use a number > 1 (3 stops at three times the first loss), or null to turn it off")
         positive("train.update_ratio_every", self.train.update_ratio_every, allow_zero=True)
+        positive("train.layer_stats_every", self.train.layer_stats_every, allow_zero=True)
         if self.train.clip_norm is not None:
             positive("train.clip_norm", self.train.clip_norm)
         one_of("train.strategy", self.train.strategy, STRATEGIES)

@@ -431,3 +431,65 @@ def int8_layers(rows: list[dict], worst: dict, shown: list[str], path: Path, tit
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("step", "").isdigit() and None not in row.values()]
+
+
+def layer_statistics(stats: Path, path: Path) -> Path | None:
+    """From layer_stats.csv: along the depth, the layer outputs' mean and std, the share of zeros of
+    the activation layers (dead ReLUs) and the kernels' gradient std, at the first, middle and last
+    measurement (the lecture's per-layer histograms, summarized). None when the file has no rows."""
+    rows = _read_csv(stats)
+    if not rows:
+        return None
+    steps = sorted({int(r["step"]) for r in rows})
+    shown = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    depth = {name: i for i, name in enumerate(layers)}
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    panels = ((("activation", "output"), "mean", "output mean"), (("activation", "output"), "std", "output std"),
+              (("activation",), "zero_share", "share of zeros of the activation layers"),
+              (("gradient",), "std", "loss gradient std per kernel"))
+    for ax, (kinds, field, title) in zip(axes, panels, strict=True):
+        for step in shown:
+            picked = [r for r in rows if int(r["step"]) == step and r["kind"] in kinds]
+            ax.plot([depth[r["layer"]] for r in picked], [float(r[field]) for r in picked], ".-", ms=3,
+                    label=f"step {step}")
+        if kinds == ("gradient",):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer (network order)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Per-layer statistics on one fixed training batch: {stats}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def update_ratios(ratios: Path, path: Path) -> Path | None:
+    """From update_ratio.csv: |update| / |weight| of every kernel over the steps, coloured shallow
+    (dark) to deep (light), with the 1e-3 rule of thumb. None when the file has no rows."""
+    rows = _read_csv(ratios)
+    if not rows:
+        return None
+    kernels = list(dict.fromkeys(r["kernel"] for r in rows))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.95, len(kernels)))
+    for kernel, colour in zip(kernels, colours, strict=True):
+        picked = [r for r in rows if r["kernel"] == kernel and float(r["ratio"]) > 0]  # 0: a warm-up at rate 0
+        ax.plot([int(r["step"]) for r in picked], [float(r["ratio"]) for r in picked], color=colour, lw=0.7)
+    ax.set_yscale("log")
+    ax.axhline(1e-3, color="crimson", ls="--", label="1e-3 (rule of thumb)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("|update| / |weight|")
+    ax.set_title(f"Update / weight ratio of each of {len(kernels)} kernels (dark: first layers, light: last)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -86,7 +86,8 @@ def test_two_workers_train_as_one_process_does_and_only_the_chief_writes(tmp_pat
     assert "Saved the QAT model to" in qat.stdout
     added = set(tree(tmp_path / "two" / "mw")) - before
     assert added == {"qat/model.h5", "qat/history.csv", "qat/tensorboard/train/<events>",
-                     "qat/tensorboard/validation/<events>", "qat/tensorboard/update_ratio/<events>"}, added
+                     "qat/tensorboard/validation/<events>", "qat/tensorboard/update_ratio/<events>",
+                     "qat/update_ratio.csv", "qat/layer_stats.csv", "qat/tensorboard/layer_stats/<events>"}, added
 
 
 def test_a_worker_killed_in_epoch_2_resumes_when_rerun(tmp_path):

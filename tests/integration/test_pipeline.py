@@ -112,7 +112,8 @@ def test_parity_report(tiny_run):
     assert "| int8 |" in md and "## Per class" in md and "| Trouser | " in md
     plots = {p.name for p in (run.eval / "plots").glob("*.png")}
     galleries = {f"gallery_{m}.png" for m in rows if m != "float"}
-    assert plots == {"confusion.png", "latency.png", "training.png"} | galleries  # training.png: history.csv
+    # training, update_ratio and layers.png: from train/history.csv, update_ratio.csv and layer_stats.csv
+    assert plots == {"confusion.png", "latency.png", "training.png", "update_ratio.png", "layers.png"} | galleries
     for name in plots:
         assert f"(plots/{name})" in md
     page = (run.eval / "report.html").read_text()

@@ -50,3 +50,24 @@ def test_training_curves_read_the_history_and_name_the_gap(tmp_path):
         "big: over-fitting", "small", "none: room for capacity", "none: room for capacity"]
     history.write_text("epoch,loss\n")
     assert plots.training_curves(history, tmp_path / "empty.png") is None
+
+
+def test_layer_statistics_and_update_ratios_are_drawn_from_their_csv_files(tmp_path):
+    stats = tmp_path / "layer_stats.csv"
+    lines = ["step,layer,kind,mean,std,zero_share"]
+    for step in (0, 200, 400):
+        for i, layer in enumerate(("conv1", "relu1", "conv2", "relu2")):
+            kind = "activation" if layer.startswith("relu") else "output"
+            lines.append(f"{step},{layer},{kind},{0.1 * i},{1.0 / (i + 1)},{0.5 if kind == 'activation' else 0}")
+            if kind == "output":
+                lines.append(f"{step},{layer},gradient,0,{1e-3 * (i + 1)},0")
+    stats.write_text("\n".join(lines) + "\n")
+    assert plots.layer_statistics(stats, tmp_path / "layers.png").read_bytes()[:8] == PNG
+    ratios = tmp_path / "update_ratio.csv"
+    ratios.write_text("step,kernel,ratio\n50,conv1/kernel,0.002\n50,conv2/kernel,0.0005\n"
+                      "100,conv1/kernel,0.001\n100,conv2/kernel,0.0004\n")
+    assert plots.update_ratios(ratios, tmp_path / "ratios.png").read_bytes()[:8] == PNG
+    stats.write_text("step,layer,kind,mean,std,zero_share\n")
+    ratios.write_text("step,kernel,ratio\n")
+    assert plots.layer_statistics(stats, tmp_path / "a.png") is None
+    assert plots.update_ratios(ratios, tmp_path / "b.png") is None

@@ -9,7 +9,7 @@ import pytest
 from tfpipe.backend import keras, tf
 from tfpipe.config import Config, TrainConfig
 from tfpipe.errors import TfpipeError
-from tfpipe.train.callbacks import DivergenceGuard, UpdateRatio
+from tfpipe.train.callbacks import DivergenceGuard, LayerStatistics, UpdateRatio
 from tfpipe.train.schedules import WarmupStepDecay, make_schedule
 
 
@@ -82,10 +82,12 @@ def test_update_ratio_is_the_norm_of_the_step_over_the_norm_of_the_weights(tmp_p
         loss = tf.reduce_mean(tf.square(model(x) - y))
     gradient = tape.gradient(loss, kernel).numpy()
     expected = 0.1 * np.linalg.norm(gradient) / np.linalg.norm(kernel.numpy())  # plain SGD: step = lr x gradient
-    callback = UpdateRatio(tmp_path / "update_ratio", every=1)
+    callback = UpdateRatio(tmp_path / "update_ratio", every=1, csv_path=tmp_path / "update_ratio.csv")
     history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     assert callback.last["dense/kernel"] == pytest.approx(expected, rel=1e-4)
     assert history.history["update_ratio"] == pytest.approx([expected], rel=1e-4)
+    step, name, ratio = (tmp_path / "update_ratio.csv").read_text().splitlines()[1].split(",")
+    assert (step, name) == ("1", "dense/kernel") and float(ratio) == pytest.approx(expected, rel=1e-4)
     tags = set()
     for event in tf.compat.v1.train.summary_iterator(str(next((tmp_path / "update_ratio").iterdir()))):
         tags |= {value.tag for value in event.summary.value}
@@ -328,3 +330,76 @@ def test_snapshot_ensembles_are_refused_for_other_tasks():
     cfg = load_config("configs/detection/yolov3_tiny.yaml", ["train.epochs=4", "train.snapshots=2"])
     with pytest.raises(TfpipeError, match="snapshot ensembles are scored for classification only, not detection"):
         tasks.of(cfg)
+
+
+def test_layer_statistics_equal_a_numpy_computation_on_a_tiny_model(tmp_path):
+    """Dense -> ReLU -> Dense with a mean squared error: activations and the kernels' gradients by hand."""
+    import csv
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7, name="hidden"), keras.layers.ReLU(name="relu"),
+                              keras.layers.Dense(3, name="out")])
+    model.compile(keras.optimizers.SGD(0.0), "mse")  # rate 0: the weights the callback sees are the ones below
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 5)).astype(np.float32), rng.normal(size=(32, 3)).astype(np.float32)
+    (w1, b1), (w2, b2) = (model.get_layer(n).get_weights() for n in ("hidden", "out"))
+    hidden = x @ w1 + b1
+    relu = np.maximum(hidden, 0)
+    out = relu @ w2 + b2
+    d_out = 2 * (out - y) / out.size  # d mean((out - y)^2) / d out
+    grad_w2 = relu.T @ d_out
+    grad_w1 = x.T @ ((d_out @ w2.T) * (hidden > 0))
+    callback = LayerStatistics(tmp_path / "tb", tmp_path / "layer_stats.csv", every=2, probe=(x, y))
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, callbacks=[callback], verbose=0)  # 4 steps: 0 and 2
+    with (tmp_path / "layer_stats.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({int(r["step"]) for r in rows}) == [0, 2]
+    got = {(r["layer"], r["kind"]): r for r in rows if r["step"] == "0"}
+    expected = {("hidden", "output"): hidden, ("relu", "activation"): relu, ("out", "output"): out,
+                ("hidden", "gradient"): grad_w1, ("out", "gradient"): grad_w2}
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        assert float(got[key]["mean"]) == pytest.approx(values.mean(), rel=1e-4, abs=1e-7), key
+        assert float(got[key]["std"]) == pytest.approx(values.std(), rel=1e-4), key
+        assert float(got[key]["zero_share"]) == pytest.approx(np.mean(values == 0)), key
+    assert 0.2 < float(got["relu", "activation"]["zero_share"]) < 0.8  # a ReLU: about half its outputs are zero
+    tags = set()
+    for event in tf.compat.v1.train.summary_iterator(str(next((tmp_path / "tb").iterdir()))):
+        tags |= {value.tag for value in event.summary.value}
+    assert {"layer_stats/activation/relu", "layer_stats/gradient/hidden", "layer_stats/gradient/out"} <= tags
+
+
+def test_a_resumed_run_logs_the_steps_after_its_checkpoint_once(tmp_path):
+    from tfpipe.train.callbacks import _keep_rows_before
+
+    stats = tmp_path / "layer_stats.csv"
+    stats.write_text("step,layer,kind,mean,std,zero_share\n0,a,output,1,1,0\n200,a,output,1,1,0\n400,a,outp")
+    _keep_rows_before(stats, 200)
+    assert stats.read_text().splitlines() == ["step,layer,kind,mean,std,zero_share", "0,a,output,1,1,0"]
+    _keep_rows_before(stats, 0)
+    assert not stats.exists()
+
+
+def test_layer_statistics_leave_training_unchanged(tmp_path):
+    """Measured in training mode (batch statistics), yet BatchNorm's moving statistics are put back:
+    the same seeded fit gives the same weights with or without the measurements."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 2)).astype(np.float32), rng.integers(0, 3, 64)
+
+    def fit(callbacks):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 2))
+        h = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        h = keras.layers.BatchNormalization(name="bn")(h)
+        h = keras.layers.ReLU(name="relu")(h)
+        model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+        model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=callbacks, verbose=0)
+        return model.get_weights()
+
+    plain = fit([])
+    measured = fit([LayerStatistics(tmp_path / "tb", tmp_path / "stats.csv", every=1, probe=(x[:16], y[:16]))])
+    assert len(plain) == len(measured)
+    for a, b in zip(plain, measured, strict=True):
+        assert np.array_equal(a, b)
+    assert len(set((tmp_path / "stats.csv").read_text().splitlines()[1:])) > 8 * 4  # every step measured

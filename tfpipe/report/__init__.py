@@ -124,11 +124,15 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     plot_dir = out_dir / "plots"
     task = _task(report)
     paths = task.plots(report, plot_dir)
-    history = Path(report["run"]) / "train" / "history.csv"  # the float model's training, when this run trained it
-    if history.is_file():
-        curves = plots.training_curves(history, plot_dir / "training.png")
-        if curves:
-            paths["training curves"] = curves
+    train = Path(report["run"]) / "train"  # the float model's training, when this run trained it
+    for title, draw, source, png in (("training curves", plots.training_curves, "history.csv", "training.png"),
+                                     ("update ratio per layer", plots.update_ratios, "update_ratio.csv",
+                                      "update_ratio.png"),
+                                     ("layer statistics", plots.layer_statistics, "layer_stats.csv", "layers.png")):
+        if (train / source).is_file():
+            picture = draw(train / source, plot_dir / png)
+            if picture:
+                paths[title] = picture
     if any("latency_ms" in m for m in report["models"]):
         paths["latency"] = plots.latency(report, plot_dir / "latency.png")
     for m in report["models"]:

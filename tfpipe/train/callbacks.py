@@ -1,4 +1,5 @@
-"""The trainer's callbacks: resume after a kill, the divergence guard, and the update/weight ratio."""
+"""The trainer's callbacks: resume after a kill, snapshots, the divergence guard, the update/weight
+ratio and per-layer activation and gradient statistics."""
 
 from __future__ import annotations
 
@@ -125,15 +126,20 @@ class DivergenceGuard(keras.callbacks.Callback):
 class UpdateRatio(keras.callbacks.Callback):
     """Every `every` steps, the ratio |weight update| / |weight| of each kernel (Karpathy's rule
     of thumb: about 1e-3 is healthy; far above, the rate is too high; far below, too low), logged
-    to TensorBoard as update_ratio/<kernel> with the median and max, and the last median added to
-    the epoch's logs (history.csv) as update_ratio."""
+    to TensorBoard as update_ratio/<kernel> with the median and max, to `csv` (step, kernel,
+    ratio; the report plots each kernel over time), and the last median added to the epoch's logs
+    (history.csv) as update_ratio."""
 
-    def __init__(self, log_dir: Path, every: int):
+    def __init__(self, log_dir: Path, every: int, csv_path: Path | None = None):
         super().__init__()
-        self.every = every
+        self.every, self.csv_path = every, csv_path
         self.writer = tf.summary.create_file_writer(str(log_dir))
         self._before: dict[str, np.ndarray] | None = None
         self.last: dict[str, float] = {}
+
+    def on_train_begin(self, logs=None):
+        if self.csv_path:  # a resumed run measures the steps after its checkpoint again
+            _keep_rows_before(self.csv_path, int(self.model.optimizer.iterations.numpy()))
 
     def _kernels(self):
         return [v for v in self.model.trainable_weights if len(v.shape) >= 2]
@@ -163,7 +169,130 @@ class UpdateRatio(keras.callbacks.Callback):
             tf.summary.scalar("update_ratio_summary/median", float(np.median(values)))
             tf.summary.scalar("update_ratio_summary/max", float(values.max()))
         self.writer.flush()
+        if self.csv_path:
+            new = not self.csv_path.is_file()
+            with self.csv_path.open("a", newline="") as f:
+                writer = csv.writer(f)
+                if new:
+                    writer.writerow(("step", "kernel", "ratio"))
+                writer.writerows((step, name, ratio) for name, ratio in ratios.items())
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["update_ratio"] = float(np.median(list(self.last.values()))) if self.last else float("nan")
+
+
+_ACTIVATION_LAYERS = (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU,
+                      keras.layers.Activation)
+
+
+def watched_layers(model) -> list:
+    """The layers whose statistics tell how training goes: every activation layer and every layer
+    with a kernel (convolutions, dense), in network order."""
+    return [layer for layer in model.layers
+            if isinstance(layer, _ACTIVATION_LAYERS) or any(w.name.endswith(("kernel:0", "depthwise_kernel:0"))
+                                                          for w in layer.trainable_weights)]
+
+
+def _kernel(layer):
+    kernels = [w for w in layer.trainable_weights if w.name.endswith(("kernel:0", "depthwise_kernel:0"))]
+    return kernels[0] if kernels else None
+
+
+def statistics(values: np.ndarray) -> tuple[float, float, float]:
+    """(mean, std, share of exact zeros) of an array."""
+    values = np.asarray(values, np.float64)
+    return float(values.mean()), float(values.std()), float(np.mean(values == 0))
+
+
+class LayerStatistics(keras.callbacks.Callback):
+    """Every `every` steps, on one fixed training batch (`probe`, so steps compare): per layer, the
+    output's mean, std and share of zeros (kind "activation" for activation layers, where a share
+    near 1 is a dead ReLU, "output" for convolutions and dense layers), and per kernel the loss
+    gradient's mean and std (kind "gradient": vanishing or exploding gradients show along the
+    depth). Histograms go to TensorBoard (layer_stats/...), the figures to `csv` (step, layer,
+    kind, mean, std, zero_share), which the report plots. Evaluated in training mode, as the step
+    sees the network (BatchNorm normalizes by the batch: in inference mode at step 0 its moving
+    statistics are still 0 and 1, and the outputs of a deep BatchNorm network vanish with depth);
+    the moving statistics (and QAT's ranges) are put back afterwards."""
+
+    FIELDS = ("step", "layer", "kind", "mean", "std", "zero_share")
+
+    def __init__(self, log_dir: Path, csv_path: Path, every: int, probe):
+        super().__init__()
+        self.every, self.csv_path = every, csv_path
+        self.x, self.y = (tf.nest.map_structure(tf.convert_to_tensor, part) for part in probe[:2])
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self._probe_model = None
+
+    def on_train_begin(self, logs=None):
+        layers = watched_layers(self.model)
+        self._layers = layers
+        self._probe_model = keras.Model(self.model.inputs, [layer.output for layer in layers])
+        step = int(self.model.optimizer.iterations.numpy())
+        _keep_rows_before(self.csv_path, step)  # a resumed run writes the steps after its checkpoint again
+        self._last = None
+        self._measure_at(step)  # here rather than at the first batch, which Keras times and warns about
+
+    def measure(self) -> list[dict]:
+        """The rows of one measurement at the current weights."""
+        step = int(self.model.optimizer.iterations.numpy())
+        kept = [w.numpy() for w in self.model.non_trainable_weights]
+        outputs = self._probe_model(self.x, training=True)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        kernels = [_kernel(layer) for layer in self._layers]
+        with tf.GradientTape() as tape:
+            loss = self.model.compiled_loss(self.y, self.model(self.x, training=True),
+                                            regularization_losses=self.model.losses)
+        gradients = tape.gradient(loss, [k for k in kernels if k is not None])
+        for weight, value in zip(self.model.non_trainable_weights, kept, strict=True):
+            weight.assign(value)  # the probe's batch statistics must not move BatchNorm's (or QAT's ranges)
+        gradient_of = dict(zip([id(k) for k in kernels if k is not None], gradients, strict=True))
+        rows = []
+        for layer, output, kernel in zip(self._layers, outputs, kernels, strict=True):
+            kind = "activation" if isinstance(layer, _ACTIVATION_LAYERS) else "output"
+            rows.append(dict(zip(self.FIELDS, (step, layer.name, kind, *statistics(output)), strict=True)))
+            if kernel is not None and gradient_of.get(id(kernel)) is not None:
+                grad = np.asarray(gradient_of[id(kernel)])
+                rows.append(dict(zip(self.FIELDS, (step, layer.name, "gradient", *statistics(grad)), strict=True)))
+        with self.writer.as_default(step=step):
+            for layer, output in zip(self._layers, outputs, strict=True):
+                tf.summary.histogram(f"layer_stats/activation/{layer.name}", output)
+            for layer, kernel in zip(self._layers, kernels, strict=True):
+                if kernel is not None and gradient_of.get(id(kernel)) is not None:
+                    tf.summary.histogram(f"layer_stats/gradient/{layer.name}", gradient_of[id(kernel)])
+        self.writer.flush()
+        return rows
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._measure_at(int(self.model.optimizer.iterations.numpy()))
+
+    def _measure_at(self, step: int) -> None:
+        if step % self.every or step == self._last:
+            return
+        self._last = step
+        rows = self.measure()
+        new = not self.csv_path.is_file()
+        with self.csv_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, self.FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def _keep_rows_before(path: Path, step: int) -> None:
+    """Drop the rows of a per-step CSV logged at `step` or later (a fresh run, step 0, drops all)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [row for row in reader if row.get("step", "").isdigit() and int(row["step"]) < step
+                and None not in row.values()]
+    if not fields or not rows:
+        path.unlink()
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,7 +1,8 @@
 """Keras fit with warm-up + cosine or step decay, label smoothing, a checkpoint every epoch,
 TensorBoard, resume (a run killed at any point, even by SIGKILL, continues from its last completed
-epoch), transfer learning with a frozen phase, a divergence guard, the update/weight ratio per
-layer, auxiliary classifiers, and tf.distribute strategies."""
+epoch), transfer learning with a frozen phase, a divergence guard, the update/weight ratio and activation
+and gradient statistics per layer, auxiliary classifiers, snapshot ensembles and tf.distribute
+strategies."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime.contract import PreprocessSpec
 from tfpipe.train import cluster
-from tfpipe.train.callbacks import DivergenceGuard, ResumeFromBackup, Snapshots, UpdateRatio
+from tfpipe.train.callbacks import DivergenceGuard, LayerStatistics, ResumeFromBackup, Snapshots, UpdateRatio
 from tfpipe.train.ensemble import score_snapshots
 from tfpipe.train.schedules import make_schedule
 from tfpipe.train.transfer import load_pretrained, set_frozen
@@ -65,7 +66,11 @@ def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int
     # the chief alone logs.
     callbacks = ([guard] if guard else []) + list(callbacks)
     if chief and cfg.train.update_ratio_every:
-        callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every))
+        callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every,
+                                     out_dir / "update_ratio.csv"))
+    if chief and cfg.train.layer_stats_every:
+        callbacks.append(LayerStatistics(out_dir / "tensorboard" / "layer_stats", out_dir / "layer_stats.csv",
+                                         cfg.train.layer_stats_every, next(iter(train_ds))))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0))
     # last: history.csv's row has what the others add to the logs, and is written before the checkpoint
