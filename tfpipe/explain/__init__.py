@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,19 @@ class Options:
     int8_images: int = 500  # validation images the float vs int8 view runs
     untrained: bool = False
     int8_model: Path | None = None  # default: the run's int8 .tflite, when converted
+
+
+class _Clock:
+    """Seconds of each part, into explain.json's `seconds` (benchmarks/explain.py reads them)."""
+
+    def __init__(self, found: dict):
+        self.seconds = found.setdefault("seconds", {})
+        self.start = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] = round(now - self.start, 2)
+        self.start = now
 
 
 def _progress(total: int, label: str, unit: str = "image"):
@@ -106,6 +120,7 @@ def explain(cfg: Config, run: RunDir, options: Options = Options()) -> dict:
     found: dict = {"run": str(run.root), "model": cfg.model.name, "weights": state, "layers": layers}
     figures: list[tuple[str, str, Path]] = []
 
+    clock = _Clock(found)
     conv = features.first_convolution(model)
     if conv is not None:
         kernel = np.asarray(conv.depthwise_kernel if isinstance(conv, keras.layers.DepthwiseConv2D) else conv.kernel)
@@ -115,6 +130,7 @@ def explain(cfg: Config, run: RunDir, options: Options = Options()) -> dict:
         figures.append(("First convolution's filters", f"{conv.name}: {cout} filters of {kh}x{kw}x{cin}",
                         plots.filters(kernel, f"{cfg.model.name} ({state}): {conv.name} filters", out / "filters.png")))
 
+    clock.lap("filters")
     inputs, split_name, split_size = _validation(cfg, splits, options.images)
     found["images"] = {"split": split_name, "searched": len(inputs), "split_size": split_size}
     tops = features.top_images(model, layers, inputs, options.top_k,
@@ -148,9 +164,11 @@ def explain(cfg: Config, run: RunDir, options: Options = Options()) -> dict:
                                          f"{cfg.model.name} ({state}) {layer}: top-{options.top_k} "
                                          f"{split_name} images per channel, receptive field boxed")))
 
+    clock.lap("top images")
     figures += _maximize(model, layers, spec, options, inputs, out, found, f"{cfg.model.name} ({state})",
                          list(splits.class_names))
 
+    clock.lap("maximization and dream")
     tflite = options.int8_model or run.tflite("int8")
     if options.untrained:
         pass
@@ -159,6 +177,7 @@ def explain(cfg: Config, run: RunDir, options: Options = Options()) -> dict:
                                   layers, split_name))
     else:
         print(f"No int8 model at {tflite}: the float vs int8 view needs `python -m tfpipe.convert` first", flush=True)
+    clock.lap("float vs int8")
     io.write_json(out / "explain.json", found)
     write_page(figures, found, out / "index.html")
     print(f"Wrote {len(figures)} pictures and {out / 'index.html'}", flush=True)

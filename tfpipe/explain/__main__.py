@@ -38,9 +38,11 @@ def run(args, cfg) -> int:
     if args.int8_model is not None and not args.int8_model.is_file():
         raise TfpipeError(f"--int8-model: {args.int8_model} is not a file", "pass a .tflite converted from this run")
     layers = tuple(name.strip() for name in args.layers.split(",") if name.strip()) if args.layers else ()
-    explain(cfg, RunDir.for_config(cfg, args.workdir),
-            Options(layers=layers, channels=args.channels, top_k=args.top_k, images=args.images, steps=args.steps,
-                    int8_images=args.int8_images, untrained=args.untrained, int8_model=args.int8_model))
+    run_dir = RunDir.for_config(cfg, args.workdir)
+    options = Options(layers=layers, channels=args.channels, top_k=args.top_k, images=args.images, steps=args.steps,
+                      int8_images=args.int8_images, untrained=args.untrained, int8_model=args.int8_model)
+    with run_dir.writer(cfg):  # one writer at a time: never beside a convert that is replacing the int8 file
+        explain(cfg, run_dir, options)
     return 0
 
 
