@@ -323,23 +323,30 @@ def _show(ax, image: np.ndarray, title: str = "", fontsize: float = 6) -> None:
 
 
 def filters(kernel: np.ndarray, title: str, path: Path, limit: int = 96) -> Path:
-    """A first convolution's filters [kh, kw, in, out] as tiles: RGB when it reads 3 channels,
-    else one grey tile per (output, input) pair; each tile scaled so 0 is mid-grey and its largest
-    |weight| reaches black or white."""
+    """A first convolution's filters [kh, kw, in, out] as tiles: RGB when it reads 3 channels, and
+    beneath, each filter's grey component (the sum over R, G and B: all a grey image can excite; a
+    network trained on grey images copied to 3 channels learns only that, its colours stay as
+    initialized), else one grey tile per (output, input) pair. Each tile is scaled so 0 is mid-grey
+    and its largest |weight| reaches black or white."""
     if kernel.shape[2] == 3:
-        tiles = [kernel[..., o] for o in range(kernel.shape[3])]
+        blocks = [("RGB", [kernel[..., o] for o in range(kernel.shape[3])][:limit]),
+                  ("grey: R+G+B", [kernel[..., o].sum(-1, keepdims=True)
+                                                         for o in range(kernel.shape[3])][:limit])]
     else:
-        tiles = [kernel[..., i, o, None] for o in range(kernel.shape[3]) for i in range(kernel.shape[2])]
-    tiles = tiles[:limit]
-    cols = min(16, len(tiles))
-    rows = -(-len(tiles) // cols)
+        pairs = [kernel[..., i, o, None] for o in range(kernel.shape[3]) for i in range(kernel.shape[2])]
+        blocks = [("", pairs[:limit])]
+    cols = min(16, len(blocks[0][1]))
+    rows_each = -(-len(blocks[0][1]) // cols)
+    rows = rows_each * len(blocks)
     plt = _pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(0.62 * cols + 0.4, 0.62 * rows + 0.7), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, tile in zip(axes.flat, tiles, strict=False):
-        peak = float(np.abs(tile).max()) or 1.0
-        _show(ax, np.round(127.5 + 127.5 * tile / peak).astype(np.uint8))
+    for b, (label, tiles) in enumerate(blocks):
+        for i, tile in enumerate(tiles):
+            ax = axes[b * rows_each + i // cols, i % cols]
+            peak = float(np.abs(tile).max()) or 1.0
+            _show(ax, np.round(127.5 + 127.5 * tile / peak).astype(np.uint8), label if i == 0 else "")
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -102,6 +102,7 @@ def test_stage_layers_pick_the_last_activation_at_each_resolution():
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="b_conv")(x)
     x = keras.layers.ReLU(name="b_relu")(x)
     x = keras.layers.BatchNormalization(name="b_bn")(x)
+    x = keras.layers.Activation("sigmoid", name="b_head_sigmoid")(x)  # a detector head's, at the same size
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(3)(x))
     assert features.stage_layers(model) == ["a_relu", "b_relu"]
@@ -179,3 +180,34 @@ def test_each_class_logit_climbs(small_trained_model):
                                           maximize.Ascent(steps=48))
     logits = small_trained_model(made.astype(np.float32) * spec.scale + spec.offset).numpy()
     assert np.all(np.diag(logits) > before + 2)  # measured on the 8-bit images
+
+
+def test_top_k_of_rows_of_outputs_a_detector_head_gives():
+    """[B, N, C] activations (a detector's reshaped head): the row of the peak is kept, column 0."""
+    acts = np.random.default_rng(3).normal(size=(30, 12, 4))
+    top = features.TopK(3, 4)
+    top.add(acts[:17], 0)
+    top.add(acts[17:], 17)
+    peaks = acts.max(axis=1)
+    for c in range(4):
+        assert top.images[c].tolist() == np.argsort(-peaks[:, c], kind="stable")[:3].tolist()
+        assert top.rows[c].tolist() == [int(acts[i, :, c].argmax()) for i in top.images[c]]
+        assert top.cols[c].tolist() == [0, 0, 0]
+
+
+def test_int8_top_k_overlap_counts_ties_at_the_int8_top_code_and_real_reorderings():
+    from tfpipe.explain.int8 import _Compare
+
+    reference = np.array([0.9990, 0.9995, 0.9999, 0.5, 0.2, 0.1])[:, None, None, None]  # 6 images, 1 channel
+    saturated = np.array([0.996, 0.996, 0.996, 0.5, 0.2, 0.1])[:, None, None, None]  # int8's top code for 3
+    compare = _Compare(0.0, 0.996, k=2)
+    compare.add(reference, saturated, 0)
+    assert compare.overlaps().tolist() == [1.0]  # float's top 2 (images 2, 1) tie with int8's 2nd largest
+    reordered = np.array([0.1, 0.2, 0.3, 0.5, 0.9, 0.95])[:, None, None, None]
+    compare = _Compare(0.0, 1.0, k=2)
+    compare.add(reference[:3], reordered[:3], 0)  # in two batches
+    compare.add(reference[3:], reordered[3:], 3)
+    assert compare.overlaps().tolist() == [0.0]  # int8's top 2 are images 4 and 5
+    row = compare.row("layer")
+    assert row["top_k_overlap"] == 0.0 and row["worst_channel"] == 0
+    assert sum(row["float_hist"]) == sum(row["int8_hist"]) == 6

@@ -105,9 +105,19 @@ def receptive_fields(model) -> dict[str, Field]:
     return fields
 
 
+_RECTIFYING = ("relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "leaky_relu", "hard_swish")
+
+
+def _rectifier(layer) -> bool:
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU)):
+        return True
+    return isinstance(layer, keras.layers.Activation) and getattr(layer.activation, "__name__", "") in _RECTIFYING
+
+
 def stage_layers(model) -> list[str]:
-    """One layer per stage, a stage being the run of layers at one spatial resolution: its last
-    activation (ReLU, LeakyReLU, ...), else its last layer. In network order, shallow to deep."""
+    """One layer per stage, a stage being the layers at one spatial resolution: its last rectifier
+    (ReLU, LeakyReLU, ...; not a detector head's sigmoid at the same size), else its last
+    activation, else its last layer. In network order, shallow to deep."""
     stages: dict[tuple[int, int], list] = {}
     for layer in model.layers:
         hw = _spatial(layer.output_shape)
@@ -115,8 +125,9 @@ def stage_layers(model) -> list[str]:
             stages.setdefault(hw, []).append(layer)
     chosen = []
     for layers in stages.values():
+        rectifiers = [la for la in layers if _rectifier(la)]
         activations = [la for la in layers if isinstance(la, ACTIVATIONS)]
-        chosen.append((activations or layers)[-1].name)
+        chosen.append((rectifiers or activations or layers)[-1].name)
     order = {layer.name: i for i, layer in enumerate(model.layers)}
     return sorted(chosen, key=order.__getitem__)
 
@@ -147,10 +158,11 @@ class TopK:
         self.cols = np.zeros((channels, 0), np.int64)
 
     def add(self, activations: np.ndarray, first_index: int) -> None:
-        """activations [B, H, W, C] (or [B, C]) of images first_index .. first_index + B - 1."""
-        a = activations.reshape(activations.shape[0], 1, 1, -1) if activations.ndim == 2 else activations
-        b, h, w, c = a.shape
-        flat = a.reshape(b, h * w, c)
+        """activations [B, H, W, C] (or [B, C], or [B, N, C]: rows index N) of images first_index ..
+        first_index + B - 1."""
+        b, c = activations.shape[0], activations.shape[-1]
+        w = activations.shape[2] if activations.ndim == 4 else 1
+        flat = activations.reshape(b, -1, c)
         where = flat.argmax(axis=1)  # [B, C]: the first position of the maximum
         peak = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]
         scores = np.concatenate([self.scores, peak.T.astype(np.float64)], axis=1)

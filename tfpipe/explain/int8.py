@@ -9,8 +9,10 @@ the ReLU layer's). For every matched layer:
 - SQNR (dB) of the int8 activations against the float ones;
 - the share of float activations beyond the int8 tensor's range (clipped by quantization);
 - the two distributions, histogrammed on the int8 tensor's own range;
-- the overlap of the top-k images of each channel (the images that excite it most) under float
-  and under int8: 1.0 means int8 picks the same images for what the channel detects.
+- the overlap of the top-k images of each channel (the images that excite it most, by their
+  maximum over positions) under float and under int8, ties included (an image int8 ranks equal to
+  its k-th counts: a sigmoid that int8 saturates at its top code ranks the most confident images
+  equal, not differently): 1.0 means int8 picks the same images for what the channel detects.
 
 The float side is the trained float model (train/model.keras), the int8 side the file a device
 runs, so the view shows everything between the two: QAT's fine-tuning, folding and rounding.
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.delegates.edgetpu import keras_layers
-from tfpipe.explain.features import TopK, activation_model
+from tfpipe.explain.features import activation_model
 from tfpipe.runtime.graph import read_graph
 from tfpipe.runtime.model import TFLiteModel, image_input
 
@@ -67,8 +69,8 @@ class _Compare:
         self.beyond = self.count = 0
         self.float_hist = np.zeros(BINS, np.int64)
         self.int8_hist = np.zeros(BINS, np.int64)
-        self.top_float: TopK | None = None
-        self.top_int8: TopK | None = None
+        self.float_peaks: list[np.ndarray] = []  # [B, C] per batch: each image's maximum per channel
+        self.int8_peaks: list[np.ndarray] = []
 
     def add(self, reference: np.ndarray, quantized: np.ndarray, first_index: int) -> None:
         reference = reference.astype(np.float64)
@@ -78,14 +80,22 @@ class _Compare:
         self.count += reference.size
         self.float_hist += np.histogram(np.clip(reference, self.low, self.high), self.edges)[0]
         self.int8_hist += np.histogram(quantized, self.edges)[0]
-        if self.top_float is None:
-            self.top_float, self.top_int8 = TopK(self.k, reference.shape[-1]), TopK(self.k, reference.shape[-1])
-        self.top_float.add(reference, first_index)
-        self.top_int8.add(quantized, first_index)
+        channels = reference.shape[-1]
+        self.float_peaks.append(reference.reshape(len(reference), -1, channels).max(axis=1))
+        self.int8_peaks.append(quantized.reshape(len(quantized), -1, channels).max(axis=1))
+
+    def overlaps(self) -> np.ndarray:
+        """Per channel, the share of the float model's top-k images that int8 also ranks in its top
+        k, ties included: an image whose int8 peak equals the k-th largest counts (int8 saturating
+        the most confident images at its top code ranks them equal, not differently)."""
+        reference, quantized = np.concatenate(self.float_peaks), np.concatenate(self.int8_peaks)
+        k = min(self.k, len(reference))
+        top = np.argsort(-reference, axis=0, kind="stable")[:k]  # [k, C]
+        threshold = -np.sort(-quantized, axis=0)[k - 1]  # the int8 k-th largest per channel
+        return np.mean(np.take_along_axis(quantized, top, axis=0) >= threshold, axis=0)
 
     def row(self, layer: str) -> dict:
-        overlaps = np.array([len(set(a) & set(b)) / self.k
-                             for a, b in zip(self.top_float.images, self.top_int8.images, strict=True)])
+        overlaps = self.overlaps()
         worst = int(overlaps.argmin())
         return {"layer": layer, "sqnr_db": 10 * np.log10(self.signal / self.noise) if self.noise else float("inf"),
                 "clipped_share": self.beyond / self.count, "top_k_overlap": float(overlaps.mean()),
