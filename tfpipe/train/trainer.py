@@ -203,10 +203,10 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
         if snapshots > 1:
             print(f"Snapshot ensemble: {snapshots} cosine cycles of {cfg.train.epochs // snapshots} epochs, a "
                   f"snapshot at the end of each in {run.snapshot(1).parent}", flush=True)
-        keep = Snapshots(cfg.train.epochs // snapshots, lambda k: cluster.save_from_every_worker(
-            run.snapshot(k), lambda tmp: tasks.of(cfg).trained_model(model).save(tmp)))
+        keep = (Snapshots(cfg.train.epochs // snapshots, lambda k: cluster.save_from_every_worker(
+            run.snapshot(k), lambda tmp: tasks.of(cfg).trained_model(model).save(tmp))),) if snapshots > 1 else ()
         history = fit(model, cfg, splits, spec, epochs=cfg.train.epochs, learning_rate=schedule, out_dir=run.train,
-                      initial_epoch=frozen_epochs, callbacks=(keep,) if snapshots > 1 else ())
+                      initial_epoch=frozen_epochs, callbacks=keep)
         model = tasks.of(cfg).trained_model(model)
         cluster.save_from_every_worker(run.float_model, lambda tmp: model.save(tmp))
     if cluster.is_chief():
