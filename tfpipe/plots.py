@@ -473,7 +473,7 @@ def layer_statistics(stats: Path, path: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("layer (network order)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Per-layer statistics on one fixed training batch: {stats}", fontsize=9)
+    fig.suptitle(f"Per-layer statistics on one fixed validation batch, in training mode: {stats}", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -91,6 +91,7 @@ def test_parity_report(tiny_run):
     assert report["dataset"]["samples"] == cfg.data.test_limit == 256
     rows = {m["name"]: m for m in report["models"]}
     assert set(rows) == {"float", "fp32", "fp16", "dynamic", "int8", "int16x8"}
+    assert not [m["collapsed_outputs"] for m in rows.values() if "collapsed_outputs" in m]
     fp32 = rows["fp32"]
     assert abs(fp32["delta_points"]["top1"]) <= 0.05 and fp32["agreement_top1"] >= 0.996
     assert fp32["outputs"]["probabilities"]["max_abs_error"] < 1e-4
@@ -120,7 +121,9 @@ def test_parity_report(tiny_run):
     # self-contained: every plot embedded, nothing fetched from elsewhere
     assert page.count("src='data:image/png;base64,") == len(plots)
     # (a search for "http" failed 1 run in ~20: base64 PNG data holds it by chance, 64^-4 per place)
-    assert not re.findall(r"""(?:src|href)=['"](?!data:)""", page), "a resource outside the page"
+    # self-contained: every image is a data URI; the one link is to the explain page beside the run's eval/
+    assert not re.findall(r"""(?:src|href)=['"](?!data:|\.\./explain/index\.html['"])""", page), \
+        "a resource outside the page"
     umask = os.umask(0)
     os.umask(umask)
     assert (run.eval / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes it, not 0600

@@ -206,7 +206,8 @@ def statistics(values: np.ndarray) -> tuple[float, float, float]:
 
 
 class LayerStatistics(keras.callbacks.Callback):
-    """Every `every` steps, on one fixed training batch (`probe`, so steps compare): per layer, the
+    """Every `every` steps, on one fixed batch (`probe`: the trainer gives the first validation batch,
+    so steps compare and the training pipeline's order is untouched): per layer, the
     output's mean, std and share of zeros (kind "activation" for activation layers, where a share
     near 1 is a dead ReLU, "output" for convolutions and dense layers), and per kernel the loss
     gradient's mean and std (kind "gradient": vanishing or exploding gradients show along the

@@ -68,9 +68,19 @@ def fit(model, cfg: Config, splits: Splits, spec: PreprocessSpec, *, epochs: int
     if chief and cfg.train.update_ratio_every:
         callbacks.append(UpdateRatio(out_dir / "tensorboard" / "update_ratio", cfg.train.update_ratio_every,
                                      out_dir / "update_ratio.csv"))
-    if chief and cfg.train.layer_stats_every:
+    # measured on one process only: the probe reads BatchNorm's synchronized statistics, which under a
+    # strategy of several replicas is a collective every replica would have to join
+    # The probe batch is the first validation batch: another iterator over the training pipeline would
+    # advance its seeded shuffle and change the order training sees. One replica only: the probe reads
+    # BatchNorm's synchronized statistics, a collective every replica would have to join.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if chief and cfg.train.layer_stats_every and replicas == 1 and val_ds is not None:
         callbacks.append(LayerStatistics(out_dir / "tensorboard" / "layer_stats", out_dir / "layer_stats.csv",
-                                         cfg.train.layer_stats_every, next(iter(train_ds))))
+                                         cfg.train.layer_stats_every, next(iter(val_ds))))
+    elif chief and cfg.train.layer_stats_every:
+        print("Layer statistics (train.layer_stats_every) are measured in one-replica runs with a validation split "
+              f"only, not here ({replicas} replicas{'' if val_ds is not None else ', no validation split'})",
+              flush=True)
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), profile_batch=0))
     # last: history.csv's row has what the others add to the logs, and is written before the checkpoint
