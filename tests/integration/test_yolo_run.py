@@ -59,6 +59,7 @@ def test_every_model_is_scored_by_coco_map(yolo_run):
     assert report["task"] == "detection" and report["dataset"]["samples"] == 48
     rows = {m["name"]: m for m in report["models"]}
     assert set(rows) == {"float", "fp32", "int8"} and all(m["status"] == "ok" for m in rows.values())
+    assert not [m["collapsed_outputs"] for m in rows.values() if "collapsed_outputs" in m]  # the collapse check passes
     # fp32 runs the float model's arithmetic: box for box the same detections (see test_detection_run)
     assert rows["fp32"]["agreement_boxes"] >= 0.95
     assert "Parity gate passed" in printed

@@ -204,7 +204,9 @@ def test_a_truncated_model_is_bad_input(graphs, tmp_path):
 def test_boxes_and_scores_in_one_quantized_output_are_warned_about(tmp_path):
     """YOLO-style [1, N, 4 + C]: pixel boxes (0..96) and sigmoid scores share one int8 scale."""
     from tfpipe.backend import keras
-    from tfpipe.convert.converter import shared_detection_outputs
+    from tfpipe.runtime.backends import open_interpreter
+    from tfpipe.runtime.collapse import collapsed, shared_outputs
+    from tfpipe.runtime.quant import dequantize, quantize
 
     i = keras.Input((8, 8, 3))
     x = keras.layers.Reshape((64, 3))(i)
@@ -214,9 +216,24 @@ def test_boxes_and_scores_in_one_quantized_output_are_warned_about(tmp_path):
     boxes = keras.layers.ReLU(6.0)(saturated) * 16.0
     scores = keras.layers.Dense(3, activation="sigmoid")(x)
     joined = _convert(keras.Model(i, keras.layers.Concatenate()([boxes, scores])), tmp_path / "joined.tflite")
-    [warning] = shared_detection_outputs(joined)
+    [warning] = shared_outputs(joined)
     assert "[1, 64, 7] looks like boxes and scores in one quantized tensor" in warning
     steps = int(warning.split(" only ")[1].split()[0])
     assert steps == 2  # one scale over 0..96 (96 / 255 per step): a score in 0..1 gets 2.7 steps
     separate = _convert(keras.Model(i, [boxes, scores]), tmp_path / "separate.tflite")
-    assert shared_detection_outputs(separate) == []
+    assert shared_outputs(separate) == []
+    # and from what the int8 file computes: the evaluator's collapse check names the squeezed channels
+    model = keras.Model(i, keras.layers.Concatenate()([boxes, scores]))
+    images = np.random.default_rng(1).random((16, 8, 8, 3), np.float32)
+    interpreter, _ = open_interpreter(str(joined))
+    interpreter.allocate_tensors()
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    outputs = []
+    for image in images:
+        interpreter.set_tensor(source["index"], quantize(image[None], source["dtype"], *source["quantization"]))
+        interpreter.invoke()
+        outputs.append(dequantize(interpreter.get_tensor(target["index"]), *target["quantization"]))
+    scale = target["quantization"][0]
+    [found] = collapsed({"detections": np.concatenate(outputs)}, {"detections": model.predict(images, verbose=0)},
+                        {"detections": scale})
+    assert found.startswith("output 'detections': channel(s) 4, 5, 6 span at most")

@@ -21,9 +21,8 @@ from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
-from tfpipe.runtime import Worker
+from tfpipe.runtime import Worker, collapse
 from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, TARGET_DEFAULT, PreprocessSpec, target_modes
-from tfpipe.runtime.graph import read_graph
 
 
 def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
@@ -162,7 +161,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info,
                    splits if images is None else None)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
-    for warning in shared_detection_outputs(path):
+    for warning in collapse.shared_outputs(path):
         print(f"WARNING: {warning}", flush=True)
     check_delegates(path, check_targets(quantize))
     return path
@@ -201,25 +200,6 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits: Splits, spec: Prepro
               f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
               "then convert without --ptq", flush=True)
     return data, "ptq-selective" if len(report["rounds"]) > 1 else "ptq"
-
-
-def shared_detection_outputs(path: Path) -> list[str]:
-    """Warnings for integer outputs shaped [1, N, 4 + classes]: boxes and scores in one tensor share
-    one quantization scale, set by the pixel coordinates, so scores in 0..1 keep only a few steps:
-    the 'int8 detects nothing' collapse users report. Detectors should export them separately."""
-    graph = read_graph(path)
-    outputs = [graph.tensors[index] for index in graph.outputs]
-    # a detector whose boxes are an output of their own, [1, N, 4], keeps its scores apart already
-    box_outputs = {t.shape[1] for t in outputs if len(t.shape) == 3 and t.shape[-1] == 4}
-    warnings = []
-    for t in outputs:
-        if (t.quantized and len(t.shape) == 3 and t.shape[-1] >= 5 and t.shape[1] >= 4
-                and t.shape[1] not in box_outputs):
-            steps = int(1 / t.scale[0]) if t.scale[0] else 0
-            warnings.append(f"output {t.name!r} {list(t.shape)} looks like boxes and scores in one quantized tensor: "
-                            f"its scale {t.scale[0]:.4g} leaves a score in 0..1 only {steps} steps; export boxes and "
-                            "scores as separate outputs")
-    return warnings
 
 
 def check_delegates(path: Path, targets: list[str]) -> None:

@@ -20,7 +20,7 @@ from tfpipe.errors import TfpipeError
 from tfpipe.evaluate.result import Evaluation
 from tfpipe.evaluate.sharding import predict_sharded
 from tfpipe.rundir import RunDir
-from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file
+from tfpipe.runtime import Worker, WorkerCrashed, check_delegate, check_tflite_file, collapse
 from tfpipe.runtime.bundle import Contract
 from tfpipe.runtime.contract import PreprocessSpec
 
@@ -156,6 +156,13 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
             print(f"Warning: {path.name}: {len(result.recovered)} runtime worker crash(es), recovered by rerunning "
                   "the shard; see recovered_crashes in parity.json", flush=True)
         scored = scorer.score(result.outputs, float_outputs)
+        scales = {name: d["scale"] for name, d in result.info.get("outputs", {}).items()
+                  if d.get("dtype") in ("int8", "uint8", "int16") and d.get("scale")}
+        collapsed = collapse.collapsed(result.outputs, float_outputs, scales)
+        for sentence in collapsed:  # before any metric is trusted
+            print(f"WARNING: {path.name}: {sentence}", flush=True)
+        if collapsed:
+            row["collapsed_outputs"] = collapsed
         try:
             latency = _latency(path, inputs[:1], cfg, threads, **options)
         except WorkerCrashed as e:

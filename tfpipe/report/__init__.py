@@ -14,6 +14,8 @@ parity.json (schema "tfpipe-parity/1"; fields are only ever added):
                                                                         (status failed)
               delta_points: {top1, top5} (tflite - float, x100), delta_per_class_points,
               recovered_crashes: [crashes whose shard ran through when rerun]   (only when there were any)
+              collapsed_outputs: [one sentence per output that carries nothing: NaN, constant, or
+                                  squeezed into a few int8 steps; tfpipe.runtime.collapse] (only when any)
               agreement_top1, outputs: {name: {max_abs_error, cosine_similarity, min_cosine_similarity}},
               latency_ms: {median, p90, runs, warmup, threads}, latency_ratio_fp32,
               worst_disagreements: [{index, label, float_class, float_score, model_class, model_score,
@@ -115,6 +117,11 @@ def _summary(report: dict) -> str:
     return f"{report['task']} on {d['name']} {d['split']} split, {d['samples']:,} images; {runtime}."
 
 
+def collapsed_outputs(report: dict) -> list[str]:
+    """Every converted model's collapsed outputs (tfpipe.runtime.collapse), named by model."""
+    return [f"{m['name']}: {sentence}" for m in report["models"] for sentence in m.get("collapsed_outputs", [])]
+
+
 def _note(report: dict) -> str:
     return _task(report).report.note
 
@@ -152,6 +159,8 @@ def write_markdown(report: dict, plot_paths: dict[str, Path], path: Path) -> Pat
     lines = [f"# Parity report: {report['run']}", "", _summary(report), "", _markdown_table(table_rows(report)), "",
              f"Gate ({gate['metric']} drop at most {gate['max_drop_points']:g} points): "
              f"**{'PASSED' if gate['passed'] else 'FAILED'}**", *[f"- {f}" for f in gate["failures"]], "",
+             *([f"Collapsed outputs: {len(collapsed_outputs(report))}", "",
+                *[f"- {c}" for c in collapsed_outputs(report)], ""] if collapsed_outputs(report) else []),
              _note(report), "", "## Per class", "", _markdown_table(per_class_rows(report)), ""]
     for title, plot in plot_paths.items():
         lines += [f"## {title[0].upper()}{title[1:]}", "", f"![{title}]({plot.relative_to(path.parent)})", ""]
@@ -182,6 +191,9 @@ def write_html(report: dict, plot_paths: dict[str, Path], path: Path) -> Path:
              f"<p class='{verdict}'><b>Gate ({html.escape(gate['metric'])} drop at most "
              f"{gate['max_drop_points']:g} points): {verdict.upper()}</b></p>",
              "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"]) + "</ul>",
+             *(["<p class='failed'><b>Collapsed outputs</b></p><ul>"
+                + "".join(f"<li>{html.escape(c)}</li>" for c in collapsed_outputs(report)) + "</ul>"]
+               if collapsed_outputs(report) else []),
              f"<p>{html.escape(_note(report))}</p><h2>Per class</h2>", _html_table(per_class_rows(report))]
     for title, plot in plot_paths.items():
         parts.append(f"<h2>{html.escape(title[0].upper() + title[1:])}</h2>{embedded_png(title, plot)}")
