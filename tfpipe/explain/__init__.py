@@ -101,7 +101,7 @@ def _model(cfg: Config, run: RunDir, untrained: bool, num_classes: int):
 
 
 def check_layers(model, names: tuple[str, ...]) -> list[str]:
-    known = [layer.name for layer in model.layers if features._spatial(layer.output_shape)]
+    known = [layer.name for layer in model.layers if features.spatial_size(layer.output_shape)]
     for name in names:
         if name not in known:
             raise TfpipeError(f"--layers: {name!r} is not a layer with a feature map in this model",
@@ -170,12 +170,10 @@ def explain(cfg: Config, run: RunDir, options: Options = Options()) -> dict:
 
     clock.lap("maximization and dream")
     tflite = options.int8_model or run.tflite("int8")
-    if options.untrained:
-        pass
-    elif tflite.is_file():
+    if not options.untrained and tflite.is_file():  # an untrained model has no int8 file of its own
         figures.append(_int8_view(model, tflite, inputs[: options.int8_images], options, out, found, cfg,
                                   layers, split_name))
-    else:
+    elif not options.untrained:
         print(f"No int8 model at {tflite}: the float vs int8 view needs `python -m tfpipe.convert` first", flush=True)
     clock.lap("float vs int8")
     io.write_json(out / "explain.json", found)

@@ -52,7 +52,7 @@ def inbound(layer) -> list:
     return list(layers) if isinstance(layers, (list, tuple)) else [layers]
 
 
-def _spatial(shape) -> tuple[int, int] | None:
+def spatial_size(shape) -> tuple[int, int] | None:
     shape = shape[0] if isinstance(shape, list) and len(shape) == 1 else shape
     if isinstance(shape, tuple) and len(shape) == 4 and shape[1] and shape[2]:
         return int(shape[1]), int(shape[2])
@@ -69,7 +69,7 @@ def receptive_fields(model) -> dict[str, Field]:
     """The receptive field of every layer with a 4-D output, by layer name. Branches that meet
     (Add, Concatenate) take the largest field; a layer whose output has no spatial axes (global
     pooling, Dense) and any layer not understood sees the whole input."""
-    image_hw = _spatial(model.input_shape)
+    image_hw = spatial_size(model.input_shape)
     whole = Field((float(image_hw[0]), float(image_hw[1])), (1.0, 1.0),
                   (image_hw[0] / 2, image_hw[1] / 2))
     fields: dict[str, Field] = {}
@@ -79,8 +79,8 @@ def receptive_fields(model) -> dict[str, Field]:
             continue
         sources = [fields.get(source.name, whole) for source in inbound(layer)]
         here = max(sources, key=lambda f: f.size[0] * f.size[1])
-        out_hw = _spatial(layer.output_shape)
-        in_hw = _spatial(layer.input_shape if not isinstance(layer.input_shape, list) else layer.input_shape[0])
+        out_hw = spatial_size(layer.output_shape)
+        in_hw = spatial_size(layer.input_shape if not isinstance(layer.input_shape, list) else layer.input_shape[0])
         if out_hw is None:
             fields[layer.name] = whole
         elif isinstance(layer, _WINDOWED) and in_hw:
@@ -120,7 +120,7 @@ def stage_layers(model) -> list[str]:
     activation, else its last layer. In network order, shallow to deep."""
     stages: dict[tuple[int, int], list] = {}
     for layer in model.layers:
-        hw = _spatial(layer.output_shape)
+        hw = spatial_size(layer.output_shape)
         if hw is not None and not isinstance(layer, keras.layers.InputLayer):
             stages.setdefault(hw, []).append(layer)
     chosen = []
