@@ -242,17 +242,17 @@ def test_imagenet_offline_is_one_line_naming_the_url_and_the_way_round(monkeypat
 
 
 def test_a_resumed_run_keeps_each_epoch_of_the_history_once(tmp_path):
-    from tfpipe.train.callbacks import keep_history_before
+    from tfpipe.train.callbacks import keep_rows_before
 
     history = tmp_path / "history.csv"
     history.write_text("epoch,loss,val_loss\n0,2.0,1.9\n1,1.5,1.4\n2,1.2,1.1\n3,1.0")  # epoch 3's row cut short
-    keep_history_before(history, 2)  # the checkpoint of epoch 2 (1-based) is the last: epoch 2 (0-based) reruns
+    keep_rows_before(history, 2)  # the checkpoint of epoch 2 (1-based) is the last: epoch 2 (0-based) reruns
     assert history.read_text().splitlines() == ["epoch,loss,val_loss", "0,2.0,1.9", "1,1.5,1.4"]
-    keep_history_before(history, 5)
+    keep_rows_before(history, 5)
     assert history.read_text().splitlines() == ["epoch,loss,val_loss", "0,2.0,1.9", "1,1.5,1.4"]
-    keep_history_before(history, 0)  # a fresh run
+    keep_rows_before(history, 0)  # a fresh run
     assert not history.exists()
-    keep_history_before(history, 0)  # nothing to do
+    keep_rows_before(history, 0)  # nothing to do
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
@@ -370,13 +370,13 @@ def test_layer_statistics_equal_a_numpy_computation_on_a_tiny_model(tmp_path):
 
 
 def test_a_resumed_run_logs_the_steps_after_its_checkpoint_once(tmp_path):
-    from tfpipe.train.callbacks import _keep_rows_before
+    from tfpipe.train.callbacks import keep_rows_before
 
     stats = tmp_path / "layer_stats.csv"
     stats.write_text("step,layer,kind,mean,std,zero_share\n0,a,output,1,1,0\n200,a,output,1,1,0\n400,a,outp")
-    _keep_rows_before(stats, 200)
+    keep_rows_before(stats, 200, "step")
     assert stats.read_text().splitlines() == ["step,layer,kind,mean,std,zero_share", "0,a,output,1,1,0"]
-    _keep_rows_before(stats, 0)
+    keep_rows_before(stats, 0, "step")
     assert not stats.exists()
 
 

@@ -42,7 +42,7 @@ class ResumeFromBackup(keras.callbacks.BackupAndRestore):
             print(f"Resuming from the checkpoint of epoch {saved + 1}: "
                   f"continuing at epoch {saved + 2}/{self.params['epochs']}", flush=True)
         if self._csv:
-            keep_history_before(self.history, saved + 1 if saved >= 0 else self.initial_epoch)
+            keep_rows_before(self.history, saved + 1 if saved >= 0 else self.initial_epoch)
             self._csv.on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -56,22 +56,33 @@ class ResumeFromBackup(keras.callbacks.BackupAndRestore):
         super().on_train_end(logs)
 
 
-def keep_history_before(history: Path, epoch: int) -> None:
-    """Drop history.csv's rows of `epoch` (counted from 0) and later, and a row cut short by a kill
-    (a fresh run, epoch 0, drops the history of the model it replaces)."""
-    if not history.is_file():
+def keep_rows_before(path: Path, before: int, column: str = "epoch") -> None:
+    """Drop a log's rows whose `column` (history.csv's epoch, counted from 0, or a per-step log's
+    step) is `before` or later, and a row cut short by a kill; a fresh run (0) drops them all, and
+    the file goes when nothing is kept (its logger starts it again with its own columns)."""
+    if not path.is_file():
         return
-    with history.open(newline="") as f:
+    with path.open(newline="") as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames
-        rows = [row for row in reader if row.get("epoch", "").isdigit() and int(row["epoch"]) < epoch
+        rows = [row for row in reader if row.get(column, "").isdigit() and int(row[column]) < before
                 and None not in row and all(value is not None for value in row.values())]
-    if not fields or not rows:  # nothing kept: the logger starts the file with its own columns
-        history.unlink()
+    if not fields or not rows:
+        path.unlink()
         return
-    with history.open("w", newline="") as f:
+    with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fields)
         writer.writeheader()
+        writer.writerows(rows)
+
+
+def append_rows(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
+    """Append rows to a per-step log, its header first when the file is new."""
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        if new:
+            writer.writeheader()
         writer.writerows(rows)
 
 
@@ -139,7 +150,7 @@ class UpdateRatio(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.csv_path:  # a resumed run measures the steps after its checkpoint again
-            _keep_rows_before(self.csv_path, int(self.model.optimizer.iterations.numpy()))
+            keep_rows_before(self.csv_path, int(self.model.optimizer.iterations.numpy()), "step")
 
     def _kernels(self):
         return [v for v in self.model.trainable_weights if len(v.shape) >= 2]
@@ -170,12 +181,8 @@ class UpdateRatio(keras.callbacks.Callback):
             tf.summary.scalar("update_ratio_summary/max", float(values.max()))
         self.writer.flush()
         if self.csv_path:
-            new = not self.csv_path.is_file()
-            with self.csv_path.open("a", newline="") as f:
-                writer = csv.writer(f)
-                if new:
-                    writer.writerow(("step", "kernel", "ratio"))
-                writer.writerows((step, name, ratio) for name, ratio in ratios.items())
+            append_rows(self.csv_path, ("step", "kernel", "ratio"),
+                        [{"step": step, "kernel": name, "ratio": ratio} for name, ratio in ratios.items()])
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -231,7 +238,7 @@ class LayerStatistics(keras.callbacks.Callback):
         self._layers = layers
         self._probe_model = keras.Model(self.model.inputs, [layer.output for layer in layers])
         step = int(self.model.optimizer.iterations.numpy())
-        _keep_rows_before(self.csv_path, step)  # a resumed run writes the steps after its checkpoint again
+        keep_rows_before(self.csv_path, step, "step")  # a resumed run writes the steps after its checkpoint again
         self._last = None
         self._measure_at(step)  # here rather than at the first batch, which Keras times and warns about
 
@@ -273,27 +280,4 @@ class LayerStatistics(keras.callbacks.Callback):
             return
         self._last = step
         rows = self.measure()
-        new = not self.csv_path.is_file()
-        with self.csv_path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-
-
-def _keep_rows_before(path: Path, step: int) -> None:
-    """Drop the rows of a per-step CSV logged at `step` or later (a fresh run, step 0, drops all)."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames
-        rows = [row for row in reader if row.get("step", "").isdigit() and int(row["step"]) < step
-                and None not in row.values()]
-    if not fields or not rows:
-        path.unlink()
-        return
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fields)
-        writer.writeheader()
-        writer.writerows(rows)
+        append_rows(self.csv_path, self.FIELDS, rows)
