@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from tfpipe.errors import TfpipeError
-from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, PreprocessSpec
+from tfpipe.runtime.contract import ENGINES, IO_DTYPES, QUANT_MODES, PreprocessSpec
 
 TASKS = ("classification", "detection", "segmentation", "instance_segmentation")
 DATASETS = ("fashion_mnist",)
@@ -172,6 +172,9 @@ class ConvertConfig:
     quantize: tuple[str, ...] = ("none", "int8")  # the modes `tfpipe run` exports
     calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
     io_dtype: str = "uint8"  # input/output type of int8 models
+    # who quantizes: converter (TFLiteConverter, from the Keras or QAT model) or litert (the LiteRT
+    # Quantizer, from the fp32 .tflite by recipe); a mode only one of them makes uses that one
+    engine: str = "converter"
     class_map: bool = False  # segmentation: add an in-graph argmax output, `class_map` (uint8 [1, H, W])
     # detection: tflite_op appends TFLite_Detection_PostProcess (finished boxes out); raw exports the
     # box encodings and class scores for decoding and NMS on the host (tfpipe.runtime.detection)
@@ -355,6 +358,7 @@ class Config:
             one_of("convert.quantize", mode, tuple(QUANT_MODES))
         positive("convert.calibration_samples", self.convert.calibration_samples)
         one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
+        one_of("convert.engine", self.convert.engine, ENGINES)
         one_of("convert.postprocess", self.convert.postprocess, ("tflite_op", "raw"))
         for key, (task, hint) in ONE_TASK.items():  # read by one task only: elsewhere an error, not ignored
             section, name = key.split(".")

@@ -12,21 +12,25 @@ def add_arguments(parser) -> None:
 
 
 def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
-                from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False):
+                from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False,
+                engine: str | None = None):
     """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
     input fails here, before the run directory is touched), train, and run QAT for the modes made
     from it, when the run has no such model (saying so), then convert each mode. Returns the
     splits for evaluation."""
     from tfpipe import tasks
-    from tfpipe.convert.converter import check_request, convert, io_dtype_for
+    from tfpipe.convert.converter import check_request, convert, engine_for, io_dtype_for
     from tfpipe.qat import ensure_qat
     from tfpipe.runtime.contract import QUANT_MODES
     from tfpipe.train.trainer import distribution, ensure_trained
 
+    engines = {}
     for mode in modes:
         check_request(mode, io_dtype_for(cfg, mode, io_dtype))
+        engines[mode] = engine_for(mode, engine, cfg.convert.engine)
     splits = tasks.of(cfg).load_splits(cfg)
-    qat_needed = from_qat and any(QUANT_MODES[mode].from_qat for mode in modes)
+    # QAT is the converter's source of int8; the LiteRT Quantizer calibrates the fp32 file
+    qat_needed = from_qat and any(QUANT_MODES[mode].from_qat and engines[mode] == "converter" for mode in modes)
     if not run_dir.float_model.is_file() or (qat_needed and not run_dir.qat_model.is_file()):
         distribution(cfg.train.strategy)  # one it cannot train under here (multiworker) fails before any write
     run_dir.write_config(cfg)
@@ -34,7 +38,8 @@ def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str 
     if qat_needed:
         ensure_qat(cfg, run_dir, splits)
     for mode in modes:
-        convert(cfg, run_dir, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant)
+        convert(cfg, run_dir, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant,
+                engine=engines[mode])
     return splits
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tfpipe import io
 from tfpipe.config import Config, dump, to_dict
 from tfpipe.errors import TfpipeError
-from tfpipe.runtime.contract import QUANT_MODES
+from tfpipe.runtime.contract import model_label
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class RunDir:
     def export(self) -> Path:
         return self.root / "export"
 
-    def tflite(self, quantize: str) -> Path:
-        return self.export / f"model_{QUANT_MODES[quantize].label}.tflite"
+    def tflite(self, quantize: str, engine: str = "converter") -> Path:
+        return self.export / f"model_{model_label(quantize, engine)}.tflite"
 
     @property
     def model_json(self) -> Path:

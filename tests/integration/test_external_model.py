@@ -81,10 +81,11 @@ def test_bad_imports_are_one_line_errors(tmp_path, capsys):
         (["--model", str(H5), "--calibration-data", str(empty)], "empty holds no images"),
         (["--model", str(H5), "--calibration-data", str(tmp_path / "nothing")], "is neither a folder of images"),
         (["--calibration-data", str(empty)], "--calibration-data, --input-size, --output, --classes, --name and "
-                                             "--force go with --model PATH"),
+                                             "--force go with --model or --tflite PATH"),
         (["--model", str(tmp_path / "flexible.keras"), *calibration], "has no fixed height and width"),
         (["--model", str(H5), "--input-size", "32", "32", *calibration], "has a fixed input of 28x28"),
-        (["--from-qat", "--model", str(H5), *calibration], "--from-qat: --max-drop, --debug-quant and --model work"),
+        (["--from-qat", "--model", str(H5), *calibration],
+         "--from-qat: --max-drop, --debug-quant, --model and --tflite work"),
         (["--from-qat", "--ptq"], "argument --ptq: not allowed with argument --from-qat"),
         (["--model", str(H5), "--calibration-data", str(empty), "--max-drop", "1"], "a folder of images has none"),
     ]

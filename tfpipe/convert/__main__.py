@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from tfpipe.cli import Stage, main, points
-from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, TARGET_DEFAULT
+from tfpipe.runtime.contract import ENGINES, IO_DTYPES, QUANT_MODES, TARGET_DEFAULT
 
 
 def add_arguments(parser) -> None:
@@ -12,6 +12,10 @@ def add_arguments(parser) -> None:
                              "or fp16; cpu (default) = any mode. A mode the target does not run is refused")
     parser.add_argument("--quantize", choices=QUANT_MODES, action="append", default=None,
                         help="mode(s) to export (repeatable; default: convert.quantize of the config)")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="who quantizes: converter = TFLiteConverter from the Keras model (QAT or calibrated); "
+                             "litert = Google's LiteRT Quantizer from the fp32 .tflite, by recipe; with --max-drop "
+                             "it searches int8/int16/float per op (default: convert.engine, converter)")
     parser.add_argument("--io-dtype", choices=IO_DTYPES, default=None,
                         help="input/output type of int8 models (default: convert.io_dtype, uint8)")
     parser.add_argument("--max-drop", type=points, default=None, metavar="POINTS",
@@ -23,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", type=Path, default=None, metavar="PATH",
                         help="convert this Keras model (.keras, .h5, SavedModel dir) instead of a tfpipe-trained one: "
                              "it is imported as the float model of WORKDIR/<file stem> (needs --calibration-data)")
+    parser.add_argument("--tflite", type=Path, default=None, metavar="PATH",
+                        help="quantize this float .tflite (any source: litert-torch, onnx2tf, a vendor) with the "
+                             "LiteRT Quantizer; it becomes model_fp32 of WORKDIR/<stem> (needs --calibration-data)")
     parser.add_argument("--calibration-data", type=Path, default=None, metavar="DIR_OR_CONFIG",
                         help="with --model: a folder of images (preprocess from --set preprocess.*, default x/127.5-1 "
                              "letterbox), or a tfpipe config whose dataset calibrates and later evaluates")
@@ -51,14 +58,19 @@ def run(args, cfg) -> int:
     from tfpipe.run import convert_run
     from tfpipe.rundir import RunDir
 
-    if args.from_qat and (args.max_drop is not None or args.debug_quant or args.model is not None):
-        raise TfpipeError("--from-qat: --max-drop, --debug-quant and --model work on post-training int8",
+    if args.from_qat and (args.max_drop is not None or args.debug_quant or args.model is not None
+                          or args.tflite is not None):
+        raise TfpipeError("--from-qat: --max-drop, --debug-quant, --model and --tflite work on post-training int8",
                           "leave --from-qat out")
+    if args.model is not None and args.tflite is not None:
+        raise TfpipeError("--model and --tflite: give one model", "--model for Keras files, --tflite for .tflite")
+    if args.tflite is not None:
+        return convert_tflite(args)
     if args.model is not None:
         return convert_external(args)
     if args.calibration_data or args.input_size or args.output or args.classes or args.name or args.force:
         raise TfpipeError("--calibration-data, --input-size, --output, --classes, --name and --force go with "
-                          "--model PATH", "add --model, or leave them out to convert the config's run")
+                          "--model or --tflite PATH", "add --model, or leave them out to convert the config's run")
     if args.max_drop is not None and not tasks.of(cfg).selective:
         # its search scores held-out images by the task's metric and converts without the detectors'
         # post-processing op or float layers
@@ -69,7 +81,7 @@ def run(args, cfg) -> int:
     run_dir = RunDir.for_config(cfg, args.workdir)
     with run_dir.writer(cfg):
         convert_run(cfg, run_dir, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
-               debug_quant=args.debug_quant)
+                    debug_quant=args.debug_quant, engine=args.engine)
     return 0
 
 
@@ -99,7 +111,7 @@ def convert_external(args) -> int:
         imported.write(args.force)
         for mode in modes:  # an imported model has no QAT checkpoint: int8 is calibrated
             convert(cfg, run, mode, args.io_dtype, from_qat=False, max_drop=args.max_drop,
-                    debug_quant=args.debug_quant, images=images)
+                    debug_quant=args.debug_quant, images=images, engine=args.engine)
     if images is None:
         print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}",
               flush=True)
@@ -107,6 +119,41 @@ def convert_external(args) -> int:
         print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir} "
               f"--images {args.calibration_data} (agreement of every converted model with the Keras model on "
               "those images; they carry no labels)", flush=True)
+    return 0
+
+
+def convert_tflite(args) -> int:
+    """--tflite PATH: import the float .tflite into WORKDIR/<stem>, then quantize each mode with the
+    LiteRT Quantizer."""
+    from tfpipe.cli import default_config
+    from tfpipe.convert import tflite_import
+    from tfpipe.convert.converter import modes_for_target, quantize_tflite, tflite_engine
+    from tfpipe.errors import TfpipeError
+
+    if args.calibration_data is None:
+        raise TfpipeError("--tflite needs --calibration-data DIR_OR_CONFIG",
+                          "give a folder of representative images, or a tfpipe config")
+    if args.config.resolve() != default_config().resolve():
+        raise TfpipeError("--tflite: pass the config as --calibration-data, not --config",
+                          "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+    if args.max_drop is not None or args.debug_quant or args.input_size:
+        raise TfpipeError("--max-drop, --debug-quant and --input-size do not apply to --tflite",
+                          "leave them out: the file's input size is fixed; search mixed precision on a tfpipe run")
+    modes = [m for m in modes_for_target(args.target, args.quantize, ("int8",)) if m != "none"]
+    for mode in modes:  # before anything is written
+        tflite_engine(mode, args.engine)
+    imported = tflite_import.prepare(args.tflite, args.calibration_data, args.workdir, args.overrides,
+                                     default_config(), output=args.output, classes=args.classes, name=args.name,
+                                     force=args.force)
+    cfg, run = imported.cfg, imported.run
+    with run.writer():
+        imported.write(args.force)
+        for mode in ["none", *modes]:
+            quantize_tflite(cfg, run, mode, args.io_dtype, imported.images, imported.class_names, args.engine)
+    check = f"python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}"
+    print(f"Verify it: {check}" + ("" if imported.images is None else f" --images {args.calibration_data} "
+          "(agreement of every quantized model with the float .tflite on those images, or better on a held-out "
+          "folder; they carry no labels)"), flush=True)
     return 0
 
 

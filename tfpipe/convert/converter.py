@@ -16,13 +16,21 @@ import numpy as np
 
 from tfpipe import io, models, tasks
 from tfpipe.config import Config
-from tfpipe.convert.tflite import to_tflite
+from tfpipe.convert.tflite import layer_tensors, to_tflite
 from tfpipe.data.pipeline import Splits
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
 from tfpipe.runtime import Worker, collapse
-from tfpipe.runtime.contract import IO_DTYPES, QUANT_MODES, TARGET_DEFAULT, PreprocessSpec, target_modes
+from tfpipe.runtime.contract import (
+    ENGINES,
+    IO_DTYPES,
+    QUANT_MODES,
+    TARGET_DEFAULT,
+    PreprocessSpec,
+    model_label,
+    target_modes,
+)
 
 
 def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
@@ -57,6 +65,22 @@ def modes_for_target(target: str, requested: list[str] | tuple[str, ...] | None,
     return list(configured) if target == "cpu" else [allowed[0]]
 
 
+def engine_for(quantize: str, requested: str | None, configured: str = "converter") -> str:
+    """The engine that makes `quantize`: the one asked for (--engine), which must make that mode,
+    else the config's convert.engine when it does, else the mode's own (weight_int8: litert). fp32
+    is TFLiteConverter's always: it is what the LiteRT Quantizer starts from."""
+    engines = QUANT_MODES[quantize].engines
+    if requested is not None and requested not in ENGINES:
+        raise TfpipeError(f"--engine: {requested!r} is not accepted", f"use one of: {', '.join(ENGINES)}")
+    if quantize == "none" or (requested is None and configured not in engines):
+        return engines[0]
+    engine = requested or configured
+    if engine not in engines:
+        raise TfpipeError(f"--engine {engine} --quantize {quantize}: the {engine} engine does not make {quantize} "
+                          "models", f"use --engine {' or '.join(engines)} for {quantize}")
+    return engine
+
+
 def check_targets(quantize: str) -> list[str]:
     """The accelerators a model of this mode is meant for, so convert checks it for each of them."""
     return list(QUANT_MODES[quantize].targets)
@@ -78,13 +102,15 @@ def _read_bundle(run: RunDir) -> dict:
 
 
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
-                   io_dtype: str, source: str, path: Path, info: dict, splits: Splits | None) -> None:
+                   io_dtype: str, source: str, path: Path, info: dict, splits: Splits | None,
+                   engine: str = "converter") -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
     task = tasks.of(cfg)
     models = dict(bundle.get("models", {}))
-    models[QUANT_MODES[quantize].label] = {
+    models[model_label(quantize, engine)] = {
         "file": path.name,
         "quantize": quantize,
+        "engine": engine,
         "source": source,
         "io_dtype": io_dtype,
         "size_bytes": path.stat().st_size,
@@ -112,18 +138,26 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
 
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
             splits: Splits | None = None, from_qat: bool = True, max_drop: float | None = None,
-            debug_quant: bool = False, images: tuple[np.ndarray, tuple[str, ...]] | None = None) -> Path:
-    """Write export/model_<q>.tflite from the run's trained model and update the bundle.
+            debug_quant: bool = False, images: tuple[np.ndarray, tuple[str, ...]] | None = None,
+            engine: str | None = None) -> Path:
+    """Write export/model_<label>.tflite from the run's trained model and update the bundle.
 
-    int8 comes from the QAT model when `from_qat` and the run has one, else from calibration;
-    `max_drop` (points) makes it selective int8 (convert/selective.py), `debug_quant` writes the
-    per-layer quantization error table first. `images` (preprocessed calibration inputs, class
-    names) replaces the config's dataset for an imported model calibrated on a plain folder."""
+    With the converter engine (TFLiteConverter), int8 comes from the QAT model when `from_qat` and
+    the run has one, else from calibration; `max_drop` (points) makes it selective int8
+    (convert/selective.py), `debug_quant` writes the per-layer quantization error table first.
+    With the litert engine (the LiteRT Quantizer) the run's fp32 conversion is quantized by recipe,
+    and `max_drop` searches mixed int8/int16/float precision (convert/mixed.py).
+    `images` (preprocessed calibration inputs, class names) replaces the config's dataset for an
+    imported model calibrated on a plain folder."""
     from tfpipe.qat import load_qat_model
     from tfpipe.train.trainer import load_float_model
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype)
     check_request(quantize, io_dtype)
+    engine = engine_for(quantize, engine, cfg.convert.engine)
+    if engine == "litert" and debug_quant:
+        raise TfpipeError("--debug-quant is TensorFlow's QuantizationDebugger, for the converter engine",
+                          "leave it out: --engine litert --max-drop prints its own per-op noise ranking")
     task = tasks.of(cfg)
     bundle = _read_bundle(run)  # a broken model.json stops us before anything is replaced
     if images is None:
@@ -132,7 +166,8 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         raise TfpipeError("--max-drop/--debug-quant need labelled held-out data",
                           "give --calibration-data a config (its dataset's validation split is used)")
     selective = max_drop is not None and quantize == "int8"
-    use_qat = from_qat and not selective and QUANT_MODES[quantize].from_qat and run.qat_model.is_file()
+    use_qat = (engine == "converter" and from_qat and not selective and QUANT_MODES[quantize].from_qat
+               and run.qat_model.is_file())
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
     source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     spec = cfg.preprocess_spec()
@@ -140,31 +175,125 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     if QUANT_MODES[quantize].calibrated:
         calibration = images[0] if images is not None else splits.calibration_inputs(
             spec, cfg.convert.calibration_samples, cfg.train.seed)
-    if (selective or debug_quant) and quantize == "int8" and not use_qat:
+    _warn_constant(calibration if source != "qat" else None)
+    class_names = images[1] if images is not None else splits.class_names
+    postprocess = task.postprocess(cfg, len(class_names))
+    float_layers = models.registry.float_layers(cfg.model)
+    data = None
+    if engine == "litert":
+        data, source, io_dtype = _litert(cfg, run, model, splits, spec, quantize, io_dtype, calibration, max_drop,
+                                         postprocess, float_layers)
+    elif (selective or debug_quant) and quantize == "int8" and not use_qat:
         data, source = _debugged_int8(cfg, run, model, splits, spec, io_dtype, calibration, max_drop, debug_quant)
-    else:
-        data = None
-    print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
-          + (f" (calibrating on {len(calibration)} images)" if calibration is not None
-             and source != "qat" else ""), flush=True)
     if data is None:
+        print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
+              + (f" (calibrating on {len(calibration)} images)" if calibration is not None
+                 and source != "qat" else ""), flush=True)
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
-                         postprocess=task.postprocess(cfg, len(images[1] if images is not None
-                                                               else splits.class_names)),
-                         float_layers=models.registry.float_layers(cfg.model))
-    path = run.tflite(quantize)
+                         postprocess=postprocess, float_layers=float_layers)
+    return _publish(cfg, run, bundle, data, quantize, engine, io_dtype, source, class_names,
+                    splits if images is None else None)
+
+
+def _warn_constant(calibration) -> None:
+    sentence = None if calibration is None else collapse.constant_calibration(calibration)
+    if sentence:
+        print(f"WARNING: {sentence}", flush=True)
+
+
+def _publish(cfg: Config, run: RunDir, bundle: dict, data: bytes, quantize: str, engine: str, io_dtype: str,
+             source: str, class_names: tuple[str, ...], splits: Splits | None) -> Path:
+    """The model into export/ (once the runtime has loaded it), the bundle updated, and its static
+    checks printed: shared outputs, the delegates of its mode's targets."""
+    path = run.tflite(quantize, engine)
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)
         with Worker(tmp, threads=1) as worker:
             info = worker.info
-    class_names = images[1] if images is not None else splits.class_names
-    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info,
-                   splits if images is None else None)
+    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info, splits, engine)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     for warning in collapse.shared_outputs(path):
         print(f"WARNING: {warning}", flush=True)
     check_delegates(path, check_targets(quantize))
     return path
+
+
+def tflite_engine(quantize: str, requested: str | None) -> str:
+    """The engine of a mode of `convert --tflite`: the LiteRT Quantizer (fp32 is the file itself)."""
+    from tfpipe.convert import litert
+
+    if quantize == "none":
+        return "converter"
+    if requested == "converter" or quantize not in litert.RECIPES:
+        raise TfpipeError(f"--tflite: TFLiteConverter starts from a Keras model, so --engine converter and --quantize "
+                          f"fp16 do not apply to a .tflite (asked: {requested or 'litert'}, {quantize})",
+                          f"use --quantize {' or '.join(litert.RECIPES)}")
+    return engine_for(quantize, "litert")
+
+
+def quantize_tflite(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None, images: np.ndarray | None,
+                    class_names: tuple[str, ...], engine: str | None = None) -> Path:
+    """`convert --tflite`: the run's fp32 file (a third-party float model, convert/tflite_import.py)
+    quantized by the LiteRT Quantizer, the only engine that starts from a .tflite. `images`:
+    preprocessed calibration inputs of a folder; None calibrates on the config's dataset."""
+    from tfpipe.convert import litert
+
+    io_dtype = io_dtype_for(cfg, quantize, io_dtype)
+    check_request(quantize, io_dtype)
+    engine = tflite_engine(quantize, engine)
+    bundle = _read_bundle(run)
+    splits = None
+    calibration = images
+    if QUANT_MODES[quantize].calibrated and images is None:
+        splits = tasks.of(cfg).load_splits(cfg)
+        calibration = splits.calibration_inputs(cfg.preprocess_spec(), cfg.convert.calibration_samples,
+                                                cfg.train.seed)
+    _warn_constant(calibration if QUANT_MODES[quantize].calibrated else None)
+    fp32 = run.tflite("none").read_bytes()
+    if quantize == "none":
+        data, source = fp32, "imported"
+    else:
+        print(f"Quantizing {run.tflite('none').name} to {QUANT_MODES[quantize].label} with the LiteRT Quantizer "
+              f"({litert.RECIPES[quantize]}" + (f", calibrating on {len(calibration)} images" if
+                                                 QUANT_MODES[quantize].calibrated else "") + ")", flush=True)
+        data = litert.quantize(fp32, quantize, calibration if QUANT_MODES[quantize].calibrated else None, io_dtype)
+        source = "ptq" if QUANT_MODES[quantize].calibrated else "float"
+    return _publish(cfg, run, bundle, data, quantize, engine, io_dtype, source, class_names, splits)
+
+
+def _litert(cfg: Config, run: RunDir, model, splits: Splits | None, spec: PreprocessSpec, quantize: str,
+            io_dtype: str, calibration: np.ndarray | None, max_drop: float | None, postprocess,
+            float_layers: tuple[str, ...]) -> tuple[bytes, str, str]:
+    """--engine litert: the float model converted to fp32 by TFLiteConverter (as model_fp32), then
+    quantized by the LiteRT Quantizer's recipe, or by the mixed-precision search under --max-drop.
+    Returns the bytes, their source and their I/O dtype (a mixed model may have float I/O)."""
+    from tfpipe.convert import litert, mixed, selective
+
+    fp32 = to_tflite(model, "none", "float", None, class_map=cfg.convert.class_map, postprocess=postprocess)
+    label = QUANT_MODES[quantize].label
+    if max_drop is None or quantize != "int8":
+        # the layers a family keeps float (Faster R-CNN's box arithmetic) stay float here too
+        precision = {name: "float" for name in layer_tensors(fp32, float_layers)}
+        print(f"Quantizing the fp32 model to {label} with the LiteRT Quantizer ({litert.RECIPES[quantize]}"
+              + (f", calibrating on {len(calibration)} images" if calibration is not None else "") + ")", flush=True)
+        data = litert.quantize(fp32, quantize, calibration, io_dtype, float_outputs=postprocess is not None,
+                               precision=precision)
+        return data, "ptq" if QUANT_MODES[quantize].calibrated else "float", io_dtype
+    task = tasks.of(cfg)
+    inputs, labels = splits.held_out_arrays(spec)
+
+    def score(outputs: dict) -> float:
+        return task.held_out_score(outputs, labels)
+
+    float_score = score({MAIN_OUTPUT: model.predict(inputs, batch_size=64, verbose=0)})
+    print(f"Searching mixed int8/int16/float precision with the LiteRT Quantizer (calibrating on {len(calibration)} "
+          f"images, scoring on {len(inputs)} held-out)", flush=True)
+    data, report = mixed.search(fp32, calibration, lambda candidate: selective.measure(candidate, score, inputs),
+                                inputs, float_score, max_drop, io_dtype)
+    io.write_json(run.export / f"mixed_precision_{label}_litert.json", report)
+    print("\n".join(mixed.describe(report, task.gate.label)), flush=True)
+    chosen = report["visited"][report["chosen"]]
+    return data, "ptq-mixed" if chosen["precision"] else "ptq", chosen["io_dtype"]
 
 
 def _debugged_int8(cfg: Config, run: RunDir, model, splits: Splits, spec: PreprocessSpec, io_dtype: str,

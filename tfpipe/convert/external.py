@@ -169,6 +169,16 @@ def folder_images(folder: Path, spec: PreprocessSpec, count: int, seed: int,
     return np.stack(inputs)
 
 
+def clear_run(run: RunDir) -> None:
+    """--force: everything in the run but the writer lock this process holds (an earlier import's
+    other modes must never stay beside a new model)."""
+    if run.root.exists():
+        print(f"--force: replacing {run.root}", flush=True)
+        for child in run.root.iterdir():
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 @dataclasses.dataclass(frozen=True)
 class Import:
     """A checked import, not yet written: what `write` puts into the run directory."""
@@ -184,11 +194,8 @@ class Import:
     def write(self, force: bool) -> None:
         """The run's config and float model. `force` first removes everything else in the run (an
         earlier import's other modes must never stay beside this model's)."""
-        if force and self.run.root.exists():
-            print(f"--force: replacing {self.run.root}", flush=True)
-            for child in self.run.root.iterdir():
-                if child.name != ".lock":  # the writer lock this process holds
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if force:
+            clear_run(self.run)
         self.run.write_config(self.cfg)
         io.write_with(self.run.float_model, lambda tmp: with_main_output(self.model, self.output).save(tmp))
         h, w, c = (*self.cfg.model.input_size, self.cfg.model.channels)
@@ -207,7 +214,23 @@ def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides
     model = load_keras_model(model_path)
     out = main_output(model, model_path, output)
     h, w, c = input_size(model, model_path, given_size)
-    from_config = calibration.suffix.lower() in (".yaml", ".yml")
+    name = name or (model_path.stem if model_path.is_file() else model_path.name)
+    cfg, run = import_run(calibration, classes, overrides, default_config, name, (h, w, c), workdir, force, "--model")
+    outputs = int(model.outputs[list(model.output_names).index(out)].shape[-1])
+    names, images = calibration_data(cfg, calibration, classes, outputs, model_path)
+    return Import(model_path, model, out, cfg, run, names, images)
+
+
+def _from_config(calibration: Path) -> bool:
+    return calibration.suffix.lower() in (".yaml", ".yml")
+
+
+def import_run(calibration: Path, classes: str | None, overrides: list[str], default_config: Path, name: str,
+               size: tuple[int, int, int], workdir: Path, force: bool, flag: str) -> tuple[Config, RunDir]:
+    """The config and run directory of an imported model (--model or --tflite): the calibration
+    config's, or the default one for a folder of images, with `model.name: external` at `size`
+    (H, W, C). An existing run is refused unless `force`; nothing is written."""
+    from_config = _from_config(calibration)
     if from_config and not calibration.is_file():
         raise TfpipeError(f"--calibration-data: {calibration} does not exist", "give a tfpipe config or a folder")
     if not from_config and not calibration.is_dir():
@@ -217,23 +240,28 @@ def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides
         raise TfpipeError("--classes: the calibration config's dataset names the classes",
                           "leave --classes out, or calibrate on a folder of images")
     cfg = load_config(calibration if from_config else default_config, overrides)
-    name = name or (model_path.stem if model_path.is_file() else model_path.name)
-    cfg = dataclasses.replace(cfg, name=name, model=ModelConfig(EXTERNAL, (h, w), c)).validate()
+    cfg = dataclasses.replace(cfg, name=name, model=ModelConfig(EXTERNAL, size[:2], size[2])).validate()
     run = RunDir.for_config(cfg, workdir)
     if run.root.exists() and any(p.name != ".lock" for p in run.root.iterdir()) and not force:
-        raise TfpipeError(f"--model: {run.root} already exists", "import under another name with --name NAME, or "
-                                                                 "replace that whole run with --force")
-    outputs = int(model.outputs[list(model.output_names).index(out)].shape[-1])
+        raise TfpipeError(f"{flag}: {run.root} already exists", "import under another name with --name NAME, or "
+                                                                "replace that whole run with --force")
+    return cfg, run
+
+
+def calibration_data(cfg: Config, calibration: Path, classes: str | None, outputs: int,
+                     model_path: Path) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The class names and, for a folder, its preprocessed calibration images (None for a config:
+    its dataset calibrates)."""
     data_names = None
-    if from_config:
+    if _from_config(calibration):
         from tfpipe import tasks
 
         data_names = tasks.of(cfg).load_splits(cfg).class_names
     names = class_names(classes, outputs, data_names, model_path)
-    images = None
-    if not from_config:
-        spec = cfg.preprocess_spec()
-        print(f"Calibration: images from {calibration}, preprocess {spec.resize} to {h}x{w}x{c}, "
-              f"x * {spec.scale:g} + {spec.offset:g} (change with --set preprocess.*)", flush=True)
-        images = folder_images(calibration, spec, cfg.convert.calibration_samples, cfg.train.seed)
-    return Import(model_path, model, out, cfg, run, names, images)
+    if _from_config(calibration):
+        return names, None
+    spec = cfg.preprocess_spec()
+    h, w = cfg.model.input_size
+    print(f"Calibration: images from {calibration}, preprocess {spec.resize} to {h}x{w}x{cfg.model.channels}, "
+          f"x * {spec.scale:g} + {spec.offset:g} (change with --set preprocess.*)", flush=True)
+    return names, folder_images(calibration, spec, cfg.convert.calibration_samples, cfg.train.seed)

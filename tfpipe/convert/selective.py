@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.backend import native_output_silenced, tf
-from tfpipe.convert.tflite import TF_IO, representative_dataset, serving_function, variables_of
+from tfpipe.convert.tflite import TF_IO, representative_dataset, serving_function, variables_of, with_io_type
 from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.runtime import Worker
 from tfpipe.runtime.graph import read_graph_bytes
@@ -87,7 +87,7 @@ def layer_errors(model, io_dtype: str, calibration: np.ndarray, held_out: np.nda
     return rows
 
 
-def _measure(data: bytes, score: Callable[[dict], float], inputs: np.ndarray) -> tuple[float, float]:
+def measure(data: bytes, score: Callable[[dict], float], inputs: np.ndarray) -> tuple[float, float]:
     """(held-out score, median latency in ms at one thread) of a .tflite given as bytes."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.tflite"
@@ -101,16 +101,6 @@ def _measure(data: bytes, score: Callable[[dict], float], inputs: np.ndarray) ->
 def _within(drop_points: float, max_drop: float) -> bool:
     # 25 of 5,000 images is 0.5 points exactly; float subtraction must not make it 0.50000001
     return round(drop_points, 9) <= max_drop
-
-
-def _with_io_type(data: bytes, io_dtype: str) -> bytes:
-    """The debugger's selective model keeps float input/output whatever the converter asked: give it
-    the requested integer interface, as TFLiteConverter does for its own models."""
-    if io_dtype == "float":
-        return data
-    from tensorflow.lite.python.util import modify_model_io_type  # the converter's own helper
-
-    return modify_model_io_type(data, TF_IO[io_dtype], TF_IO[io_dtype])
 
 
 def _consumers(graph, tensor_name: str) -> list[str]:
@@ -127,7 +117,7 @@ def select(model, score: Callable[[dict], float], io_dtype: str, calibration: np
     float, costs). `errors` is `layer_errors`' table when the caller has it already (--debug-quant)."""
     with native_output_silenced((1, 2)):
         full = _converter(model, io_dtype, calibration).convert()
-    held_out, latency = _measure(full, score, inputs)
+    held_out, latency = measure(full, score, inputs)
     rounds = [{"kept_float": [], "score": held_out, "drop_points": 100 * (float_score - held_out),
                "latency_ms": latency, "size_bytes": len(full)}]
     errors = errors if errors is not None else layer_errors(model, io_dtype, calibration, inputs)
@@ -145,8 +135,9 @@ def select(model, score: Callable[[dict], float], io_dtype: str, calibration: np
                 denylist.append(name)
         with native_output_silenced((1, 2)):
             debugger = _debugger(_converter(model, io_dtype, calibration), inputs, denylist)
-            data = _with_io_type(debugger.get_nondebug_quantized_model(), io_dtype)
-        held_out, latency = _measure(data, score, inputs)
+            # the debugger's model keeps float I/O whatever the converter asked
+            data = with_io_type(debugger.get_nondebug_quantized_model(), io_dtype, io_dtype)
+        held_out, latency = measure(data, score, inputs)
         rounds.append({"kept_float": list(denylist), "suspect": suspect, "score": held_out,
                        "drop_points": 100 * (float_score - held_out), "latency_ms": latency, "size_bytes": len(data)})
     met = _within(rounds[-1]["drop_points"], max_drop)

@@ -65,6 +65,24 @@ def representative_dataset(calibration: np.ndarray | dict[str, np.ndarray], inpu
     return lambda: ({name: x[i : i + 1] for name, x in feeds.items()} for i in range(count))
 
 
+def with_io_type(data: bytes, input_dtype: str, output_dtype: str) -> bytes:
+    """A quantized model with float input/output (QUANTIZE after the input, DEQUANTIZE before each
+    output) given the integer interface asked for, by TFLiteConverter's own helper; float keeps it."""
+    if input_dtype == output_dtype == "float":
+        return data
+    import logging
+
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # its warning that a non-float output (class_map) keeps its type
+    try:
+        return modify_model_io_type(data, TF_IO[input_dtype], TF_IO[output_dtype])
+    finally:
+        absl.setLevel(level)
+
+
 def variables_of(model):
     """The trackable the converter saves next to the serving function: only the model's variables.
     Handing it the Keras model itself makes the converter write a Keras SavedModel, which traces
@@ -119,22 +137,26 @@ def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | dic
     return data if postprocess is None else postprocess_last(data)
 
 
+def layer_tensors(data: bytes, layers: tuple[str, ...]) -> list[str]:
+    """Names of the tensors that Keras layers `layers` produced in a converted model (float or QAT)."""
+    from tfpipe.runtime.graph import read_graph_bytes
+
+    scopes = tuple(f"/{prefix}{layer}/" for layer in layers for prefix in ("", "quant_"))
+    return [t.name for t in read_graph_bytes(data).tensors if scopes and any(s in t.name for s in scopes)]
+
+
 def _int8_keeping_float(converter, layers: tuple[str, ...], io_dtype: str) -> bytes:
     """int8 with the ops of `layers` left in float: calibrate, then quantize every tensor but
     theirs (the mechanism of TensorFlow's QuantizationDebugger denylist, without its debug ops).
     The input takes `io_dtype`; the outputs are float (a float layer's, or the post-processing
     op's, are float anyway)."""
     from tensorflow.lite.python import convert as lite_convert
-    from tensorflow.lite.python.util import modify_model_io_type
-
-    from tfpipe.runtime.graph import read_graph_bytes
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
-    scopes = tuple(f"/{prefix}{layer}/" for layer in layers for prefix in ("", "quant_"))  # float, QAT model
-    keep = [t.name for t in read_graph_bytes(calibrated).tensors if any(s in t.name for s in scopes)]
+    keep = layer_tensors(calibrated, layers)
     if not keep:
         raise ValueError(f"no tensors of the layers {list(layers)} to keep in float")
     data = lite_convert.mlir_quantize(calibrated, disable_per_channel=False, fully_quantize=False,
                                       enable_numeric_verify=False, denylisted_nodes=keep)
-    return modify_model_io_type(data, TF_IO[io_dtype], tf.float32)
+    return with_io_type(data, io_dtype, "float")

@@ -83,6 +83,25 @@ def runtime_python(python: str | None) -> str | None:
     return found
 
 
+def float_reference(run: RunDir, inputs: np.ndarray, **worker_options) -> tuple[dict[str, np.ndarray], str]:
+    """The float model's outputs by name over `inputs` and its file: the Keras model, or for an
+    imported .tflite (convert --tflite: no Keras source) the fp32 file itself, by the same runtime
+    as the models compared with it."""
+    from tfpipe.train.trainer import load_float_model
+
+    fp32 = run.tflite("none")
+    if not run.float_model.is_file() and fp32.is_file():
+        result = predict_sharded(fp32, inputs, label="float", **worker_options)
+        if result.failures:
+            raise TfpipeError(f"{fp32}: the float .tflite failed: {'; '.join(f.describe() for f in result.failures)}",
+                              "check it runs: python -m tfpipe.check " + str(fp32))
+        return result.outputs, str(fp32)
+    model = load_float_model(run)
+    predicted = model.predict(inputs, batch_size=64, verbose=0)
+    return dict(zip(model.output_names, predicted if isinstance(predicted, list) else [predicted],
+                    strict=True)), str(run.float_model)
+
+
 def _latency(path: Path, sample: np.ndarray, cfg: Config, threads: int, **worker_options) -> dict:
     """Median and p90 of timed invokes in one worker, alone on the machine (no shard running)."""
     with Worker(path, threads=threads, **worker_options) as worker:
@@ -107,8 +126,6 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
 
     `python` runs the runtime workers under another interpreter (its own numpy and runtime);
     `workers` shards the test split over that many worker processes."""
-    from tfpipe.train.trainer import load_float_model
-
     ev = cfg.evaluate
     threads = threads or ev.threads
     workers = workers or ev.workers
@@ -123,7 +140,6 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     options = {"backend": backend, "python": python, "reference_kernels": reference_kernels, "delegate": delegate}
     task = tasks.of(cfg)
     gate_metric = task.gate.metric
-    float_model = load_float_model(run)
     splits = splits or task.load_splits(cfg)
     contract = read_contract(cfg, run, splits.class_names)
     spec = contract.spec
@@ -131,13 +147,11 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     check_signatures(files, inputs.shape[1:], task.required_outputs(cfg), options)
     print(f"Evaluating on {len(inputs):,} {splits.test_name} images ({splits.name}), {workers} worker(s) x "
           f"{threads} thread(s)" + (f", delegate {delegate}" if delegate else ""), flush=True)
-    predicted = float_model.predict(inputs, batch_size=64, verbose=0)
-    float_outputs = dict(zip(float_model.output_names, predicted if isinstance(predicted, list) else [predicted],
-                             strict=True))
+    float_outputs, float_file = float_reference(run, inputs, threads=threads, **options)
     scorer = task.scorer(contract, targets, ev.gallery)
     float_metrics = scorer.reference(float_outputs)["metrics"]
-    rows = [{"name": "float", "kind": "keras", "status": "ok", "file": str(run.float_model),
-             "metrics": float_metrics}]
+    rows = [{"name": "float", "kind": "keras" if float_file == str(run.float_model) else "tflite", "status": "ok",
+             "file": float_file, "metrics": float_metrics}]
     drawn: dict[str, dict[int, object]] = {}  # galleries: model name -> image index -> what is drawn on it
 
     for path in files:
@@ -175,7 +189,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
             scored.pop(key, None)
         row.update({"status": "ok", **scored, "latency_ms": latency})
 
-    reference = next((r for r in rows if Path(r["file"]).name == REFERENCE and r["status"] == "ok"), None)
+    reference = next((r for r in rows[1:] if Path(r["file"]).name == REFERENCE and r["status"] == "ok"), None)
     if reference is not None:
         for row in rows[1:]:
             row["size_ratio_fp32"] = row["size_bytes"] / reference["size_bytes"]

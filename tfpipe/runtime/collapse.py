@@ -38,6 +38,18 @@ def shared_outputs(path: str | Path) -> list[str]:
     return warnings
 
 
+def constant_calibration(calibration) -> str | None:
+    """A sentence when every calibration value is the same (all-black or blank images): every
+    activation range the quantizer derives from them collapses, whatever the model."""
+    arrays = calibration.values() if isinstance(calibration, dict) else [calibration]
+    for values in arrays:
+        values = np.asarray(values)
+        if values.size and not np.any(values != values.flat[0]):
+            return (f"every calibration input value is {float(values.flat[0]):g} ({len(values)} images, e.g. all "
+                    "black): the activation ranges will collapse; calibrate on representative images")
+    return None
+
+
 def collapsed(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None = None,
               scales: dict[str, float] | None = None) -> list[str]:
     """One sentence per collapsed output of a model run on N samples (`outputs`: name -> [N, ...]

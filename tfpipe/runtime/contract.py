@@ -7,7 +7,7 @@ Coral runner and the Android core all read these, so each fact is written once.
 - `PreprocessSpec`: the one description of the preprocessing (model.json's `preprocess`);
   tfpipe.data.preprocess applies it in TensorFlow, tfpipe.runtime.preprocess in NumPy.
 - `QUANT_MODES`: every quantization mode and its facts (file label, calibration, integer I/O,
-  which deployment targets run it).
+  which deployment targets run it, which engines make it).
 """
 
 from __future__ import annotations
@@ -66,18 +66,33 @@ class QuantMode:
     integer_io: bool  # may take and give uint8/int8 tensors (convert.io_dtype)
     targets: tuple[str, ...]  # the accelerators it is meant for (cpu runs every mode)
     from_qat: bool = False  # converted from the run's QAT model when there is one (else calibrated)
+    engines: tuple[str, ...] = ("converter", "litert")  # who can make it, the default first
+
+
+# The quantization engines: TensorFlow's TFLiteConverter (from the Keras model, QAT or calibrated)
+# and Google's LiteRT Quantizer (from the fp32 .tflite, by recipe; tfpipe.convert.litert).
+ENGINES = ("converter", "litert")
 
 
 QUANT_MODES: dict[str, QuantMode] = {m.name: m for m in (
-    QuantMode("none", "fp32", calibrated=False, integer_io=False, targets=("gpu",)),
-    QuantMode("fp16", "fp16", calibrated=False, integer_io=False, targets=("gpu", "nnapi")),
+    QuantMode("none", "fp32", calibrated=False, integer_io=False, targets=("gpu",), engines=("converter",)),
+    QuantMode("fp16", "fp16", calibrated=False, integer_io=False, targets=("gpu", "nnapi"), engines=("converter",)),
     QuantMode("dynamic", "dynamic", calibrated=False, integer_io=False, targets=()),
     QuantMode("int8", "int8", calibrated=True, integer_io=True, targets=("edgetpu", "nnapi"), from_qat=True),
     QuantMode("int16x8", "int16x8", calibrated=True, integer_io=False, targets=()),
+    # int8 weights dequantized before float kernels: a quarter of the size, float accuracy and speed
+    QuantMode("weight_int8", "weight_int8", calibrated=False, integer_io=False, targets=(), engines=("litert",)),
 )}
 IO_DTYPES = ("uint8", "int8", "float")
 # What `--target T` converts when no mode is asked for (cpu: the config's convert.quantize).
 TARGET_DEFAULT = {"cpu": "none", "edgetpu": "int8", "gpu": "fp16", "nnapi": "int8"}
+
+
+def model_label(quantize: str, engine: str = "converter") -> str:
+    """A converted model's name in file names (model_<label>.tflite), model.json and reports: the
+    mode's label, and the engine when it is not the mode's default (both engines' files side by side)."""
+    mode = QUANT_MODES[quantize]
+    return mode.label if engine == mode.engines[0] else f"{mode.label}_{engine}"
 
 
 def target_modes(target: str) -> tuple[str, ...]:

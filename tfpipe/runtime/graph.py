@@ -61,6 +61,7 @@ class Op:
     inputs: tuple[int, ...]  # tensor indices; -1 is an omitted optional input
     outputs: tuple[int, ...]
     options: dict = field(compare=False)
+    custom: bool = False  # a CUSTOM op (kind is its custom code), not a builtin
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def read_graph(path: str | Path) -> Graph:
         if kind == "CUSTOM":
             kind = code.customCode.decode() if isinstance(code.customCode, bytes) else str(code.customCode)
         ops.append(Op(i, kind, int(code.version), tuple(int(x) for x in op.inputs),
-                      tuple(int(x) for x in op.outputs), _options(op)))
+                      tuple(int(x) for x in op.outputs), _options(op), custom=op_names.get(builtin) == "CUSTOM"))
     return Graph(tuple(tensors), tuple(ops), tuple(int(x) for x in subgraph.inputs),
                  tuple(int(x) for x in subgraph.outputs))
 

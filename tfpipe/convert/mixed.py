@@ -1,0 +1,181 @@
+"""Mixed precision under an accuracy budget: `convert --engine litert --max-drop X`.
+
+TFLiteConverter's selective int8 (convert/selective.py) knows one move: a tensor back to float.
+The LiteRT Quantizer can give any op int16 activations too (with requantizing ops at the border),
+so this search has two moves per suspect, cheapest first:
+
+1. full int8, measured (held-out score, latency at one thread, size); within the budget: done;
+2. the op that adds the most quantization noise (ranked below), together with the ops that read
+   its output (otherwise the consumers' int8 inputs round it again), gets int16 activations;
+   measured; if still outside the budget, the same ops in float instead; the better of the two
+   (score, then latency) stays and the next suspect follows, up to MAX_ROUNDS suspects.
+
+Every configuration visited is reported with its (score, latency, size); the Pareto front of them
+is printed and the model kept is the fastest within the budget (then the smallest). Each keeps the
+run's integer interface (convert.io_dtype) unless an int16 or float op sits at the graph's input or
+output, which has no int8 tensor to give: that one has float I/O (its `io_dtype` says so; the
+Edge TPU and NNAPI run neither int16 nor mixed float ops, so mixed precision is for CPU and GPU). Latency is
+measured, never assumed: XNNPACK has no int16 kernels, so an int16 op falls back to the reference
+kernels and can cost more than a float one.
+
+Ranking: both models run the same held-out images with every tensor kept; for each op of the int8
+model whose output has a same-named tensor in the float model, the relative noise power
+noise/signal of that output (its median channel's, as selective int8 ranks by the median channel's
+SQNR) minus the largest of its activation inputs' is the noise the op adds (its own rounding and
+arithmetic), independent of what reached it. Works on any float .tflite: no Keras model needed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tfpipe.convert.litert import Engine
+from tfpipe.convert.tflite import with_io_type
+from tfpipe.runtime.graph import read_graph_bytes
+
+MAX_ROUNDS = 5  # suspects tried before giving up: past that, QAT is the better tool
+RANK_SAMPLES = 32  # held-out images the ranking runs (per-tensor noise settles quickly)
+# Not suspects: the requantizing ops themselves, and ops whose int8 output range is fixed by TFLite
+# (softmax and sigmoid: 1/256 steps over 0..1), which have nothing to calibrate; a probability
+# near 0 would also make its channel's relative noise meaningless.
+NOT_RANKED = ("QUANTIZE", "DEQUANTIZE", "SOFTMAX", "LOGISTIC", "TANH")
+
+
+def _within(drop_points: float, max_drop: float) -> bool:
+    # 25 of 5,000 images is 0.5 points exactly; float subtraction must not make it 0.50000001
+    return round(drop_points, 9) <= max_drop
+
+
+def _tensors(data: bytes, inputs: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The named tensors of the model over `inputs`, dequantized (builtin kernels, all kept)."""
+    from tfpipe.runtime.model import TFLiteModel
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.tflite"
+        path.write_bytes(data)
+        model = TFLiteModel(str(path), keep_tensors=True)
+        index = {d["name"]: d["index"] for d in model.interpreter.get_tensor_details()}
+        wanted = [index[n] for n in names if n in index]
+        values = model.tensors({next(iter(model.inputs)): inputs}, wanted)
+    by_index = {i: n for n, i in index.items()}
+    return {by_index[i]: v for i, v in values.items()}
+
+
+def op_noise(float_model: bytes, quantized: bytes, inputs: np.ndarray) -> list[dict]:
+    """Per quantized op (its first output has a float counterpart), in graph order: tensor, op,
+    median-channel SQNR of its output in dB, and the relative noise power it adds. `quantized`
+    has float I/O."""
+    graph = read_graph_bytes(quantized)
+    float_names = {t.name for t in read_graph_bytes(float_model).tensors if not t.constant}
+    ops = [op for op in graph.ops if op.outputs and graph.tensors[op.outputs[0]].quantized
+           and graph.tensors[op.outputs[0]].name in float_names and op.kind not in NOT_RANKED]
+    names = sorted({t.name for op in ops for t in graph.op_outputs(op)[:1] + graph.op_inputs(op)
+                    if not t.constant and t.name in float_names})
+    reference, noisy = _tensors(float_model, inputs, names), _tensors(quantized, inputs, names)
+
+    def relative_noise(name: str) -> float:
+        """noise/signal power of the median live channel (last axis): one channel with a large
+        range leaves the others a few steps or none, which the whole tensor's ratio hides."""
+        if name not in reference or name not in noisy or reference[name].shape != noisy[name].shape:
+            return 0.0  # a requantized copy or the graph input: nothing to compare
+        ref = reference[name].astype(np.float64).reshape(-1, reference[name].shape[-1])
+        signal = np.mean(ref ** 2, axis=0)
+        noise = np.mean((ref - noisy[name].astype(np.float64).reshape(ref.shape)) ** 2, axis=0)
+        live = signal > 0
+        return float(np.median(noise[live] / signal[live])) if live.any() else 0.0
+
+    rows = []
+    for op in ops:
+        out = graph.tensors[op.outputs[0]].name
+        here = relative_noise(out)
+        before = max((relative_noise(t.name) for t in graph.op_inputs(op) if not t.constant), default=0.0)
+        rows.append({"tensor": out, "op": op.kind, "sqnr_db": float(10 * np.log10(1 / here)) if here > 0 else
+                     float("inf"), "added_noise": max(here - before, 0.0)})
+    return rows
+
+
+def _consumers(graph, tensor_name: str) -> list[str]:
+    """First-output names of the ops that read the tensor named `tensor_name`."""
+    index = next((t.index for t in graph.tensors if t.name == tensor_name), None)
+    return [graph.tensors[op.outputs[0]].name for op in graph.ops if index in op.inputs and op.outputs]
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """The visited configurations no other beats on score, latency and size at once."""
+    def key(r: dict) -> tuple:  # larger is better in each
+        return r["score"], -r["latency_ms"], -r["size_bytes"]
+
+    def beats(a: dict, b: dict) -> bool:
+        return all(x >= y for x, y in zip(key(a), key(b), strict=True)) and key(a) != key(b)
+
+    return [r for r in rows if not any(beats(o, r) for o in rows if o is not r)]
+
+
+def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[float, float]], inputs: np.ndarray,
+           float_score: float, max_drop: float, io_dtype: str) -> tuple[bytes, dict]:
+    """The mixed-precision int8 model within `max_drop` points of `float_score` (or the best found)
+    and the report. `measure(bytes)` gives (held-out score, latency ms) of a model with the run's
+    interface; `inputs` are the held-out images the ranking runs."""
+    engine = Engine(float_model)
+    visited: list[dict] = []
+    models: dict[int, bytes] = {}
+
+    def trial(precision: dict[str, str], move: str, plain: bytes | None = None) -> dict:
+        plain = plain or engine.quantize("int8", calibration, precision)
+        try:
+            data, io = with_io_type(plain, io_dtype, io_dtype), io_dtype
+        except ValueError:  # an int16 or float op at the input or output: no integer interface there
+            data, io = plain, "float"
+        score, latency = measure(data)
+        row = {"move": move, "precision": dict(precision), "score": score, "drop_points": 100 * (float_score - score),
+               "latency_ms": latency, "size_bytes": len(data), "io_dtype": io}
+        models[len(visited)] = data
+        visited.append(row)
+        return row
+
+    full = engine.quantize("int8", calibration)  # float I/O: the ranking compares its tensors with the float model's
+    current = trial({}, "full int8", full)
+    graph = read_graph_bytes(full)
+    ranking = sorted(op_noise(float_model, full, inputs[:RANK_SAMPLES]), key=lambda r: -r["added_noise"])
+    for suspect in ranking[:MAX_ROUNDS]:
+        if _within(current["drop_points"], max_drop):
+            break
+        if current["precision"].get(suspect["tensor"], "int8") != "int8":
+            continue  # already raised as a consumer of an earlier suspect
+        group = [suspect["tensor"], *_consumers(graph, suspect["tensor"])]
+        tried = []
+        for precision in ("int16", "float"):
+            raised = {**current["precision"], **{name: precision for name in group}}
+            tried.append(trial(raised, f"{suspect['tensor']} (+{len(group) - 1} consumers) -> {precision}"))
+            if _within(tried[-1]["drop_points"], max_drop):
+                break
+        current = max(tried, key=lambda r: (r["score"], -r["latency_ms"]))
+    within = [i for i, r in enumerate(visited) if _within(r["drop_points"], max_drop)]
+    chosen = (min(within, key=lambda i: (visited[i]["latency_ms"], visited[i]["size_bytes"])) if within
+              else max(range(len(visited)), key=lambda i: (visited[i]["score"], -visited[i]["latency_ms"])))
+    front = pareto(visited)
+    report = {"engine": "litert", "max_drop_points": max_drop, "held_out_samples": int(len(inputs)),
+              "float_score": float_score, "met": bool(within), "chosen": chosen, "visited": visited,
+              "pareto_front": [visited.index(r) for r in front], "op_noise": ranking}
+    return models[chosen], report
+
+
+def describe(report: dict, metric: str) -> list[str]:
+    """The visited configurations, Pareto front marked (*) and the kept one (>), as printed lines."""
+    visited = report["visited"]
+    lines = [f"Mixed precision (--max-drop {report['max_drop_points']:g}, LiteRT Quantizer) on "
+             f"{report['held_out_samples']} held-out samples: float {metric} {report['float_score']:.4f}",
+             f"     {metric:>8} {'pts':>6} {'ms':>7} {'KiB':>7} {'I/O':>5}  configuration"]
+    for i, r in enumerate(visited):
+        mark = (">" if i == report["chosen"] else " ") + ("*" if i in report["pareto_front"] else " ")
+        raised = {p for p in r["precision"].values()}
+        lines.append(f"  {mark} {r['score']:>8.4f} {-r['drop_points']:>+6.2f} {r['latency_ms']:>7.3f} "
+                     f"{r['size_bytes'] / 1024:>7.0f} {r['io_dtype']:>5}  {r['move']}"
+                     + (f" [{len(r['precision'])} ops raised: {', '.join(sorted(raised))}]" if r["precision"] else ""))
+    lines.append("  (* Pareto front of score, latency, size; > kept: the fastest within the budget"
+                 + ("" if report["met"] else "; none is, so the best score") + ")")
+    return lines
