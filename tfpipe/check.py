@@ -34,6 +34,7 @@ def lint(cfg) -> Path:
     import numpy as np
 
     from tfpipe import models, tasks
+    from tfpipe.convert.converter import io_dtype_for
     from tfpipe.convert.tflite import to_tflite
     from tfpipe.data.fashion_mnist import CLASS_NAMES
 
@@ -43,7 +44,7 @@ def lint(cfg) -> Path:
     rng = np.random.default_rng(cfg.train.seed)
     calibration = rng.uniform(-1, 1, (LINT_CALIBRATION, h, w, cfg.model.channels)).astype(np.float32)
     path = Path(tempfile.mkdtemp(prefix="tfpipe-lint-")) / "model_int8.tflite"
-    path.write_bytes(to_tflite(model, "int8", cfg.convert.io_dtype, calibration, class_map=cfg.convert.class_map))
+    path.write_bytes(to_tflite(model, "int8", io_dtype_for(cfg, "int8"), calibration, class_map=cfg.convert.class_map))
     print(f"Lint: {cfg.model.name} at {h}x{w}x{cfg.model.channels}, untrained, int8 with random calibration",
           flush=True)
     return path

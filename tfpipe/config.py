@@ -171,7 +171,8 @@ class QATConfig:
 class ConvertConfig:
     quantize: tuple[str, ...] = ("none", "int8")  # the modes `tfpipe run` exports
     calibration_samples: int = 300  # drawn from the training split for PTQ and int16x8
-    io_dtype: str = "uint8"  # input/output type of int8 models
+    # input/output type of int8 models; auto: the fastest the target accepts (contract.TARGET_IO)
+    io_dtype: str = "auto"
     # who quantizes: converter (TFLiteConverter, from the Keras or QAT model) or litert (the LiteRT
     # Quantizer, from the fp32 .tflite by recipe); a mode only one of them makes uses that one
     engine: str = "converter"
@@ -357,7 +358,7 @@ class Config:
         for mode in self.convert.quantize:
             one_of("convert.quantize", mode, tuple(QUANT_MODES))
         positive("convert.calibration_samples", self.convert.calibration_samples)
-        one_of("convert.io_dtype", self.convert.io_dtype, IO_DTYPES)
+        one_of("convert.io_dtype", self.convert.io_dtype, ("auto", *IO_DTYPES))
         one_of("convert.engine", self.convert.engine, ENGINES)
         one_of("convert.postprocess", self.convert.postprocess, ("tflite_op", "raw"))
         for key, (task, hint) in ONE_TASK.items():  # read by one task only: elsewhere an error, not ignored

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str | None = None,
                 from_qat: bool = True, max_drop: float | None = None, debug_quant: bool = False,
-                engine: str | None = None):
+                engine: str | None = None, target: str = "cpu"):
     """What `tfpipe convert` and `tfpipe run` do: check every requested mode, load the data (bad
     input fails here, before the run directory is touched), train, and run QAT for the modes made
     from it, when the run has no such model (saying so), then convert each mode. Returns the
@@ -26,7 +26,7 @@ def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str 
 
     engines = {}
     for mode in modes:
-        check_request(mode, io_dtype_for(cfg, mode, io_dtype))
+        check_request(mode, io_dtype_for(cfg, mode, io_dtype, target))
         engines[mode] = engine_for(mode, engine, cfg.convert.engine)
     splits = tasks.of(cfg).load_splits(cfg)
     # QAT is the converter's source of int8; the LiteRT Quantizer calibrates the fp32 file
@@ -39,7 +39,7 @@ def convert_run(cfg, run_dir, modes: list[str] | tuple[str, ...], io_dtype: str 
         ensure_qat(cfg, run_dir, splits)
     for mode in modes:
         convert(cfg, run_dir, mode, io_dtype, splits, from_qat=from_qat, max_drop=max_drop, debug_quant=debug_quant,
-                engine=engines[mode])
+                engine=engines[mode], target=target)
     return splits
 
 

@@ -50,8 +50,10 @@ def test_model_json_is_the_device_contract(tiny_run):
     assert bundle["task"] == "classification" and bundle["classes"] == list(splits.class_names)
     assert bundle["preprocess"] == cfg.preprocess_spec().to_json()
     int8 = bundle["models"]["int8"]
-    assert int8["source"] == "qat" and int8["io_dtype"] == "uint8"
-    assert int8["inputs"]["images"]["shape"] == [1, 32, 32, 1] and int8["inputs"]["images"]["dtype"] == "uint8"
+    # convert.io_dtype auto on the cpu target: int8 in and out (no requantizing op at either end)
+    assert int8["source"] == "qat" and int8["io_dtype"] == "int8"
+    assert int8["inputs"]["images"]["shape"] == [1, 32, 32, 1] and int8["inputs"]["images"]["dtype"] == "int8"
+    assert int8["outputs"]["probabilities"]["dtype"] == "int8" and "QUANTIZE" not in int8["ops"]
     assert set(int8["activation_dtypes"]) <= {"int8", "uint8"}
     for entry in bundle["models"].values():
         assert entry["dynamic_tensors"] == [] and not {"SHAPE", "PACK"} & set(entry["ops"])

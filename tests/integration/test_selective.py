@@ -53,15 +53,44 @@ def test_max_drop_keeps_the_hostile_layers_float_and_recovers_the_metric(copy_ru
     assert report["held_out_samples"] == 512  # the validation tail, not the test split
     bundle = json.loads(run.model_json.read_text())
     assert bundle["models"]["int8"]["source"] == "ptq-selective"
-    # the float layers stay inside: the device still feeds uint8 and reads uint8, as model.json says
+    # the float layers stay inside: the device still feeds int8 and reads int8, as model.json says
     assert [t["dtype"] for t in (*bundle["models"]["int8"]["inputs"].values(),
-                                 *bundle["models"]["int8"]["outputs"].values())] == ["uint8", "uint8"]
+                                 *bundle["models"]["int8"]["outputs"].values())] == ["int8", "int8"]
     assert "kept float: hostile_down, hostile_up" in printed
     # the debugger's table ranks the hostile tensor worst, and the plot is written beside it
     rows = (run.export / "quant_debug_int8.csv").read_text().splitlines()
     worst = min(rows[1:], key=lambda line: float(line.split(",")[5]))
     assert worst.split(",")[2] == "hostile_up"
     assert (run.export / "quant_debug_int8.png").stat().st_size > 10_000
+
+
+def test_the_litert_search_raises_the_hostile_layers_and_recovers_the_metric(copy_run, capsys):
+    """The same injected pair under --engine litert: the per-op noise ranking names it first, int16
+    activations (a step of 0.3 over the 1e4 range: about 20 steps for ReLU6's 0..6) give the metric
+    back, and the int8 interface stays (the pair is inside the graph). The budget is 10 points:
+    what is left after the pair is the LiteRT Quantizer's ordinary PTQ drop on this 2-epoch model
+    with 32 calibration images (4.5 points on the model the test was written on; its ranges are
+    moving averages of each image's min/max, narrower than TFLiteConverter's min/max over all)."""
+    run = RunDir(copy_run / "tiny")
+    inject_hostile_pair(run)
+    argv = ["--quantize", "int8", "--engine", "litert", "--max-drop", "10", *tiny_args(copy_run)]
+    assert run_cli("tfpipe.convert.__main__", argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((run.export / "mixed_precision_int8_litert.json").read_text())
+    full, first = report["visited"][:2]
+    assert full["drop_points"] > 20, "the injected layer must break full int8"
+    assert "/hostile_up/" in report["op_noise"][0]["tensor"], report["op_noise"][:3]
+    assert first["precision"] and all("/hostile_" in name for name in first["precision"]), first
+    assert first["drop_points"] < full["drop_points"] - 20
+    chosen = report["visited"][report["chosen"]]
+    assert report["met"] and chosen["drop_points"] <= 10 and chosen["io_dtype"] == "int8"
+    assert all("/hostile_" in name for name in chosen["precision"]), chosen["precision"]
+    assert report["held_out_samples"] == 512
+    entry = json.loads(run.model_json.read_text())["models"]["int8_litert"]
+    assert (entry["engine"], entry["source"], entry["file"]) == ("litert", "ptq-mixed", "model_int8_litert.tflite")
+    assert [t["dtype"] for t in (*entry["inputs"].values(), *entry["outputs"].values())] == ["int8", "int8"]
+    assert "Mixed precision (--max-drop 10, LiteRT Quantizer) on 512 held-out samples" in printed
+    assert (run.export / "model_int8.tflite").is_file()  # the QAT model's int8 file is still there, beside it
 
 
 @pytest.mark.parametrize("stage", ["tfpipe.convert.__main__", "tfpipe.evaluate.__main__"])

@@ -92,12 +92,20 @@ def test_refused_on_the_command_line_before_anything_is_written(copy_run, capsys
 
 
 def test_edgetpu_target_reconverts_byte_identically_and_checks_itself(tiny_run, copy_run, capsys):
-    """Same QAT checkpoint, same calibration data: the same bytes. Convert then runs the Edge TPU
-    check, which predicts every op of the quickstart's MobileNetV2 int8 model mapped."""
+    """The Edge TPU gets uint8 I/O (convert.io_dtype auto), every other target int8. Same QAT
+    checkpoint, same calibration data, same interface: the same bytes. Convert then runs the Edge
+    TPU check, which predicts every op of the quickstart's MobileNetV2 int8 model mapped."""
     _, run, *_ = tiny_run
-    assert run_cli("tfpipe.convert.__main__", ["--target", "edgetpu", *tiny_args(copy_run)]) == 0
+    assert json.loads(run.model_json.read_text())["models"]["int8"]["io_dtype"] == "int8"  # the cpu default
+    assert run_cli("tfpipe.convert.__main__", ["--target", "edgetpu", "--io-dtype", "int8",
+                                               *tiny_args(copy_run)]) == 0
     fresh = RunDir(copy_run / "tiny")
     assert fresh.tflite("int8").read_bytes() == run.tflite("int8").read_bytes()
+    capsys.readouterr()
+    assert run_cli("tfpipe.convert.__main__", ["--target", "edgetpu", *tiny_args(copy_run)]) == 0
+    int8 = json.loads(fresh.model_json.read_text())["models"]["int8"]
+    assert int8["io_dtype"] == "uint8" and int8["inputs"]["images"]["dtype"] == "uint8"
+    # 65 ops and the two QUANTIZE ops of the uint8 interface, which the Edge TPU also maps
     assert "Edge TPU (predicted): 67/67 ops mapped (100%), 100.0% of" in capsys.readouterr().out
     compat = json.loads((fresh.export / "compat_edgetpu.json").read_text())
     assert compat["first_unmapped"] is None and compat["macs"]["share"] == 1.0

@@ -53,8 +53,8 @@ def test_a_third_party_float_tflite_is_quantized_and_its_agreement_reported(vend
     bundle = json.loads((runs / "vendor" / "export" / "model.json").read_text())
     assert sorted(bundle["models"]) == ["fp32", "int8_litert"]
     int8 = bundle["models"]["int8_litert"]
-    assert (int8["engine"], int8["source"], int8["io_dtype"]) == ("litert", "ptq", "uint8")
-    assert int8["inputs"]["pixels"]["dtype"] == "uint8" and int8["outputs"]["probabilities"]["dtype"] == "uint8"
+    assert (int8["engine"], int8["source"], int8["io_dtype"]) == ("litert", "ptq", "int8")
+    assert int8["inputs"]["pixels"]["dtype"] == "int8" and int8["outputs"]["probabilities"]["dtype"] == "int8"
     assert bundle["models"]["fp32"]["source"] == "imported"
 
     evaluate = ["--config", str(runs / "vendor" / "config.yaml"), "--workdir", str(runs)]

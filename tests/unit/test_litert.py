@@ -152,12 +152,18 @@ def test_the_search_raises_the_op_int8_hurts_and_meets_the_budget(outlier):
     ranked = sorted(report["op_noise"], key=lambda r: -r["added_noise"])
     assert "/conv1/" in ranked[0]["tensor"], ranked[:3]  # the op that rounds the small channels away
     first = report["visited"][1]
-    assert first["move"].startswith(ranked[0]["tensor"]) and first["precision"][ranked[0]["tensor"]] == "int16"
+    assert first["move"] == "conv1, conv2 -> int16" and first["precision"][ranked[0]["tensor"]] == "int16"
     assert first["drop_points"] < full["drop_points"] - 50  # int16 activations give the small channels their steps
     assert report["met"] and chosen["drop_points"] <= 2.0 and chosen["precision"], chosen
     assert set(chosen["precision"].values()) <= {"int16", "float"}
     # the kept bytes are the chosen configuration: measured again here
     assert score({"probabilities": _run(data, held_out)}) == pytest.approx(chosen["score"])
     assert report["chosen"] in report["pareto_front"]
+    assert report["visited"][2]["move"] == "conv1, conv2 -> float"  # both moves are measured
+    # moves=("float",): TFLiteConverter's selective int8 on this engine, for comparison
+    _, floats = mixed.search(fp32, calibration, lambda d: measure(d, score, held_out), held_out, 1.0, 2.0, "uint8",
+                             moves=("float",))
+    assert floats["visited"][1]["move"] == "conv1, conv2 -> float"
+    assert all(set(r["precision"].values()) <= {"float"} for r in floats["visited"])
     lines = mixed.describe(report, "agreement")
     assert any(line.lstrip().startswith(">") for line in lines)

@@ -17,7 +17,8 @@ def add_arguments(parser) -> None:
                              "litert = Google's LiteRT Quantizer from the fp32 .tflite, by recipe; with --max-drop "
                              "it searches int8/int16/float per op (default: convert.engine, converter)")
     parser.add_argument("--io-dtype", choices=IO_DTYPES, default=None,
-                        help="input/output type of int8 models (default: convert.io_dtype, uint8)")
+                        help="input/output type of int8 models (default: convert.io_dtype, auto = the fastest the "
+                             "target accepts: uint8 for edgetpu, int8 otherwise)")
     parser.add_argument("--max-drop", type=points, default=None, metavar="POINTS",
                         help="selective int8 by post-training calibration: keep the layers int8 hurts most in float, "
                              "one at a time, until top-1 / mIoU on the held-out split is at most POINTS below float")
@@ -81,7 +82,7 @@ def run(args, cfg) -> int:
     run_dir = RunDir.for_config(cfg, args.workdir)
     with run_dir.writer(cfg):
         convert_run(cfg, run_dir, modes, args.io_dtype, from_qat=not ptq, max_drop=args.max_drop,
-                    debug_quant=args.debug_quant, engine=args.engine)
+                    debug_quant=args.debug_quant, engine=args.engine, target=args.target)
     return 0
 
 
@@ -111,7 +112,7 @@ def convert_external(args) -> int:
         imported.write(args.force)
         for mode in modes:  # an imported model has no QAT checkpoint: int8 is calibrated
             convert(cfg, run, mode, args.io_dtype, from_qat=False, max_drop=args.max_drop,
-                    debug_quant=args.debug_quant, images=images, engine=args.engine)
+                    debug_quant=args.debug_quant, images=images, engine=args.engine, target=args.target)
     if images is None:
         print(f"Verify it: python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}",
               flush=True)
@@ -149,7 +150,8 @@ def convert_tflite(args) -> int:
     with run.writer():
         imported.write(args.force)
         for mode in ["none", *modes]:
-            quantize_tflite(cfg, run, mode, args.io_dtype, imported.images, imported.class_names, args.engine)
+            quantize_tflite(cfg, run, mode, args.io_dtype, imported.images, imported.class_names, args.engine,
+                            args.target)
     check = f"python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}"
     print(f"Verify it: {check}" + ("" if imported.images is None else f" --images {args.calibration_data} "
           "(agreement of every quantized model with the float .tflite on those images, or better on a held-out "

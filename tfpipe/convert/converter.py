@@ -27,15 +27,20 @@ from tfpipe.runtime.contract import (
     IO_DTYPES,
     QUANT_MODES,
     TARGET_DEFAULT,
+    TARGET_IO,
     PreprocessSpec,
     model_label,
     target_modes,
 )
 
 
-def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None) -> str:
-    """Integer I/O applies to int8 models only; every other mode keeps float I/O unless asked."""
-    return requested or (cfg.convert.io_dtype if QUANT_MODES[quantize].integer_io else "float")
+def io_dtype_for(cfg: Config, quantize: str, requested: str | None = None, target: str = "cpu") -> str:
+    """Integer I/O applies to int8 models only; every other mode keeps float I/O unless asked.
+    convert.io_dtype `auto` is the fastest interface the deployment target accepts."""
+    if not QUANT_MODES[quantize].integer_io:
+        return requested or "float"
+    configured = requested or cfg.convert.io_dtype
+    return TARGET_IO[target] if configured == "auto" else configured
 
 
 def check_request(quantize: str, io_dtype: str) -> None:
@@ -139,7 +144,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
 def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None,
             splits: Splits | None = None, from_qat: bool = True, max_drop: float | None = None,
             debug_quant: bool = False, images: tuple[np.ndarray, tuple[str, ...]] | None = None,
-            engine: str | None = None) -> Path:
+            engine: str | None = None, target: str = "cpu") -> Path:
     """Write export/model_<label>.tflite from the run's trained model and update the bundle.
 
     With the converter engine (TFLiteConverter), int8 comes from the QAT model when `from_qat` and
@@ -148,11 +153,11 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     With the litert engine (the LiteRT Quantizer) the run's fp32 conversion is quantized by recipe,
     and `max_drop` searches mixed int8/int16/float precision (convert/mixed.py).
     `images` (preprocessed calibration inputs, class names) replaces the config's dataset for an
-    imported model calibrated on a plain folder."""
+    imported model calibrated on a plain folder. `target` resolves convert.io_dtype `auto`."""
     from tfpipe.qat import load_qat_model
     from tfpipe.train.trainer import load_float_model
 
-    io_dtype = io_dtype_for(cfg, quantize, io_dtype)
+    io_dtype = io_dtype_for(cfg, quantize, io_dtype, target)
     check_request(quantize, io_dtype)
     engine = engine_for(quantize, engine, cfg.convert.engine)
     if engine == "litert" and debug_quant:
@@ -232,13 +237,13 @@ def tflite_engine(quantize: str, requested: str | None) -> str:
 
 
 def quantize_tflite(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None, images: np.ndarray | None,
-                    class_names: tuple[str, ...], engine: str | None = None) -> Path:
+                    class_names: tuple[str, ...], engine: str | None = None, target: str = "cpu") -> Path:
     """`convert --tflite`: the run's fp32 file (a third-party float model, convert/tflite_import.py)
     quantized by the LiteRT Quantizer, the only engine that starts from a .tflite. `images`:
     preprocessed calibration inputs of a folder; None calibrates on the config's dataset."""
     from tfpipe.convert import litert
 
-    io_dtype = io_dtype_for(cfg, quantize, io_dtype)
+    io_dtype = io_dtype_for(cfg, quantize, io_dtype, target)
     check_request(quantize, io_dtype)
     engine = tflite_engine(quantize, engine)
     bundle = _read_bundle(run)
@@ -292,8 +297,16 @@ def _litert(cfg: Config, run: RunDir, model, splits: Splits | None, spec: Prepro
                                 inputs, float_score, max_drop, io_dtype)
     io.write_json(run.export / f"mixed_precision_{label}_litert.json", report)
     print("\n".join(mixed.describe(report, task.gate.label)), flush=True)
+    if not report["met"]:
+        _point_to_qat(run, max_drop)
     chosen = report["visited"][report["chosen"]]
     return data, "ptq-mixed" if chosen["precision"] else "ptq", chosen["io_dtype"]
+
+
+def _point_to_qat(run: RunDir, max_drop: float) -> None:
+    print(f"Post-training int8 misses --max-drop {max_drop:g}: quantization-aware training usually closes the "
+          f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
+          "then convert without --ptq", flush=True)
 
 
 def _debugged_int8(cfg: Config, run: RunDir, model, splits: Splits, spec: PreprocessSpec, io_dtype: str,
@@ -325,9 +338,7 @@ def _debugged_int8(cfg: Config, run: RunDir, model, splits: Splits, spec: Prepro
     io.write_json(run.export / "selective_int8.json", report)
     print("\n".join(selective.describe(report, task.gate.label)), flush=True)
     if not report["met"]:
-        print(f"Post-training int8 misses --max-drop {max_drop:g}: quantization-aware training usually closes the "
-              f"gap: python -m tfpipe.qat --config {run.root / 'config.yaml'} --workdir {run.root.parent}, "
-              "then convert without --ptq", flush=True)
+        _point_to_qat(run, max_drop)
     return data, "ptq-selective" if len(report["rounds"]) > 1 else "ptq"
 
 

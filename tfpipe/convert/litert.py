@@ -97,7 +97,9 @@ class Engine:
             if calibration is None:
                 raise ValueError(f"{mode} needs calibration data")
             with _quiet():
-                self._ranges = q.calibrate(calibration_feed(self.signature, calibration), num_threads=2)
+                # one thread: its ranges are moving averages over the samples in order, and the same
+                # calibration must give the same model
+                self._ranges = q.calibrate(calibration_feed(self.signature, calibration), num_threads=1)
 
     def quantize(self, mode: str, calibration=None, precision: dict[str, str] | None = None) -> bytes:
         """The quantized model (float I/O, buffers inline); `precision`: {op output tensor: int8 |

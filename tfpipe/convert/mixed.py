@@ -6,12 +6,13 @@ so this search has two moves per suspect, cheapest first:
 
 1. full int8, measured (held-out score, latency at one thread, size); within the budget: done;
 2. the op that adds the most quantization noise (ranked below), together with the ops that read
-   its output (otherwise the consumers' int8 inputs round it again), gets int16 activations;
-   measured; if still outside the budget, the same ops in float instead; the better of the two
-   (score, then latency) stays and the next suspect follows, up to MAX_ROUNDS suspects.
+   its output (otherwise the consumers' int8 inputs round it again), gets int16 activations, and
+   then float instead, each measured; of the two the fastest within the budget stays, else the
+   better score, and the next suspect follows, up to MAX_ROUNDS suspects.
 
 Every configuration visited is reported with its (score, latency, size); the Pareto front of them
-is printed and the model kept is the fastest within the budget (then the smallest). Each keeps the
+is printed and the model kept is the fastest within the budget (then the smallest), timed again
+side by side when several are (tfpipe.runtime.timing: one timing each is too noisy to choose by). Each keeps the
 run's integer interface (convert.io_dtype) unless an int16 or float op sits at the graph's input or
 output, which has no int8 tensor to give: that one has float I/O (its `io_dtype` says so; the
 Edge TPU and NNAPI run neither int16 nor mixed float ops, so mixed precision is for CPU and GPU). Latency is
@@ -35,13 +36,16 @@ import numpy as np
 
 from tfpipe.convert.litert import Engine
 from tfpipe.convert.tflite import with_io_type
+from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.runtime.graph import read_graph_bytes
 
 MAX_ROUNDS = 5  # suspects tried before giving up: past that, QAT is the better tool
+MOVES = ("int16", "float")  # what a suspect may become, each measured
 RANK_SAMPLES = 32  # held-out images the ranking runs (per-tensor noise settles quickly)
 # Not suspects: the requantizing ops themselves, and ops whose int8 output range is fixed by TFLite
 # (softmax and sigmoid: 1/256 steps over 0..1), which have nothing to calibrate; a probability
 # near 0 would also make its channel's relative noise meaningless.
+DESTROYED = 1e6  # relative noise power of a tensor that carries nothing (or NaN): the ceiling
 NOT_RANKED = ("QUANTIZE", "DEQUANTIZE", "SOFTMAX", "LOGISTIC", "TANH")
 
 
@@ -86,7 +90,9 @@ def op_noise(float_model: bytes, quantized: bytes, inputs: np.ndarray) -> list[d
         signal = np.mean(ref ** 2, axis=0)
         noise = np.mean((ref - noisy[name].astype(np.float64).reshape(ref.shape)) ** 2, axis=0)
         live = signal > 0
-        return float(np.median(noise[live] / signal[live])) if live.any() else 0.0
+        ratio = float(np.median(noise[live] / signal[live])) if live.any() else 0.0
+        # NaN or inf (a broken range) ranks as destroyed, never as an unordered key
+        return ratio if np.isfinite(ratio) and ratio < DESTROYED else DESTROYED
 
     rows = []
     for op in ops:
@@ -116,13 +122,14 @@ def pareto(rows: list[dict]) -> list[dict]:
 
 
 def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[float, float]], inputs: np.ndarray,
-           float_score: float, max_drop: float, io_dtype: str) -> tuple[bytes, dict]:
+           float_score: float, max_drop: float, io_dtype: str, moves: tuple[str, ...] = MOVES) -> tuple[bytes, dict]:
     """The mixed-precision int8 model within `max_drop` points of `float_score` (or the best found)
     and the report. `measure(bytes)` gives (held-out score, latency ms) of a model with the run's
-    interface; `inputs` are the held-out images the ranking runs."""
+    interface; `inputs` are the held-out images the ranking runs; `moves` the precisions a suspect
+    may take (("float",) alone is TFLiteConverter's selective int8 on this engine)."""
     engine = Engine(float_model)
     visited: list[dict] = []
-    models: dict[int, bytes] = {}
+    models: list[bytes] = []
 
     def trial(precision: dict[str, str], move: str, plain: bytes | None = None) -> dict:
         plain = plain or engine.quantize("int8", calibration, precision)
@@ -133,9 +140,16 @@ def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[flo
         score, latency = measure(data)
         row = {"move": move, "precision": dict(precision), "score": score, "drop_points": 100 * (float_score - score),
                "latency_ms": latency, "size_bytes": len(data), "io_dtype": io}
-        models[len(visited)] = data
+        models.append(data)
         visited.append(row)
         return row
+
+    def better(rows: list[dict]) -> dict:
+        """Within the budget: the fastest; else the best score (then the fastest)."""
+        within = [r for r in rows if _within(r["drop_points"], max_drop)]
+        if within:
+            return min(within, key=lambda r: (r["latency_ms"], r["size_bytes"]))
+        return max(rows, key=lambda r: (r["score"], -r["latency_ms"]))
 
     full = engine.quantize("int8", calibration)  # float I/O: the ranking compares its tensors with the float model's
     current = trial({}, "full int8", full)
@@ -147,21 +161,34 @@ def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[flo
         if current["precision"].get(suspect["tensor"], "int8") != "int8":
             continue  # already raised as a consumer of an earlier suspect
         group = [suspect["tensor"], *_consumers(graph, suspect["tensor"])]
-        tried = []
-        for precision in ("int16", "float"):
-            raised = {**current["precision"], **{name: precision for name in group}}
-            tried.append(trial(raised, f"{suspect['tensor']} (+{len(group) - 1} consumers) -> {precision}"))
-            if _within(tried[-1]["drop_points"], max_drop):
-                break
-        current = max(tried, key=lambda r: (r["score"], -r["latency_ms"]))
+        layers = ", ".join(dict.fromkeys(keras_layers(name)[0] if keras_layers(name) else name for name in group))
+        tried = [trial({**current["precision"], **dict.fromkeys(group, precision)}, f"{layers} -> {precision}")
+                 for precision in moves]
+        current = better(tried)
     within = [i for i, r in enumerate(visited) if _within(r["drop_points"], max_drop)]
-    chosen = (min(within, key=lambda i: (visited[i]["latency_ms"], visited[i]["size_bytes"])) if within
-              else max(range(len(visited)), key=lambda i: (visited[i]["score"], -visited[i]["latency_ms"])))
-    front = pareto(visited)
-    report = {"engine": "litert", "max_drop_points": max_drop, "held_out_samples": int(len(inputs)),
-              "float_score": float_score, "met": bool(within), "chosen": chosen, "visited": visited,
-              "pareto_front": [visited.index(r) for r in front], "op_noise": ranking}
+    if len(within) > 1:  # one timing each is noisy (identical files moved 30 % apart): time them side by side
+        for i, ms in zip(within, _interleaved([models[i] for i in within], inputs[:1]), strict=True):
+            visited[i]["interleaved_ms"] = ms
+        chosen = min(within, key=lambda i: (visited[i]["interleaved_ms"], visited[i]["size_bytes"]))
+    else:
+        chosen = visited.index(better(visited))
+    report = {"engine": "litert", "moves": list(moves), "max_drop_points": max_drop,
+              "held_out_samples": int(len(inputs)), "float_score": float_score, "met": bool(within),
+              "chosen": chosen, "visited": visited, "pareto_front": [visited.index(r) for r in pareto(visited)],
+              "op_noise": ranking}
     return models[chosen], report
+
+
+def _interleaved(candidates: list[bytes], sample: np.ndarray) -> list[float]:
+    from tfpipe.runtime.timing import interleaved_latency
+
+    with tempfile.TemporaryDirectory() as scratch:
+        files = []
+        for i, data in enumerate(candidates):
+            files.append(Path(scratch) / f"candidate_{i}.tflite")
+            files[-1].write_bytes(data)
+        timed = interleaved_latency(files, sample, rounds=5, runs=30)
+        return [timed[f] for f in files]
 
 
 def describe(report: dict, metric: str) -> list[str]:

@@ -86,6 +86,12 @@ QUANT_MODES: dict[str, QuantMode] = {m.name: m for m in (
 IO_DTYPES = ("uint8", "int8", "float")
 # What `--target T` converts when no mode is asked for (cpu: the config's convert.quantize).
 TARGET_DEFAULT = {"cpu": "none", "edgetpu": "int8", "gpu": "fp16", "nnapi": "int8"}
+# The interface of an int8 model when convert.io_dtype is `auto` (the default): the fastest each
+# target accepts. int8 saves the requantizing op at each end (benchmarks/quantizers.py: 7 % of a
+# segmenter's invoke, whose 96x96x11 output it requantizes; within 2 % elsewhere); NNAPI runs
+# signed int8 models from Android 11 (API 30) only, so uint8 I/O would not open older devices
+# anyway; the Edge TPU kit and Coral's examples feed uint8.
+TARGET_IO = {"cpu": "int8", "gpu": "int8", "nnapi": "int8", "edgetpu": "uint8"}
 
 
 def model_label(quantize: str, engine: str = "converter") -> str:
