@@ -70,7 +70,8 @@ def test_miou_matches_an_independent_computation_from_the_tflite_and_the_mask_pn
     for x in inputs:
         # float64, ties to even: with scale 1/127.5 and zero point 128 every pixel lands on a tie
         # (q = pixel + 0.5), so float32 division would round differently from the documented rule
-        q = np.clip(np.round(x.astype(np.float64) / scale) + zero, 0, 255).astype(np.uint8)[None]
+        info = np.iinfo(detail["dtype"])  # int8 (convert.io_dtype auto), uint8 for the Edge TPU
+        q = np.clip(np.round(x.astype(np.float64) / scale) + zero, info.min, info.max).astype(detail["dtype"])[None]
         maps.append(runner(**{input_name: q})["class_map"][0])
     maps = np.stack(maps).astype(int)
     ious = []

@@ -167,3 +167,25 @@ def test_the_search_raises_the_op_int8_hurts_and_meets_the_budget(outlier):
     assert all(set(r["precision"].values()) <= {"float"} for r in floats["visited"])
     lines = mixed.describe(report, "agreement")
     assert any(line.lstrip().startswith(">") for line in lines)
+
+
+def test_a_familys_float_layers_stay_float_under_the_litert_engine():
+    """Faster R-CNN keeps its box and sampling arithmetic float (models.registry.float_layers);
+    the LiteRT Quantizer gets those ops as float precision, as TFLiteConverter gets them denylisted."""
+    from tfpipe.config import ModelConfig
+    from tfpipe.convert import litert
+    from tfpipe.convert.tflite import layer_tensors
+    from tfpipe.models import registry
+    from tfpipe.runtime.graph import read_graph_bytes
+
+    cfg = ModelConfig("faster_rcnn_resnet18", (64, 64), 3, {"proposals": 8, "roi_channels": 8, "head_units": 16,
+                                                            "rpn_filters": 16})
+    fp32 = _float_tflite(registry.build(cfg, "detection", 3))
+    keep = dict.fromkeys(layer_tensors(fp32, registry.float_layers(cfg)), "float")
+    x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
+    graph = read_graph_bytes(litert.quantize(fp32, "int8", x, "int8", precision=keep))
+    kinds = {op.kind for op in graph.ops}
+    assert {"GATHER", "TOPK_V2", "EXP", "CONV_2D"} <= kinds
+    produced = {op.kind: graph.tensors[op.outputs[0]].dtype for op in graph.ops}
+    assert produced["EXP"] == produced["LOG"] == "FLOAT32" and produced["CONV_2D"] == "INT8"
+    assert graph.tensors[graph.inputs[0]].dtype == "INT8"
