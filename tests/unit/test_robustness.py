@@ -223,16 +223,16 @@ def test_the_main_output_is_found_and_renamed_for_the_device_contract(tmp_path):
     from tfpipe.convert.external import load_keras_model, main_output, with_main_output
 
     model = load_keras_model(_keras(tmp_path, "m.keras"))
-    assert main_output(model, Path("m.keras"), None) == "dense_2"
+    assert main_output(list(model.output_names), Path("m.keras"), None) == "dense_2"
     renamed = with_main_output(model, "dense_2")
     assert renamed.output_names == ["probabilities"]
     x = np.random.default_rng(0).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
     np.testing.assert_array_equal(renamed.predict(x, verbose=0), model.predict(x, verbose=0))
     two = keras.Model(model.input, [model.output, model.layers[1].output])
     with pytest.raises(TfpipeError, match=r"has 2 outputs \(dense_2, flatten.*\) \(name the one to convert with"):
-        main_output(two, Path("two.keras"), None)
+        main_output(list(two.output_names), Path("two.keras"), None)
     with pytest.raises(TfpipeError, match="--output logits: two.keras has no such output"):
-        main_output(two, Path("two.keras"), "logits")
+        main_output(list(two.output_names), Path("two.keras"), "logits")
 
 
 def test_class_names_are_checked_against_the_model(tmp_path):

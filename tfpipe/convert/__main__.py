@@ -86,6 +86,19 @@ def run(args, cfg) -> int:
     return 0
 
 
+def check_import(args, flag: str) -> None:
+    """What an import (--model or --tflite) needs: calibration data, given as such, not as --config."""
+    from tfpipe.cli import default_config
+    from tfpipe.errors import TfpipeError
+
+    if args.calibration_data is None:
+        raise TfpipeError(f"{flag} needs --calibration-data DIR_OR_CONFIG",
+                          "give a folder of representative images, or a tfpipe config")
+    if args.config.resolve() != default_config().resolve():
+        raise TfpipeError(f"{flag}: pass the config as --calibration-data, not --config",
+                          "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+
+
 def convert_external(args) -> int:
     """--model PATH: import the Keras model into WORKDIR/<stem>, then convert each mode (int8 by calibration)."""
     from tfpipe.cli import default_config
@@ -93,12 +106,7 @@ def convert_external(args) -> int:
     from tfpipe.convert.external import prepare_import
     from tfpipe.errors import TfpipeError
 
-    if args.calibration_data is None:
-        raise TfpipeError("--model needs --calibration-data DIR_OR_CONFIG",
-                          "give a folder of representative images, or a tfpipe config")
-    if args.config.resolve() != default_config().resolve():
-        raise TfpipeError("--model: pass the config as --calibration-data, not --config",
-                          "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+    check_import(args, "--model")
     if args.calibration_data.is_dir() and (args.max_drop is not None or args.debug_quant):
         raise TfpipeError("--max-drop/--debug-quant need labelled held-out data, and a folder of images has none",
                           "give --calibration-data a config (its dataset's validation split is used)")
@@ -131,12 +139,7 @@ def convert_tflite(args) -> int:
     from tfpipe.convert.converter import modes_for_target, quantize_tflite, tflite_engine
     from tfpipe.errors import TfpipeError
 
-    if args.calibration_data is None:
-        raise TfpipeError("--tflite needs --calibration-data DIR_OR_CONFIG",
-                          "give a folder of representative images, or a tfpipe config")
-    if args.config.resolve() != default_config().resolve():
-        raise TfpipeError("--tflite: pass the config as --calibration-data, not --config",
-                          "--calibration-data CONFIG calibrates on its dataset and records it for evaluation")
+    check_import(args, "--tflite")
     if args.max_drop is not None or args.debug_quant or args.input_size:
         raise TfpipeError("--max-drop, --debug-quant and --input-size do not apply to --tflite",
                           "leave them out: the file's input size is fixed; search mixed precision on a tfpipe run")

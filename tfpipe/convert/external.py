@@ -102,14 +102,14 @@ def input_size(model, path: Path, given: tuple[int, int] | None) -> tuple[int, i
     return int(h), int(w), int(c)
 
 
-def main_output(model, path: Path, wanted: str | None) -> str:
-    """The name of the output to convert: the only one, or the one --output names."""
-    names = list(model.output_names)
+def main_output(names: list[str], path: Path, wanted: str | None, flag: str = "--model") -> str:
+    """The name of the output the task reads (renamed `probabilities` in the run): the only one, or
+    the one --output names (`flag` names the import option in errors)."""
     if wanted is not None and wanted not in names:
         raise TfpipeError(f"--output {wanted}: {path} has no such output", f"its outputs: {', '.join(names)}")
     if wanted is None and len(names) > 1:
-        raise TfpipeError(f"--model: {path} has {len(names)} outputs ({', '.join(names)})",
-                          "name the one to convert with --output NAME")
+        raise TfpipeError(f"{flag}: {path} has {len(names)} outputs ({', '.join(names)})",
+                          "name the one to convert with --output NAME (the class scores)")
     return wanted or names[0]
 
 
@@ -212,7 +212,7 @@ def prepare_import(model_path: Path, calibration: Path, workdir: Path, overrides
     """Load and check the model, its calibration data and class names, and the run WORKDIR/<name or
     file stem>; nothing is written. An existing run is refused unless `force`."""
     model = load_keras_model(model_path)
-    out = main_output(model, model_path, output)
+    out = main_output(list(model.output_names), model_path, output)
     h, w, c = input_size(model, model_path, given_size)
     name = name or (model_path.stem if model_path.is_file() else model_path.name)
     cfg, run = import_run(calibration, classes, overrides, default_config, name, (h, w, c), workdir, force, "--model")

@@ -8,7 +8,7 @@ so this search has two moves per suspect, cheapest first:
 2. the op that adds the most quantization noise (ranked below), together with the ops that read
    its output (otherwise the consumers' int8 inputs round it again), gets int16 activations, and
    then float instead, each measured; of the two the fastest within the budget stays, else the
-   better score, and the next suspect follows, up to MAX_ROUNDS suspects.
+   better score, and the next suspect follows, up to MAX_ROUNDS (selective's) suspects.
 
 Every configuration visited is reported with its (score, latency, size); the Pareto front of them
 is printed and the model kept is the fastest within the budget (then the smallest), timed again
@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from tfpipe.convert.litert import Engine
+from tfpipe.convert.selective import MAX_ROUNDS, consumers, within
 from tfpipe.convert.tflite import with_io_type
 from tfpipe.delegates.edgetpu import keras_layers
 from tfpipe.runtime.graph import read_graph_bytes
 
-MAX_ROUNDS = 5  # suspects tried before giving up: past that, QAT is the better tool
 MOVES = ("int16", "float")  # what a suspect may become, each measured
 RANK_SAMPLES = 32  # held-out images the ranking runs (per-tensor noise settles quickly)
 # Not suspects: the requantizing ops themselves, and ops whose int8 output range is fixed by TFLite
@@ -47,11 +47,6 @@ RANK_SAMPLES = 32  # held-out images the ranking runs (per-tensor noise settles 
 # near 0 would also make its channel's relative noise meaningless.
 DESTROYED = 1e6  # relative noise power of a tensor that carries nothing (or NaN): the ceiling
 NOT_RANKED = ("QUANTIZE", "DEQUANTIZE", "SOFTMAX", "LOGISTIC", "TANH")
-
-
-def _within(drop_points: float, max_drop: float) -> bool:
-    # 25 of 5,000 images is 0.5 points exactly; float subtraction must not make it 0.50000001
-    return round(drop_points, 9) <= max_drop
 
 
 def _tensors(data: bytes, inputs: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
@@ -104,12 +99,6 @@ def op_noise(float_model: bytes, quantized: bytes, inputs: np.ndarray) -> list[d
     return rows
 
 
-def _consumers(graph, tensor_name: str) -> list[str]:
-    """First-output names of the ops that read the tensor named `tensor_name`."""
-    index = next((t.index for t in graph.tensors if t.name == tensor_name), None)
-    return [graph.tensors[op.outputs[0]].name for op in graph.ops if index in op.inputs and op.outputs]
-
-
 def pareto(rows: list[dict]) -> list[dict]:
     """The visited configurations no other beats on score, latency and size at once."""
     def key(r: dict) -> tuple:  # larger is better in each
@@ -146,9 +135,9 @@ def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[flo
 
     def better(rows: list[dict]) -> dict:
         """Within the budget: the fastest; else the best score (then the fastest)."""
-        within = [r for r in rows if _within(r["drop_points"], max_drop)]
-        if within:
-            return min(within, key=lambda r: (r["latency_ms"], r["size_bytes"]))
+        meeting = [r for r in rows if within(r["drop_points"], max_drop)]
+        if meeting:
+            return min(meeting, key=lambda r: (r["latency_ms"], r["size_bytes"]))
         return max(rows, key=lambda r: (r["score"], -r["latency_ms"]))
 
     full = engine.quantize("int8", calibration)  # float I/O: the ranking compares its tensors with the float model's
@@ -156,24 +145,24 @@ def search(float_model: bytes, calibration, measure: Callable[[bytes], tuple[flo
     graph = read_graph_bytes(full)
     ranking = sorted(op_noise(float_model, full, inputs[:RANK_SAMPLES]), key=lambda r: -r["added_noise"])
     for suspect in ranking[:MAX_ROUNDS]:
-        if _within(current["drop_points"], max_drop):
+        if within(current["drop_points"], max_drop):
             break
         if current["precision"].get(suspect["tensor"], "int8") != "int8":
             continue  # already raised as a consumer of an earlier suspect
-        group = [suspect["tensor"], *_consumers(graph, suspect["tensor"])]
+        group = [suspect["tensor"], *consumers(graph, suspect["tensor"])]
         layers = ", ".join(dict.fromkeys(keras_layers(name)[0] if keras_layers(name) else name for name in group))
         tried = [trial({**current["precision"], **dict.fromkeys(group, precision)}, f"{layers} -> {precision}")
                  for precision in moves]
         current = better(tried)
-    within = [i for i, r in enumerate(visited) if _within(r["drop_points"], max_drop)]
-    if len(within) > 1:  # one timing each is noisy (identical files moved 30 % apart): time them side by side
-        for i, ms in zip(within, _interleaved([models[i] for i in within], inputs[:1]), strict=True):
+    meeting = [i for i, r in enumerate(visited) if within(r["drop_points"], max_drop)]
+    if len(meeting) > 1:  # one timing each is noisy (identical files moved 30 % apart): time them side by side
+        for i, ms in zip(meeting, _interleaved([models[i] for i in meeting], inputs[:1]), strict=True):
             visited[i]["interleaved_ms"] = ms
-        chosen = min(within, key=lambda i: (visited[i]["interleaved_ms"], visited[i]["size_bytes"]))
+        chosen = min(meeting, key=lambda i: (visited[i]["interleaved_ms"], visited[i]["size_bytes"]))
     else:
         chosen = visited.index(better(visited))
     report = {"engine": "litert", "moves": list(moves), "max_drop_points": max_drop,
-              "held_out_samples": int(len(inputs)), "float_score": float_score, "met": bool(within),
+              "held_out_samples": int(len(inputs)), "float_score": float_score, "met": bool(meeting),
               "chosen": chosen, "visited": visited, "pareto_front": [visited.index(r) for r in pareto(visited)],
               "op_noise": ranking}
     return models[chosen], report

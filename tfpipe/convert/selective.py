@@ -98,12 +98,12 @@ def measure(data: bytes, score: Callable[[dict], float], inputs: np.ndarray) -> 
     return score(outputs), latency
 
 
-def _within(drop_points: float, max_drop: float) -> bool:
+def within(drop_points: float, max_drop: float) -> bool:
     # 25 of 5,000 images is 0.5 points exactly; float subtraction must not make it 0.50000001
     return round(drop_points, 9) <= max_drop
 
 
-def _consumers(graph, tensor_name: str) -> list[str]:
+def consumers(graph, tensor_name: str) -> list[str]:
     """Output tensor names of the ops that read the tensor named `tensor_name`."""
     index = next((t.index for t in graph.tensors if t.name == tensor_name), None)
     return [graph.tensors[op.outputs[0]].name for op in graph.ops if index in op.inputs and op.outputs]
@@ -126,11 +126,11 @@ def select(model, score: Callable[[dict], float], io_dtype: str, calibration: np
     denylist: list[str] = []
     data = full
     for suspect in ranking[:MAX_ROUNDS]:
-        if _within(rounds[-1]["drop_points"], max_drop):
+        if within(rounds[-1]["drop_points"], max_drop):
             break
         if suspect["tensor"] in denylist:  # already float as a consumer of an earlier suspect
             continue
-        for name in [suspect["tensor"], *_consumers(graph, suspect["tensor"])]:
+        for name in [suspect["tensor"], *consumers(graph, suspect["tensor"])]:
             if name not in denylist:
                 denylist.append(name)
         with native_output_silenced((1, 2)):
@@ -140,7 +140,7 @@ def select(model, score: Callable[[dict], float], io_dtype: str, calibration: np
         held_out, latency = measure(data, score, inputs)
         rounds.append({"kept_float": list(denylist), "suspect": suspect, "score": held_out,
                        "drop_points": 100 * (float_score - held_out), "latency_ms": latency, "size_bytes": len(data)})
-    met = _within(rounds[-1]["drop_points"], max_drop)
+    met = within(rounds[-1]["drop_points"], max_drop)
     report = {
         "max_drop_points": max_drop, "held_out_samples": int(len(inputs)), "float_score": float_score,
         "met": met, "rounds": rounds,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tfpipe import io
 from tfpipe.config import Config
-from tfpipe.convert.external import calibration_data, clear_run, import_run
+from tfpipe.convert.external import calibration_data, clear_run, import_run, main_output
 from tfpipe.errors import TfpipeError
 from tfpipe.models.registry import MAIN_OUTPUT
 from tfpipe.rundir import RunDir
@@ -72,16 +72,6 @@ def read_float_tflite(path: Path) -> tuple[bytes, dict]:
         raise TfpipeError(f"--tflite: {path}: input {name!r} is {detail['dtype'].__name__} {shape}",
                           "tfpipe quantizes models taking one float32 image batch [1, H, W, C]")
     return data, {"inputs": {name: shape}, "outputs": {k: [int(d) for d in v["shape"]] for k, v in outputs.items()}}
-
-
-def main_output(signature: dict, path: Path, wanted: str | None) -> str:
-    names = list(signature["outputs"])
-    if wanted is not None and wanted not in names:
-        raise TfpipeError(f"--output {wanted}: {path} has no such output", f"its outputs: {', '.join(names)}")
-    if wanted is None and len(names) > 1:
-        raise TfpipeError(f"--tflite: {path} has {len(names)} outputs ({', '.join(names)})",
-                          "name the one the task reads (class scores) with --output NAME")
-    return wanted or names[0]
 
 
 def as_run_model(data: bytes, output: str) -> bytes:
@@ -134,7 +124,7 @@ def prepare(path: Path, calibration: Path, workdir: Path, overrides: list[str], 
             force: bool = False) -> TFLiteImport:
     """Check the file, its calibration data and class names, and the run; nothing is written."""
     data, signature = read_float_tflite(path)
-    out = main_output(signature, path, output)
+    out = main_output(list(signature["outputs"]), path, output, "--tflite")
     _, h, w, c = next(iter(signature["inputs"].values()))
     cfg, run = import_run(calibration, classes, overrides, default_config, name or path.stem, (h, w, c), workdir,
                           force, "--tflite")
