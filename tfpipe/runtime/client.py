@@ -64,9 +64,9 @@ def _delegate_error(delegate: str, error: WorkerError) -> TfpipeError:
 class Worker:
     def __init__(self, model_path: str | Path | None, backend: str = "auto", threads: int = 1,
                  python: str | None = None, reference_kernels: bool = False, delegate: str | None = None):
-        """`reference_kernels` runs TFLite's builtin kernels without the default XNNPACK delegate:
-        slower, but bit-identical across runtime versions (XNNPACK's int8 kernels are not; measured
-        up to 25 quantization steps apart between tflite-runtime 2.14 and ai-edge-litert 2.3).
+        """`reference_kernels` runs TFLite's reference kernels (portable integer code, no XNNPACK):
+        about 15x slower, the same outputs on every CPU, and within 2 int8 steps across runtime
+        versions (XNNPACK's kernels: up to 55 steps between tflite-runtime 2.14 and ai-edge-litert 2.3).
         `delegate`: 'edgetpu', 'gpu' or the path of a delegate library. No `model_path`: a bare
         worker, for `check_delegate`."""
         self.path = check_tflite_file(model_path) if model_path is not None else None

@@ -46,7 +46,7 @@ class TFLiteModel:
     def __init__(self, path: str, backend: str = "auto", threads: int = 1, reference_kernels: bool = False,
                  delegate: str | None = None, keep_tensors: bool = False):
         self.path = path
-        self.interpreter, self.backend = open_interpreter(path, backend, threads, plain=reference_kernels,
+        self.interpreter, self.backend = open_interpreter(path, backend, threads, reference=reference_kernels,
                                                           delegate=delegate, keep_tensors=keep_tensors)
         self.reference_kernels = reference_kernels
         self.delegate = delegate
