@@ -50,8 +50,8 @@ class RunDir:
     def export(self) -> Path:
         return self.root / "export"
 
-    def tflite(self, quantize: str, engine: str = "converter") -> Path:
-        return self.export / f"model_{model_label(quantize, engine)}.tflite"
+    def tflite(self, quantize: str, engine: str = "converter", tpu_build: bool = False) -> Path:
+        return self.export / f"model_{model_label(quantize, engine, tpu_build)}.tflite"
 
     @property
     def model_json(self) -> Path:

@@ -108,11 +108,11 @@ def _read_bundle(run: RunDir) -> dict:
 
 def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[str, ...], quantize: str,
                    io_dtype: str, source: str, path: Path, info: dict, splits: Splits | None,
-                   engine: str = "converter") -> None:
+                   engine: str = "converter", rewrites: list[str] = ()) -> None:
     """model.json (the device contract) and labels.txt, updated atomically."""
     task = tasks.of(cfg)
     models = dict(bundle.get("models", {}))
-    models[model_label(quantize, engine)] = {
+    models[model_label(quantize, engine, tpu_build=bool(rewrites))] = {
         "file": path.name,
         "quantize": quantize,
         "engine": engine,
@@ -125,6 +125,7 @@ def _update_bundle(cfg: Config, run: RunDir, bundle: dict, class_names: tuple[st
         "ops": sorted(set(info["graph"]["ops"])),
         "activation_dtypes": info["graph"]["activation_dtypes"],
         "dynamic_tensors": info["graph"]["dynamic_tensors"],
+        **({"edgetpu_rewrites": list(rewrites)} if rewrites else {}),
     }
     bundle = {
         "format": "tfpipe-bundle/1",
@@ -174,6 +175,9 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     use_qat = (engine == "converter" and from_qat and not selective and QUANT_MODES[quantize].from_qat
                and run.qat_model.is_file())
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
+    rewrites = []
+    if target == "edgetpu":
+        model, rewrites, use_qat = _edgetpu_build(run, model, use_qat)
     source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     spec = cfg.preprocess_spec()
     calibration = None
@@ -197,7 +201,26 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         data = to_tflite(model, quantize, io_dtype, calibration, class_map=cfg.convert.class_map,
                          postprocess=postprocess, float_layers=float_layers)
     return _publish(cfg, run, bundle, data, quantize, engine, io_dtype, source, class_names,
-                    splits if images is None else None)
+                    splits if images is None else None, rewrites)
+
+
+def _edgetpu_build(run: RunDir, model, use_qat: bool) -> tuple[object, list[str], bool]:
+    """(model, rewrites, use_qat) for --target edgetpu: the run's model re-expressed in ops the Edge
+    TPU maps (delegates/rewrite.py), from the QAT model's fine-tuned weights when int8 would have
+    come from it (the rewritten graph is then calibrated: a QAT model cannot be rewritten), or
+    unchanged when no rewrite applies."""
+    from tfpipe.delegates.rewrite import edgetpu_build
+    from tfpipe.qat.model import float_twin
+    from tfpipe.train.trainer import load_float_model
+
+    base = float_twin(load_float_model(run), model) if use_qat else model
+    rewritten, changes = edgetpu_build(base)
+    if not changes:
+        return model, [], use_qat
+    lines = [change.line() for change in changes]
+    print(f"Edge TPU build ({len(lines)} rewrites, exact in float; weights from the "
+          f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines), flush=True)
+    return rewritten, lines, False
 
 
 def _warn_constant(calibration) -> None:
@@ -207,15 +230,16 @@ def _warn_constant(calibration) -> None:
 
 
 def _publish(cfg: Config, run: RunDir, bundle: dict, data: bytes, quantize: str, engine: str, io_dtype: str,
-             source: str, class_names: tuple[str, ...], splits: Splits | None) -> Path:
+             source: str, class_names: tuple[str, ...], splits: Splits | None, rewrites: list[str] = ()) -> Path:
     """The model into export/ (once the runtime has loaded it), the bundle updated, and its static
-    checks printed: shared outputs, the delegates of its mode's targets."""
-    path = run.tflite(quantize, engine)
+    checks printed: shared outputs, the delegates of its mode's targets. `rewrites`: an Edge TPU
+    build's (model_<mode>_tpu.tflite, beside the CPU build)."""
+    path = run.tflite(quantize, engine, tpu_build=bool(rewrites))
     with io.atomic_path(path) as tmp:  # renamed into export/ only once the runtime has loaded it
         tmp.write_bytes(data)
         with Worker(tmp, threads=1) as worker:
             info = worker.info
-    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info, splits, engine)
+    _update_bundle(cfg, run, bundle, class_names, quantize, io_dtype, source, path, info, splits, engine, rewrites)
     print(f"Wrote {path} ({len(data) / 1024:.1f} KiB)", flush=True)
     for warning in collapse.shared_outputs(path):
         print(f"WARNING: {warning}", flush=True)

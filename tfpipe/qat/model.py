@@ -109,6 +109,26 @@ def _pre_activation(layer, x):
         layer.activation = activation
 
 
+def float_twin(float_model, qat_model):
+    """A float copy of `float_model` holding `qat_model`'s fine-tuned weights (each wrapped layer's
+    own; the quantizers' ranges stay behind): weights trained to survive int8, for a graph the QAT
+    model cannot be rewritten into (delegates/rewrite.py, calibrated again by the converter)."""
+    from tfpipe import models
+
+    wrappers = {layer.name.removeprefix("quant_"): layer for layer in qat_model.layers}
+    with keras.utils.custom_object_scope(models.custom_layers()):
+        twin = keras.models.clone_model(float_model)
+    for layer in twin.layers:
+        if layer.weights:  # a wrapper holds its layer's variables itself ('quant_conv/kernel:0')
+            held = {_short(w.name): w for w in wrappers[layer.name].weights}
+            layer.set_weights([held[_short(w.name)].numpy() for w in layer.weights])
+    return twin
+
+
+def _short(variable_name: str) -> str:
+    return variable_name.split("/")[-1].split(":")[0]
+
+
 def custom_objects() -> dict:
     """What tfmot's (legacy-format) deserialisation must be told: tfpipe's layers and the configs."""
     from tfpipe import models

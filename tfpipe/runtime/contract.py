@@ -94,11 +94,18 @@ TARGET_DEFAULT = {"cpu": "none", "edgetpu": "int8", "gpu": "fp16", "nnapi": "int
 TARGET_IO = {"cpu": "int8", "gpu": "int8", "nnapi": "int8", "edgetpu": "uint8"}
 
 
-def model_label(quantize: str, engine: str = "converter") -> str:
+# The label suffix of an Edge TPU build (delegates/rewrite.py): the model re-expressed in ops the
+# Edge TPU compiler maps, beside the CPU build (the compiler's own output adds _edgetpu after it).
+TPU_BUILD = "tpu"
+
+
+def model_label(quantize: str, engine: str = "converter", tpu_build: bool = False) -> str:
     """A converted model's name in file names (model_<label>.tflite), model.json and reports: the
-    mode's label, and the engine when it is not the mode's default (both engines' files side by side)."""
+    mode's label, the engine when it is not the mode's default (both engines' files side by side),
+    and `tpu` for an Edge TPU build."""
     mode = QUANT_MODES[quantize]
-    return mode.label if engine == mode.engines[0] else f"{mode.label}_{engine}"
+    label = mode.label if engine == mode.engines[0] else f"{mode.label}_{engine}"
+    return f"{label}_{TPU_BUILD}" if tpu_build else label
 
 
 def target_modes(target: str) -> tuple[str, ...]:

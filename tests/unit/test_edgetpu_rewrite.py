@@ -1,0 +1,111 @@
+"""The Edge TPU build (tfpipe.delegates.rewrite): each rewrite is the same function in float and in
+int8, and the rewritten graph maps whole onto the Edge TPU where the original was cut."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfpipe.delegates import edgetpu
+from tfpipe.runtime.graph import read_graph
+
+
+def _randomize_batchnorm(model, seed: int = 0) -> None:
+    """Statistics far from the initial ones, so a BatchNormalization split wrongly shows."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        short = w.name.split("/")[-1]
+        if short.startswith("moving_variance"):
+            w.assign(rng.uniform(0.5, 2.0, w.shape))
+        elif short.startswith(("moving_mean", "beta")):
+            w.assign(rng.normal(0, 0.5, w.shape))
+        elif short.startswith("gamma"):
+            w.assign(rng.normal(1, 0.3, w.shape))
+
+
+def _model(kind: str):
+    """A tiny classifier around one construct the Edge TPU compiler cuts at."""
+    from tfpipe.backend import keras
+    from tfpipe.models.blocks import ChannelSplit, channel_shuffle, conv_bn
+
+    L = keras.layers
+    i = keras.Input((12, 12, 3), name="images")
+    x = conv_bn(i, 12, 3, act="relu", name="stem")
+    if kind == "leaky":
+        x = conv_bn(x, 12, 3, act="leaky", name="dark")
+    elif kind == "grouped":
+        x = conv_bn(x, 12, 1, groups=3, act="relu", name="group")
+    elif kind == "shuffle":
+        a, b = ChannelSplit(2, name="split")(x)
+        x = channel_shuffle(L.Concatenate(name="join")([a, conv_bn(b, 6, 1, name="branch")]), 3, "unit")
+    x = L.Flatten(name="flat")(x)  # not pooled: pooling would average the images' differences away
+    head = L.Dense(5, activation="softmax", name="probabilities")
+    model = keras.Model(i, head(x))
+    _randomize_batchnorm(model)
+    kernel = np.random.default_rng(3).normal(0, 2 / np.sqrt(head.kernel.shape[0]), head.kernel.shape)
+    head.set_weights([kernel.astype(np.float32), np.zeros(5, np.float32)])
+    return model
+
+
+def _int8(model, calibration) -> tuple[Path, dict]:
+    from tfpipe.convert.tflite import to_tflite
+    from tfpipe.runtime.model import TFLiteModel
+
+    path = Path(tempfile.mkdtemp()) / "model.tflite"
+    path.write_bytes(to_tflite(model, "int8", "uint8", calibration))
+    return path, TFLiteModel(str(path))
+
+
+CUTS = {"leaky": "LEAKY_RELU", "grouped": "CONV_2D", "shuffle": "RESHAPE"}
+
+
+@pytest.mark.parametrize("kind", sorted(CUTS))
+def test_each_rewrite_is_exact_in_float_within_a_step_in_int8_and_maps_whole(kind):
+    from tfpipe.delegates.rewrite import edgetpu_build
+
+    model = _model(kind)
+    rewritten, changes = edgetpu_build(model)
+    assert changes and rewritten is not model
+    assert rewritten.output_names == model.output_names
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (64, 12, 12, 3)).astype(np.float32)
+    before, after = model.predict(images, verbose=0), rewritten.predict(images, verbose=0)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+    assert before.std(axis=0).max() > 0.01  # the outputs follow the images: not a constant model
+
+    calibration = rng.uniform(-1, 1, (32, 12, 12, 3)).astype(np.float32)
+    (cpu_path, cpu), (tpu_path, tpu) = _int8(model, calibration), _int8(rewritten, calibration)
+    assert cpu.outputs["probabilities"]["scale"] == tpu.outputs["probabilities"]["scale"]
+    step = cpu.outputs["probabilities"]["scale"]
+    got = {name: m.predict({"images": images})["probabilities"] for name, m in (("cpu", cpu), ("tpu", tpu))}
+    assert np.abs(got["cpu"] - got["tpu"]).max() <= step * 1.001
+
+    cut, whole = edgetpu.predict(read_graph(cpu_path)), edgetpu.predict(read_graph(tpu_path))
+    assert cut["first_unmapped"]["op"] == CUTS[kind] and cut["macs"]["share"] < 0.99
+    assert whole["first_unmapped"] is None and whole["ops"]["share"] == 1.0
+
+
+def test_a_model_without_anything_to_rewrite_comes_back_as_it_is():
+    from tfpipe.delegates.rewrite import edgetpu_build
+
+    model = _model("plain")
+    assert edgetpu_build(model) == (model, [])
+
+
+def test_a_grouped_convolution_read_by_two_layers_keeps_its_batchnorm_after_the_concatenation():
+    """The BatchNormalization is split with the groups only when it alone reads the convolution."""
+    from tfpipe.backend import keras
+    from tfpipe.delegates.rewrite import edgetpu_build
+
+    L = keras.layers
+    i = keras.Input((8, 8, 4), name="images")
+    conv = L.Conv2D(8, 3, padding="same", groups=2, use_bias=True, name="gconv")(i)
+    both = L.Add(name="add")([L.BatchNormalization(name="bn")(conv), conv])
+    model = keras.Model(i, L.Dense(3, activation="softmax", name="probabilities")(L.GlobalAveragePooling2D()(both)))
+    _randomize_batchnorm(model)
+    rewritten, changes = edgetpu_build(model)
+    assert [c.layers for c in changes] == [["gconv"]]
+    assert {"gconv_g0", "gconv_g1", "bn"} <= {layer.name for layer in rewritten.layers}
+    images = np.random.default_rng(2).normal(size=(8, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_allclose(rewritten.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
