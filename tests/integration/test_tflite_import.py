@@ -141,3 +141,21 @@ def test_bad_tflite_files_are_one_line_errors(vendor, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "runs").exists()  # nothing written by a refused import
+
+
+def test_a_quantizer_failing_on_the_file_is_one_line_and_writes_no_run(vendor, tmp_path, capsys, monkeypatch):
+    """Every mode is made in memory before the run is written: a file the LiteRT Quantizer cannot
+    handle leaves no half-imported run behind (simulated: the library raising inside quantize)."""
+    from litert_quantizer import quantizer
+
+    def broken(*args, **kwargs):
+        raise KeyError("op CUSTOM_THING has no quantization recipe")
+
+    monkeypatch.setattr(quantizer.Quantizer, "quantize", broken)
+    argv = ["--tflite", str(vendor["file"]), "--calibration-data", str(vendor["calibration"]), *PIXELS_OVER_255,
+            "--workdir", str(tmp_path / "runs")]
+    assert run_cli("tfpipe.convert.__main__", argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "the LiteRT Quantizer could not quantize (static_wi8_ai8) this model: 'op CUSTOM_THING" in err
+    assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*") if p.name != ".lock")

@@ -136,7 +136,7 @@ def convert_tflite(args) -> int:
     LiteRT Quantizer."""
     from tfpipe.cli import default_config
     from tfpipe.convert import tflite_import
-    from tfpipe.convert.converter import modes_for_target, quantize_tflite, tflite_engine
+    from tfpipe.convert.converter import modes_for_target, publish_tflite, quantize_tflite, tflite_engine
     from tfpipe.errors import TfpipeError
 
     check_import(args, "--tflite")
@@ -151,10 +151,12 @@ def convert_tflite(args) -> int:
                                      force=args.force)
     cfg, run = imported.cfg, imported.run
     with run.writer():
+        # every mode made in memory first: a quantizer failing on this file leaves no half-imported run
+        made = [quantize_tflite(cfg, mode, args.io_dtype, imported.model, imported.images, args.engine, args.target)
+                for mode in ["none", *modes]]
         imported.write(args.force)
-        for mode in ["none", *modes]:
-            quantize_tflite(cfg, run, mode, args.io_dtype, imported.images, imported.class_names, args.engine,
-                            args.target)
+        for model in made:
+            publish_tflite(cfg, run, model, imported.class_names)
     check = f"python -m tfpipe.evaluate --config {run.root / 'config.yaml'} --workdir {args.workdir}"
     print(f"Verify it: {check}" + ("" if imported.images is None else f" --images {args.calibration_data} "
           "(agreement of every quantized model with the float .tflite on those images, or better on a held-out "

@@ -260,17 +260,17 @@ def tflite_engine(quantize: str, requested: str | None) -> str:
     return engine_for(quantize, "litert")
 
 
-def quantize_tflite(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None, images: np.ndarray | None,
-                    class_names: tuple[str, ...], engine: str | None = None, target: str = "cpu") -> Path:
-    """`convert --tflite`: the run's fp32 file (a third-party float model, convert/tflite_import.py)
-    quantized by the LiteRT Quantizer, the only engine that starts from a .tflite. `images`:
+def quantize_tflite(cfg: Config, quantize: str, io_dtype: str | None, fp32: bytes, images: np.ndarray | None,
+                    engine: str | None = None, target: str = "cpu") -> dict:
+    """`convert --tflite`: a third-party float model (convert/tflite_import.py) quantized in memory
+    by the LiteRT Quantizer, the only engine that starts from a .tflite; nothing is written (the
+    import writes its run only once every mode has been made: `publish_tflite`). `images`:
     preprocessed calibration inputs of a folder; None calibrates on the config's dataset."""
     from tfpipe.convert import litert
 
     io_dtype = io_dtype_for(cfg, quantize, io_dtype, target)
     check_request(quantize, io_dtype)
     engine = tflite_engine(quantize, engine)
-    bundle = _read_bundle(run)
     splits = None
     calibration = images
     if QUANT_MODES[quantize].calibrated and images is None:
@@ -278,16 +278,22 @@ def quantize_tflite(cfg: Config, run: RunDir, quantize: str, io_dtype: str | Non
         calibration = splits.calibration_inputs(cfg.preprocess_spec(), cfg.convert.calibration_samples,
                                                 cfg.train.seed)
     _warn_constant(calibration if QUANT_MODES[quantize].calibrated else None)
-    fp32 = run.tflite("none").read_bytes()
     if quantize == "none":
         data, source = fp32, "imported"
     else:
-        print(f"Quantizing {run.tflite('none').name} to {QUANT_MODES[quantize].label} with the LiteRT Quantizer "
+        print(f"Quantizing to {QUANT_MODES[quantize].label} with the LiteRT Quantizer "
               f"({litert.RECIPES[quantize]}" + (f", calibrating on {len(calibration)} images" if
                                                  QUANT_MODES[quantize].calibrated else "") + ")", flush=True)
         data = litert.quantize(fp32, quantize, calibration if QUANT_MODES[quantize].calibrated else None, io_dtype)
         source = "ptq" if QUANT_MODES[quantize].calibrated else "float"
-    return _publish(cfg, run, bundle, data, quantize, engine, io_dtype, source, class_names, splits)
+    return {"data": data, "quantize": quantize, "engine": engine, "io_dtype": io_dtype, "source": source,
+            "splits": splits}
+
+
+def publish_tflite(cfg: Config, run: RunDir, made: dict, class_names: tuple[str, ...]) -> Path:
+    """One of `quantize_tflite`'s models into the imported run's export/ and bundle."""
+    return _publish(cfg, run, _read_bundle(run), made["data"], made["quantize"], made["engine"], made["io_dtype"],
+                    made["source"], class_names, made["splits"])
 
 
 def _litert(cfg: Config, run: RunDir, model, splits: Splits | None, spec: PreprocessSpec, quantize: str,

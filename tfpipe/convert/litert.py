@@ -96,20 +96,33 @@ class Engine:
         if q.need_calibration and self._ranges is None:
             if calibration is None:
                 raise ValueError(f"{mode} needs calibration data")
-            with _quiet():
+            feed = calibration_feed(self.signature, calibration)
+            with _quiet(), _library_failure("calibrate"):
                 # one thread: its ranges are moving averages over the samples in order, and the same
                 # calibration must give the same model
-                self._ranges = q.calibrate(calibration_feed(self.signature, calibration), num_threads=1)
+                self._ranges = q.calibrate(feed, num_threads=1)
 
     def quantize(self, mode: str, calibration=None, precision: dict[str, str] | None = None) -> bytes:
         """The quantized model (float I/O, buffers inline); `precision`: {op output tensor: int8 |
         int16 | float} for static modes."""
         self.calibrate(mode, calibration)
         q = self._quantizer(mode, precision)
-        with _quiet():
+        with _quiet(), _library_failure(f"quantize ({RECIPES[mode]})"):
             result = q.quantize(self._ranges if q.need_calibration else None, enable_progress_bar=False,
                                 enable_progress_report=False)
         return inline_buffers(bytes(result.quantized_model))
+
+
+@contextlib.contextmanager
+def _library_failure(step: str):
+    """The library failing on a model (an op or tensor its recipes do not handle) is a one-line
+    error about that model, not a traceback."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - whatever the library raises, the user gets one line
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise TfpipeError(f"the LiteRT Quantizer could not {step} this model: {reason}",
+                          "quantize it with --engine converter from its Keras model, or keep it float") from e
 
 
 @contextlib.contextmanager
