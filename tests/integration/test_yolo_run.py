@@ -63,3 +63,36 @@ def test_every_model_is_scored_by_coco_map(yolo_run):
     # fp32 runs the float model's arithmetic: box for box the same detections (see test_detection_run)
     assert rows["fp32"]["agreement_boxes"] >= 0.95
     assert "Parity gate passed" in printed
+
+
+def test_the_edge_tpu_build_maps_everything_before_the_post_processing_op(yolo_run, tmp_path, capsys):
+    """`convert --target edgetpu`: YOLOv3-tiny's LeakyReLUs become frozen PReLUs, written as
+    model_int8_tpu.tflite beside the CPU build, which the Edge TPU checker cuts at LEAKY_RELU."""
+    import shutil
+
+    from tfpipe.config import load_config
+
+    run, _ = yolo_run
+    copy = tmp_path / "yolo"
+    shutil.copytree(run.root, copy, ignore=shutil.ignore_patterns("eval"))
+    argv = ["--config", str(copy / "config.yaml"), "--workdir", str(tmp_path), "--target", "edgetpu"]
+    assert run_cli("tfpipe.convert.__main__", argv) == 0
+    printed = capsys.readouterr().out
+    assert "Edge TPU build (11 rewrites, exact in float; weights from the QAT model)" in printed
+    assert "tiny0_leaky -> PReLU(alpha=0.1, frozen)" in printed
+    bundle = json.loads((copy / "export" / "model.json").read_text())
+    tpu = bundle["models"]["int8_tpu"]
+    assert tpu["file"] == "model_int8_tpu.tflite" and tpu["io_dtype"] == "uint8" and len(tpu["edgetpu_rewrites"]) == 11
+    assert "PRELU" in tpu["ops"] and "LEAKY_RELU" not in tpu["ops"]
+    built = json.loads((copy / "export" / "compat_edgetpu_model_int8_tpu.json").read_text())
+    assert built["before_postprocess"]["share"] == 1.0 and built["macs"]["share"] > 0.99
+    cpu = json.loads((copy / "export" / "compat_edgetpu.json").read_text())
+    assert cpu["first_unmapped"]["op"] == "LEAKY_RELU"
+
+    cfg = load_config(copy / "config.yaml")
+    assert cfg.name == "yolo"
+    evaluate = ["--config", str(copy / "config.yaml"), "--workdir", str(tmp_path), "--models",
+                str(copy / "export" / "model_int8.tflite"), str(copy / "export" / "model_int8_tpu.tflite")]
+    assert run_cli("tfpipe.evaluate.__main__", evaluate) == 0
+    rows = {m["name"]: m for m in json.loads((copy / "eval" / "parity.json").read_text())["models"]}
+    assert rows["int8_tpu"]["status"] == "ok" and rows["int8"]["status"] == "ok"
