@@ -3,7 +3,8 @@
     python export/coral/run.py --bundle runs/quickstart/export IMAGE [IMAGE ...]
     python export/coral/run.py --bundle runs/det_yolov3_tiny/export --camera 0
 
-It loads the bundle's int8 model (model_int8_edgetpu.tflite from compile.sh when it is there)
+It loads the bundle's Edge TPU build (model_int8_tpu.tflite, from `convert --target edgetpu`) or
+else its int8 model, compiled (<model>_edgetpu.tflite from compile.sh) when it is there,
 with the Edge TPU delegate (libedgetpu.so.1); when the delegate cannot be loaded it says why and
 runs the same model on the CPU. Each image is preprocessed as model.json says and decoded by
 tfpipe.runtime (the code the evaluator uses); it prints the classes, detections or class shares,
@@ -25,8 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tfpipe.errors import TfpipeError  # noqa: E402
 from tfpipe.runtime.backends import DelegateError  # noqa: E402
-from tfpipe.runtime.bundle import Bundle, describe  # noqa: E402
+from tfpipe.runtime.bundle import Bundle, Contract, describe  # noqa: E402
+from tfpipe.runtime.contract import model_label  # noqa: E402
 from tfpipe.runtime.model import TFLiteModel, image_input  # noqa: E402
+
+
+def default_model(folder: Path, cpu_only: bool) -> str:
+    """The Edge TPU build when there is one (the CPU build is cut at its first unmappable op), the
+    CPU build with --cpu (it runs faster there: XNNPACK has no int8 PRELU, for one)."""
+    tpu = model_label("int8", tpu_build=True)
+    return tpu if not cpu_only and tpu in Contract(folder).meta["models"] else "int8"
 
 
 def open_model(bundle: Bundle, cpu_only: bool, threads: int, backend: str) -> tuple[TFLiteModel, str]:
@@ -77,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="*", type=Path, help="image files")
     parser.add_argument("--camera", type=int, default=None, metavar="INDEX", help="read frames from this camera")
     parser.add_argument("--frames", type=int, default=30, help="frames to read with --camera (default 30)")
-    parser.add_argument("--model", default="int8", help="which of the bundle's models (default int8)")
+    parser.add_argument("--model", default=None,
+                        help="which of the bundle's models (default: int8_tpu, the Edge TPU build of "
+                             "`convert --target edgetpu`, when the bundle has one and --cpu is not given; else int8)")
     parser.add_argument("--cpu", action="store_true", help="do not try the Edge TPU")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                             ("--frames", args.frames)):
             if value < 1:
                 raise TfpipeError(f"{name}: {value} is not accepted", "use 1 or more")
-        bundle = Bundle(args.bundle, args.model)
+        bundle = Bundle(args.bundle, args.model or default_model(args.bundle, args.cpu))
         model, where = open_model(bundle, args.cpu, args.threads, args.runtime)
         name = image_input(model.inputs, bundle.model_file)
         frames = camera_frames(args.camera, args.frames) if args.camera is not None else (

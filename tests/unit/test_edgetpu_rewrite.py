@@ -24,11 +24,13 @@ def _randomize_batchnorm(model, seed: int = 0) -> None:
             w.assign(rng.normal(1, 0.3, w.shape))
 
 
-def _model(kind: str):
-    """A tiny classifier around one construct the Edge TPU compiler cuts at."""
+def _model(kind: str, seed: int = 0):
+    """A tiny model whose output is one construct the Edge TPU compiler cuts at (so the int8
+    comparison measures the rewrite itself, not how later layers amplify a step)."""
     from tfpipe.backend import keras
     from tfpipe.models.blocks import ChannelSplit, channel_shuffle, conv_bn
 
+    keras.utils.set_random_seed(seed)
     L = keras.layers
     i = keras.Input((12, 12, 3), name="images")
     x = conv_bn(i, 12, 3, act="relu", name="stem")
@@ -39,12 +41,8 @@ def _model(kind: str):
     elif kind == "shuffle":
         a, b = ChannelSplit(2, name="split")(x)
         x = channel_shuffle(L.Concatenate(name="join")([a, conv_bn(b, 6, 1, name="branch")]), 3, "unit")
-    x = L.Flatten(name="flat")(x)  # not pooled: pooling would average the images' differences away
-    head = L.Dense(5, activation="softmax", name="probabilities")
-    model = keras.Model(i, head(x))
-    _randomize_batchnorm(model)
-    kernel = np.random.default_rng(3).normal(0, 2 / np.sqrt(head.kernel.shape[0]), head.kernel.shape)
-    head.set_weights([kernel.astype(np.float32), np.zeros(5, np.float32)])
+    model = keras.Model(i, x)
+    _randomize_batchnorm(model, seed)
     return model
 
 
@@ -72,14 +70,14 @@ def test_each_rewrite_is_exact_in_float_within_a_step_in_int8_and_maps_whole(kin
     images = rng.uniform(-1, 1, (64, 12, 12, 3)).astype(np.float32)
     before, after = model.predict(images, verbose=0), rewritten.predict(images, verbose=0)
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
-    assert before.std(axis=0).max() > 0.01  # the outputs follow the images: not a constant model
+    assert before.std(axis=0).max() > 0.1  # the outputs follow the images: not a constant model
 
     calibration = rng.uniform(-1, 1, (32, 12, 12, 3)).astype(np.float32)
     (cpu_path, cpu), (tpu_path, tpu) = _int8(model, calibration), _int8(rewritten, calibration)
-    assert cpu.outputs["probabilities"]["scale"] == tpu.outputs["probabilities"]["scale"]
-    step = cpu.outputs["probabilities"]["scale"]
-    got = {name: m.predict({"images": images})["probabilities"] for name, m in (("cpu", cpu), ("tpu", tpu))}
-    assert np.abs(got["cpu"] - got["tpu"]).max() <= step * 1.001
+    [(name, spec)] = cpu.outputs.items()
+    assert tpu.outputs[name]["scale"] == spec["scale"]  # the same calibrated range: steps compare
+    got = {build: m.predict({"images": images})[name] for build, m in (("cpu", cpu), ("tpu", tpu))}
+    assert np.abs(got["cpu"] - got["tpu"]).max() <= spec["scale"] * 1.001
 
     cut, whole = edgetpu.predict(read_graph(cpu_path)), edgetpu.predict(read_graph(tpu_path))
     assert cut["first_unmapped"]["op"] == CUTS[kind] and cut["macs"]["share"] < 0.99
