@@ -29,6 +29,7 @@ def _model(kind: str, seed: int = 0):
     comparison measures the rewrite itself, not how later layers amplify a step)."""
     from tfpipe.backend import keras
     from tfpipe.models.blocks import ChannelSplit, channel_shuffle, conv_bn
+    from tfpipe.models.segmentation.common import transposed_conv
 
     keras.utils.set_random_seed(seed)
     L = keras.layers
@@ -38,6 +39,8 @@ def _model(kind: str, seed: int = 0):
         x = conv_bn(x, 12, 3, act="leaky", name="dark")
     elif kind == "grouped":
         x = conv_bn(x, 12, 1, groups=3, act="relu", name="group")
+    elif kind == "subpixel":
+        x = transposed_conv(x, 4, 4, 2, name="up")
     elif kind == "shuffle":
         a, b = ChannelSplit(2, name="split")(x)
         x = channel_shuffle(L.Concatenate(name="join")([a, conv_bn(b, 6, 1, name="branch")]), 3, "unit")
@@ -55,7 +58,7 @@ def _int8(model, calibration) -> tuple[Path, dict]:
     return path, TFLiteModel(str(path))
 
 
-CUTS = {"leaky": "LEAKY_RELU", "grouped": "CONV_2D", "shuffle": "RESHAPE"}
+CUTS = {"leaky": "LEAKY_RELU", "grouped": "CONV_2D", "shuffle": "RESHAPE", "subpixel": "DEPTH_TO_SPACE"}
 
 
 @pytest.mark.parametrize("kind", sorted(CUTS))

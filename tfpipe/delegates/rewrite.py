@@ -13,7 +13,12 @@ random inputs) and needs no retraining:
   BatchNormalization into its group's convolution and fuses the activation;
 - ShuffleNet's channel shuffle (Reshape to [H, W, g, C/g], Permute, Reshape back: a 4-D tensor
   with more than 3 dimensions above 1, which the Edge TPU cannot hold) -> one frozen 1x1 Conv2D
-  whose kernel is the permutation (int8 weights 0 and 127 on a per-channel scale: exact).
+  whose kernel is the permutation (int8 weights 0 and 127 on a per-channel scale: exact);
+- DepthToSpace(r) (the zoo's sub-pixel upsampling; DEPTH_TO_SPACE is not in Coral's table and
+  Coral has "no plans" for it: google-coral/edgetpu#386) -> a frozen Conv2DTranspose, kernel r,
+  stride r, whose 0/1 kernel puts each channel block at its pixel (TRANSPOSE_CONV, in the table
+  since compiler 16; the zoo trains the sub-pixel form because tfmot's quantized
+  Conv2DTranspose converts badly, which does not touch this build: it is calibrated, not QAT).
 
 The rewrite works on the functional model's config (layer entries and the tensors they read), so
 it keeps every other layer, the output names and shared layers as they are, and is undone by
@@ -96,6 +101,8 @@ def edgetpu_build(model) -> tuple[object, list[Change]]:
             changes.append(Change([name], f"PReLU(alpha={alpha:g}, frozen)", "LEAKY_RELU is not in Coral's op table"))
         elif kind == "Conv2D" and cfg.get("groups", 1) > 1:
             replaced.update(_split_groups(model, entry, by_name, readers, outputs, weights, dropped, changes))
+        elif kind == "DepthToSpace":
+            replaced[name] = [_depth_to_space(model, entry, weights, changes)]
         elif kind == "Reshape":
             shuffle = _shuffle(model, entry, by_name, readers, outputs, weights, changes)
             if shuffle:
@@ -180,6 +187,36 @@ def _split_groups(model, entry, by_name, readers, outputs, weights, dropped, cha
     return {name: new}
 
 
+def _frozen(class_name: str, name: str, dtype, inbound: list, **config) -> dict:
+    """A weight-only layer whose kernel is set after building (never through an initializer:
+    the array would land in the config), kept out of training."""
+    return _entry(class_name, name, {"trainable": False, "dtype": dtype, "padding": "valid",
+                                     "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
+                                     "activation": "linear", "use_bias": False,
+                                     "kernel_initializer": {"class_name": "Zeros", "config": {}},
+                                     "bias_initializer": {"class_name": "Zeros", "config": {}},
+                                     "kernel_regularizer": None, "bias_regularizer": None,
+                                     "activity_regularizer": None, "kernel_constraint": None,
+                                     "bias_constraint": None, **config}, inbound)
+
+
+def _depth_to_space(model, entry, weights, changes) -> dict:
+    """DepthToSpace(r) as a frozen Conv2DTranspose (kernel r, stride r): TensorFlow's DCR order puts
+    input channel (i * r + j) * C + c at output pixel (i, j) of each r x r cell, channel c."""
+    name, block = entry["name"], int(entry["config"]["block"])
+    channels = model.get_layer(name).output_shape[-1]
+    kernel = np.zeros((block, block, channels, block * block * channels), np.float32)  # [kh, kw, out, in]
+    for i in range(block):
+        for j in range(block):
+            for c in range(channels):
+                kernel[i, j, c, (i * block + j) * channels + c] = 1.0
+    weights[name] = [kernel]
+    changes.append(Change([name], f"a frozen {block}x{block} TRANSPOSE_CONV, stride {block}, placing the channel "
+                          "blocks", "DEPTH_TO_SPACE is not in Coral's op table"))
+    return _frozen("Conv2DTranspose", name, entry["config"].get("dtype"), entry["inbound_nodes"][0],
+                   filters=channels, kernel_size=[block, block], strides=[block, block], output_padding=None)
+
+
 def _shuffle(model, entry, by_name, readers, outputs, weights, changes):
     """Reshape [H, W, g, C/g] -> Permute (1, 2, 4, 3) -> Reshape [H, W, C] as a frozen 1x1 Conv2D:
     (first name, permute name, last name, the conv's entry), or None when `entry` does not start one."""
@@ -200,15 +237,8 @@ def _shuffle(model, entry, by_name, readers, outputs, weights, changes):
     for g in range(groups):
         for k in range(per_group):
             kernel[0, 0, g * per_group + k, k * groups + g] = 1.0
-    conv = _entry("Conv2D", last, {"trainable": False, "dtype": entry["config"].get("dtype"), "filters": channels,
-                                   "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
-                                   "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
-                                   "activation": "linear", "use_bias": False,
-                                   "kernel_initializer": {"class_name": "Zeros", "config": {}},
-                                   "bias_initializer": {"class_name": "Zeros", "config": {}},
-                                   "kernel_regularizer": None, "bias_regularizer": None,
-                                   "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None},
-                  entry["inbound_nodes"][0])
+    conv = _frozen("Conv2D", last, entry["config"].get("dtype"), entry["inbound_nodes"][0], filters=channels,
+                   kernel_size=[1, 1], strides=[1, 1])
     weights[last] = [kernel]
     changes.append(Change([first, permute, last], f"a frozen 1x1 CONV_2D permuting {channels} channels",
                           "the shuffle's 4-D [H, W, g, C/g] tensor has more than 3 dimensions above 1"))
