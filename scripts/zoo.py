@@ -116,8 +116,8 @@ def _edge_tpu(out: Path) -> str:
     report = predict(read_graph(model))
     cell = f"{report['ops']['share']:.0%} ops, {report['macs']['share']:.1%} MACs"
     first, before = report["first_unmapped"], report["before_postprocess"]
-    if before:  # a detector: its post-processing op runs on the CPU on every Edge TPU
-        cell += f"; {before['share']:.0%} of the {before['total']} ops before the post-processing op"
+    if before:  # a detector's post-processing op, a segmenter's argmax: on the CPU on every Edge TPU
+        cell += f"; {before['share']:.0%} of the {before['total']} ops before {before['tail']}"
     if first and not (before and first["index"] >= before["total"]):
         cell += f"; cut at {first['op']}" + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
     return cell

@@ -21,13 +21,18 @@ def test_scores_compare_class_maps_over_labelled_pixels_and_rank_the_worst_image
     float_map = np.array([[[0, 1], [2, 0]], [[0, 0], [1, 1]], [[2, 2], [2, 1]]])
     model_map = np.array([[[0, 1], [1, 2]], [[0, 0], [1, 1]], [[2, 2], [1, 1]]])
     float_outputs = {"probabilities": probabilities(float_map)}
-    scored = SegmentationScorer(labels, gallery=2).score({"probabilities": probabilities(model_map)}, float_outputs)
+    scorer = SegmentationScorer(labels, gallery=2, num_classes=3)
+    scored = scorer.score({"probabilities": probabilities(model_map)}, float_outputs)
     # model vs labels over the 11 labelled pixels (the void one, predicted 2, is left out):
     # class 0: tp 3 of 3 labelled, 3 predicted -> 1; class 1: tp 3, 3 labelled, 6 predicted -> 3/6;
     # class 2: tp 2, 5 labelled, 2 predicted -> 2/5
     assert scored["metrics"]["per_class_iou"] == pytest.approx([1.0, 0.5, 0.4])
     assert scored["metrics"]["miou"] == pytest.approx(1.9 / 3)
     assert scored["metrics"]["pixel_accuracy"] == pytest.approx(8 / 11)
+    # an Edge TPU build gives the class map alone (its softmax dropped): the same scores
+    alone = scorer.score({"class_map": model_map.astype(np.uint8)}, float_outputs)
+    assert alone["metrics"] == scored["metrics"] and alone["agreement_pixels"] == scored["agreement_pixels"]
+    assert alone["outputs"] == {}
     # float: class 0 1, class 1 3/4 (4 predicted), class 2 4/5 (4 predicted, all right) -> mIoU 2.55 / 3
     assert scored["delta_points"]["miou"] == pytest.approx(100 * (1.9 - 2.55) / 3)
     assert scored["delta_per_class_points"] == pytest.approx([0.0, -25.0, -40.0])

@@ -19,11 +19,13 @@ UNSUPPORTED_OP = re.compile(r"Quantization to (\S+) not yet supported for op: '(
 TF_IO = {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}  # io_dtype -> the converter's type
 
 
-def with_class_map(model):
+def with_class_map(model, alone: bool = False):
     """The model plus a `class_map` output: uint8 [batch, H, W], the argmax over classes, so a
     device gets the segmentation without reading back [H, W, classes] scores. The argmax reads the
     logits (the softmax's input): the same classes as the probabilities' argmax in float, with far
-    fewer ties once int8 squeezes the probabilities into 256 steps."""
+    fewer ties once int8 squeezes the probabilities into 256 steps. `alone`: the class map is the
+    only output, so the per-pixel softmax leaves the graph (an Edge TPU build: SOFTMAX of a
+    [H, W, classes] tensor does not map, and the class map does not need it)."""
     from tfpipe.backend import keras
 
     softmax = next((la for la in model.layers if la.name.removeprefix("quant_") == MAIN_OUTPUT), None)
@@ -32,18 +34,21 @@ def with_class_map(model):
                           "the class map needs a segmentation model from the zoo")
     logits = softmax.input
     class_map = tf.cast(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.uint8)
+    if alone:
+        return keras.Model(model.input, [class_map], name=model.name), [CLASS_MAP]
     outputs = model.outputs if len(model.outputs) > 1 else [model.output]
     return keras.Model(model.input, [*outputs, class_map], name=model.name), [*output_names(model), CLASS_MAP]
 
 
-def serving_function(model, batch: int = 1, class_map: bool = False, postprocess=None):
+def serving_function(model, batch: int = 1, class_map: bool | str = False, postprocess=None):
     """A tf.function with a fixed batch and the model's output layer names as signature names
-    (plus `class_map` when asked). `postprocess` (anchors, DetectionConfig) appends the detection
-    post-processing op instead: the outputs are then runtime/contract.py's POSTPROCESS_OUTPUTS."""
+    (plus `class_map` when asked; only it with class_map="alone"). `postprocess` (anchors,
+    DetectionConfig) appends the detection post-processing op instead: the outputs are then
+    runtime/contract.py's POSTPROCESS_OUTPUTS."""
     shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
     specs = [tf.TensorSpec([batch, *shape[1:]], tf.float32, name=name)
              for shape, name in zip(shapes, model.input_names, strict=True)]
-    model, names = with_class_map(model) if class_map else (model, output_names(model))
+    model, names = with_class_map(model, class_map == "alone") if class_map else (model, output_names(model))
 
     def raw(*x):
         outputs = model(x[0] if len(x) == 1 else list(x), training=False)
@@ -93,7 +98,7 @@ def variables_of(model):
 
 
 def to_tflite(model, quantize: str, io_dtype: str, calibration: np.ndarray | dict[str, np.ndarray] | None,
-              class_map: bool = False,
+              class_map: bool | str = False,
               postprocess=None, float_layers: tuple[str, ...] = ()) -> bytes:
     """The .tflite bytes of `model` in mode `quantize`; `postprocess` as for serving_function.
     int8 is integer kernels only, except for the ops of `float_layers` (Keras layer names), which

@@ -284,21 +284,28 @@ def predict(graph: Graph) -> dict:
 
 
 POSTPROCESS = "TFLite_Detection_PostProcess"
+# The ops a device graph may end in that run on the CPU after the Edge TPU by design: a detector's
+# post-processing op, a segmenter's class map (ARG_MAX, then CAST to uint8). The tail also takes the
+# DEQUANTIZEs that only feed it.
+TAIL_HEADS = (POSTPROCESS, "ARG_MAX")
+TAIL_KINDS = (*TAIL_HEADS, "CAST", "DEQUANTIZE")
 
 
 def _before_postprocess(graph: Graph, per_op: list[dict]) -> dict | None:
-    """For a detector ending in TFLite_Detection_PostProcess, the ops before it and the DEQUANTIZEs
-    that only feed it: that tail runs on the CPU in every Edge TPU detector (the op is not in the
+    """For a graph ending in TFLite_Detection_PostProcess or a class map's ARG_MAX, the ops before
+    that tail: it runs on the CPU in every Edge TPU detector or segmenter (neither op is in the
     Edge TPU's table), so what counts is whether everything before it maps. None otherwise."""
-    if not graph.ops or graph.ops[-1].kind != POSTPROCESS:
-        return None
-    start = len(graph.ops) - 1
-    post_inputs = set(graph.ops[-1].inputs)
-    while start > 0 and graph.ops[start - 1].kind == "DEQUANTIZE" and set(graph.ops[start - 1].outputs) <= post_inputs:
+    start = len(graph.ops)
+    tail_inputs: set[int] = set(graph.outputs)
+    while start > 0 and graph.ops[start - 1].kind in TAIL_KINDS and set(graph.ops[start - 1].outputs) <= tail_inputs:
         start -= 1
+        tail_inputs |= set(graph.ops[start].inputs)
+    tail = [op.kind for op in graph.ops[start:]]
+    if not any(kind in TAIL_HEADS for kind in tail):
+        return None
     mapped = sum(row["mapped"] for row in per_op[:start])
-    return {"total": start, "mapped": mapped, "share": mapped / start if start else 0.0,
-            "cpu_tail": [op.kind for op in graph.ops[start:]]}
+    return {"total": start, "mapped": mapped, "share": mapped / start if start else 0.0, "cpu_tail": tail,
+            "tail": "the post-processing op" if POSTPROCESS in tail else "the class map's argmax"}
 
 
 def operator_table(per_op: list[dict]) -> list[dict]:
@@ -363,9 +370,9 @@ def summary_lines(report: dict) -> list[str]:
              f"{macs['share']:.1%} of {macs['total'] / 1e6:.1f}M MACs"]
     before = report.get("before_postprocess")
     if before:
-        lines.append(f"  before the post-processing op: {before['mapped']}/{before['total']} ops mapped "
+        lines.append(f"  before {before['tail']}: {before['mapped']}/{before['total']} ops mapped "
                      f"({before['share']:.0%}); {', '.join(before['cpu_tail'])} run on the CPU, as in every "
-                     "Edge TPU detector")
+                     "Edge TPU " + ("detector" if POSTPROCESS in before["cpu_tail"] else "segmenter"))
     if first and not (before and first["index"] >= before["total"]):
         layer = f" (Keras layer {', '.join(first['keras_layers'])})" if first["keras_layers"] else ""
         lines.append(f"  graph cut at op {first['index']} {first['op']}{layer}: {first['reason']}")

@@ -9,6 +9,7 @@ parameters); every model's outputs are decoded as model.json says, by the code a
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,15 @@ def tflite_files(run: RunDir, explicit: list[Path] | None) -> list[Path]:
     return [check_tflite_file(f) for f in files]  # all checked before any work
 
 
-def check_signatures(files: list[Path], input_shape: tuple[int, ...], outputs: set[str], options: dict) -> None:
-    """Every model takes the run's input and gives the outputs the task decodes, checked before any
-    work: a file made for another run (or not by tfpipe) is one line naming what differs."""
+def check_signatures(files: list[Path], input_shape: tuple[int, ...], missing_outputs: Callable[[set[str]], list[str]],
+                     options: dict) -> None:
+    """Every model takes the run's input and gives the outputs the task decodes (`missing_outputs`:
+    what a set of output names lacks), checked before any work: a file made for another run (or
+    not by tfpipe) is one line naming what differs."""
     for path in files:
         with Worker(path, **options) as worker:
             worker.image_input(input_shape)
-            missing = sorted(outputs - set(worker.outputs))
+            missing = missing_outputs(set(worker.outputs))
         if missing:
             raise TfpipeError(f"{path}: has no output named {', '.join(missing)} (it has: "
                               f"{', '.join(sorted(worker.outputs))})",
@@ -144,7 +147,7 @@ def evaluate(cfg: Config, run: RunDir, *, threads: int | None = None, max_drop: 
     contract = read_contract(cfg, run, splits.class_names)
     spec = contract.spec
     inputs, targets = splits.evaluation_arrays(spec)
-    check_signatures(files, inputs.shape[1:], task.required_outputs(cfg), options)
+    check_signatures(files, inputs.shape[1:], lambda names: task.missing_outputs(cfg, names), options)
     print(f"Evaluating on {len(inputs):,} {splits.test_name} images ({splits.name}), {workers} worker(s) x "
           f"{threads} thread(s)" + (f", delegate {delegate}" if delegate else ""), flush=True)
     float_outputs, float_file = float_reference(run, inputs, threads=threads, **options)

@@ -98,9 +98,10 @@ class Task:
         by name)."""
         raise NotImplementedError
 
-    def required_outputs(self, cfg: Config) -> set[str]:
-        """The outputs the evaluator decodes: every converted model must have them."""
-        return set(self.output_contract(cfg))
+    def missing_outputs(self, cfg: Config, names: set[str]) -> list[str]:
+        """What a converted model with outputs `names` lacks for the evaluator to decode it (each
+        entry names an output, or the alternatives that would do)."""
+        return sorted(set(self.output_contract(cfg)) - names)
 
     def bundle_fields(self, cfg: Config, num_classes: int, splits: Splits | None = None) -> dict:
         """Task-specific sections of model.json (a detector's box coding and anchors); `splits`: the

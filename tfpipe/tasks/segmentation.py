@@ -67,11 +67,13 @@ class Segmentation(Task):
             outputs[CLASS_MAP] = f"uint8 [1, {h}, {w}] the class index per pixel (argmax), never quantized"
         return outputs
 
-    def required_outputs(self, cfg: Config) -> set[str]:
-        return {MAIN_OUTPUT}  # the class map is optional: the evaluator uses it when a model has it
+    def missing_outputs(self, cfg: Config, names: set[str]) -> list[str]:
+        # either does: the class map when a model has it (an Edge TPU build has nothing else: its
+        # softmax is dropped, convert/converter.py), else the argmax of the probabilities
+        return [] if names & {MAIN_OUTPUT, CLASS_MAP} else [f"{MAIN_OUTPUT} or {CLASS_MAP}"]
 
     def scorer(self, contract: Contract, targets, gallery: int) -> Scorer:
-        return SegmentationScorer(np.asarray(targets), gallery)
+        return SegmentationScorer(np.asarray(targets), gallery, len(contract.classes))
 
     def held_out_score(self, outputs: dict[str, np.ndarray], targets) -> float:
         return segmentation_metrics(confusion(targets, class_maps(outputs), outputs[MAIN_OUTPUT].shape[-1]))["miou"]
@@ -85,15 +87,14 @@ class Segmentation(Task):
 
 
 class SegmentationScorer(Scorer):
-    def __init__(self, labels: np.ndarray, gallery: int):
-        self.labels, self.gallery = labels, gallery
+    def __init__(self, labels: np.ndarray, gallery: int, num_classes: int):
+        self.labels, self.gallery, self.num_classes = labels, gallery, num_classes
 
     def score(self, outputs: dict[str, np.ndarray], float_outputs: dict[str, np.ndarray] | None = None) -> dict:
         """mIoU and friends from one confusion matrix over the labelled pixels; against the float
         model: pixel agreement and the images where the class maps differ most (for the gallery)."""
-        num_classes = outputs[MAIN_OUTPUT].shape[-1]
         predicted = class_maps(outputs)
-        matrix = confusion(self.labels, predicted, num_classes)
+        matrix = confusion(self.labels, predicted, self.num_classes)
         metrics = {**segmentation_metrics(matrix), "confusion": matrix.tolist()}
         if float_outputs is None:
             return {"metrics": metrics}
@@ -107,7 +108,9 @@ class SegmentationScorer(Scorer):
             "delta_per_class_points": [None if m is None or f is None else 100 * (m - f) for m, f in
                                        zip(metrics["per_class_iou"], float_metrics["per_class_iou"], strict=True)],
             "agreement_pixels": agreement["pixel_agreement"],
-            "outputs": {MAIN_OUTPUT: output_agreement(float_outputs[MAIN_OUTPUT], outputs[MAIN_OUTPUT])},
+            # an Edge TPU build gives the class map alone: its agreement is the pixel agreement above
+            "outputs": {MAIN_OUTPUT: output_agreement(float_outputs[MAIN_OUTPUT], outputs[MAIN_OUTPUT])}
+            if MAIN_OUTPUT in outputs else {},
             "worst_disagreements": [{"index": int(i), "pixel_agreement": float(per_image[i])}
                                     for i in np.argsort(per_image, kind="stable")[:self.gallery]],
         }
