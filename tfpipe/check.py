@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tfpipe.cli import Stage, main
 from tfpipe.delegates import TARGETS
+from tfpipe.runtime.contract import model_label
 
 LINT_CALIBRATION = 8  # random images: enough for ranges that make every op quantized
 
@@ -29,23 +30,34 @@ def add_arguments(parser) -> None:
                         help="write compat_<target>.json files here (default: beside each model)")
 
 
-def lint(cfg) -> Path:
-    """The config's architecture, untrained, as an int8 .tflite in a scratch directory."""
+def lint(cfg, edgetpu_build: bool = False) -> Path:
+    """The config's architecture, untrained, as an int8 .tflite in a scratch directory; its Edge TPU
+    build (what `convert --target edgetpu` writes, delegates/rewrite.py) with `edgetpu_build`."""
     import numpy as np
 
     from tfpipe import models, tasks
     from tfpipe.convert.converter import io_dtype_for
     from tfpipe.convert.tflite import to_tflite
     from tfpipe.data.fashion_mnist import CLASS_NAMES
+    from tfpipe.delegates import rewrite
 
     # The head's width does not change which ops the graph has: no need to read the dataset here.
     model = models.build(cfg.model, cfg.task, len(tasks.of(cfg).class_names(CLASS_NAMES)))
     h, w = cfg.model.input_size
     rng = np.random.default_rng(cfg.train.seed)
     calibration = rng.uniform(-1, 1, (LINT_CALIBRATION, h, w, cfg.model.channels)).astype(np.float32)
-    path = Path(tempfile.mkdtemp(prefix="tfpipe-lint-")) / "model_int8.tflite"
-    path.write_bytes(to_tflite(model, "int8", io_dtype_for(cfg, "int8"), calibration, class_map=cfg.convert.class_map))
-    print(f"Lint: {cfg.model.name} at {h}x{w}x{cfg.model.channels}, untrained, int8 with random calibration",
+    class_map, target, changes = cfg.convert.class_map, "cpu", []
+    if edgetpu_build:
+        target = "edgetpu"
+        model, rewrites = rewrite.edgetpu_build(model)
+        class_map, dropped = rewrite.edgetpu_class_map(class_map)
+        changes = [c.line() for c in rewrites] + dropped
+    label = model_label("int8", tpu_build=bool(changes))
+    path = Path(tempfile.mkdtemp(prefix="tfpipe-lint-")) / f"model_{label}.tflite"
+    path.write_bytes(to_tflite(model, "int8", io_dtype_for(cfg, "int8", target=target), calibration,
+                               class_map=class_map))
+    build = f", Edge TPU build ({len(changes)} rewrites)" if edgetpu_build else ""
+    print(f"Lint: {cfg.model.name} at {h}x{w}x{cfg.model.channels}, untrained, int8 with random calibration{build}",
           flush=True)
     return path
 
@@ -54,9 +66,12 @@ def run(args, cfg) -> int:
     from tfpipe import delegates
 
     targets = TARGETS if args.target == "all" else (args.target,)
-    paths = args.models or [lint(cfg)]
-    for path in paths:
-        for target in targets:
+    checks = [(lambda p=path: p, targets) for path in args.models] or [(lambda: lint(cfg), targets)]
+    if not args.models and "edgetpu" in targets:  # and what `convert --target edgetpu` would build
+        checks.append((lambda: lint(cfg, edgetpu_build=True), ("edgetpu",)))
+    for make, path_targets in checks:  # each model made when its turn comes: its lines follow it
+        path = make()
+        for target in path_targets:
             report = delegates.check(path, target)
             print("\n".join(delegates.summary_lines(report)), flush=True)
             if args.models:  # a lint's scratch model is not kept, so neither is its report

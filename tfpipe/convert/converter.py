@@ -196,10 +196,13 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
         data, source = _debugged_int8(cfg, run, model, splits, spec, io_dtype, calibration, max_drop, debug_quant)
     if data is None:
         class_map = cfg.convert.class_map
-        if target == "edgetpu" and class_map:
-            class_map = "alone"
-            rewrites = [*rewrites, SOFTMAX_DROPPED]
-            print(f"Edge TPU build: {SOFTMAX_DROPPED}", flush=True)
+        if target == "edgetpu":
+            from tfpipe.delegates.rewrite import edgetpu_class_map
+
+            class_map, dropped = edgetpu_class_map(class_map)
+            rewrites = [*rewrites, *dropped]
+            for line in dropped:
+                print(f"Edge TPU build: {line}", flush=True)
         print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
               + (f" (calibrating on {len(calibration)} images)" if calibration is not None
                  and source != "qat" else ""), flush=True)
@@ -207,12 +210,6 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
                          postprocess=postprocess, float_layers=float_layers)
     return _publish(cfg, run, bundle, data, quantize, engine, io_dtype, source, class_names,
                     splits if images is None else None, rewrites)
-
-
-# An Edge TPU build of a model with a class map keeps only it: the per-pixel SOFTMAX does not map
-# (Coral: 1-D inputs only) and the class map, the argmax of the logits, does not need it.
-SOFTMAX_DROPPED = ("probabilities dropped (its per-pixel SOFTMAX does not map): the build's one output is "
-                   "class_map, the argmax of the logits, the same classes")
 
 
 def _edgetpu_build(run: RunDir, model, use_qat: bool) -> tuple[object, list[str], bool]:

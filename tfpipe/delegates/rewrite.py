@@ -47,6 +47,18 @@ class Change:
         return f"{', '.join(self.layers)} -> {self.became} ({self.why})"
 
 
+# An Edge TPU build of a model with a class map keeps only it: the per-pixel SOFTMAX does not map
+# (Coral: 1-D inputs only) and the class map, the argmax of the logits, does not need it.
+SOFTMAX_DROPPED = ("probabilities dropped (its per-pixel SOFTMAX does not map): the build's one output is "
+                   "class_map, the argmax of the logits, the same classes")
+
+
+def edgetpu_class_map(class_map: bool) -> tuple[bool | str, list[str]]:
+    """(to_tflite's class_map setting, the change to report) for an Edge TPU build: the class map
+    alone when the model has one (convert.class_map), else as configured."""
+    return ("alone", [SOFTMAX_DROPPED]) if class_map else (class_map, [])
+
+
 def _consumers(layers: list[dict]) -> dict[str, list[str]]:
     readers: dict[str, list[str]] = {entry["name"]: [] for entry in layers}
     for entry in layers:
