@@ -5,6 +5,8 @@
     python scripts/zoo.py table            # docs/zoo.md from configs/zoo/*.yaml,
                                            # configs/segmentation/*.yaml,
                                            # configs/detection/*.yaml and their runs
+    python scripts/zoo.py edgetpu          # docs/edgetpu.md: every config's CPU build and Edge TPU
+                                           # build (convert --target edgetpu) side by side
 
 `make zoo` does both. Every figure in the table is read from the run's own files (parity.json from
 the evaluator, the config that was trained); nothing is typed in by hand. A family without a
@@ -292,15 +294,88 @@ def table(workdir: Path, out: Path) -> int:
     return 0
 
 
+EDGETPU_HEADER = """# Edge TPU builds: the CPU build and the Edge TPU build of every zoo model
+
+Made by `python scripts/zoo.py edgetpu` (nothing typed in by hand). The Edge TPU compiler (v16,
+frozen) cuts a graph once, at the first op it cannot map; `python -m tfpipe.convert --target
+edgetpu` therefore converts an Edge TPU build, re-expressed by tfpipe/delegates/rewrite.py (exact
+in float: LeakyReLU as a frozen PReLU, grouped convolutions split per group, ShuffleNet's shuffle
+and the sub-pixel DEPTH_TO_SPACE as frozen 0/1 convolutions, a segmenter's softmax dropped for its
+class map). Mapping: the static checker's prediction (delegates/edgetpu.py, no compiler here) for
+each architecture untrained at its configured input size, int8 with random calibration (as
+`python -m tfpipe.check --config X --target edgetpu` prints), before a detector's post-processing
+op or a segmenter's trailing argmax, which run on the CPU on every Edge TPU. TPU ms: the mapped
+multiply-adds at the Edge TPU's 4 TOPS peak (2 ops per multiply-add), a floor: the CPU part and
+the transfers are not included. int8 columns: the run's evaluator figures on its full evaluation
+split, when the run (`--workdir`) has both builds evaluated; Δ in points against its float model.
+
+| model | rewrites | CPU build: mapped | cut at | Edge TPU build: mapped | cut at | MACs x | TPU ms |\
+ CPU build int8 | Edge TPU build int8 |
+|---|---|---|---|---|---|---|---|---|---|
+"""
+
+
+def _mapping(report: dict) -> tuple[str, str]:
+    """(ops and MACs mapped, where the graph is cut) of a checker report, counted before the CPU
+    tail (a detector's post-processing op, a segmenter's argmax) when there is one."""
+    before, first = report["before_postprocess"], report["first_unmapped"]
+    counted = before or report["ops"]
+    ops = f"{counted['mapped']}/{counted['total']} ops"
+    cut = "-" if first is None or (before and first["index"] >= before["total"]) else \
+        first["op"] + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
+    return f"{ops}, {report['macs']['share']:.1%} MACs", cut
+
+
+def _build_metric(rows: dict | None, label: str, metric: str) -> str:
+    row = (rows or {}).get(label)
+    if not row or row.get("status") != "ok":
+        return "not evaluated"
+    return f"{row['metrics'][metric]:.4f} ({row['delta_points'][metric]:+.2f})"
+
+
+def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
+    from tfpipe import tasks
+    from tfpipe.check import lint
+    from tfpipe.config import load_config
+    from tfpipe.delegates.edgetpu import predict
+    from tfpipe.runtime.graph import read_graph
+
+    lines = []
+    for path in configs():
+        if names and path.stem not in names:
+            continue
+        cfg = load_config(path)
+        (cpu_file, _), (tpu_file, changes) = lint(cfg), lint(cfg, edgetpu_build=True)
+        cpu, tpu = predict(read_graph(cpu_file)), predict(read_graph(tpu_file))
+        rewrites = str(len(changes)) if changes else "none"
+        parity = run_dir(path, workdir) / "eval" / "parity.json"
+        rows = {m["name"]: m for m in json.loads(parity.read_text())["models"]} if parity.is_file() else None
+        metric = tasks.of(cfg).gate.metric
+        (cpu_map, cpu_cut), (tpu_map, tpu_cut) = _mapping(cpu), _mapping(tpu)
+        tpu_ms = 2 * tpu["macs"]["mapped"] / 4e12 * 1e3
+        lines.append(f"| {path.stem} | {rewrites} | {cpu_map} | {cpu_cut} | {tpu_map} | {tpu_cut} | "
+                     f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | "
+                     f"{_build_metric(rows, 'int8', metric)} | {_build_metric(rows, 'int8_tpu', metric)} |")
+        print(lines[-1], flush=True)
+    out.write_text(EDGETPU_HEADER + "\n".join(lines) + "\n")
+    print(f"Wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/zoo.py", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run").add_argument("names", nargs="*")
     sub.add_parser("table").add_argument("--out", type=Path, default=ROOT / "docs" / "zoo.md")
+    tpu = sub.add_parser("edgetpu")
+    tpu.add_argument("names", nargs="*")
+    tpu.add_argument("--out", type=Path, default=ROOT / "docs" / "edgetpu.md")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.names, args.workdir)
+    if args.command == "edgetpu":
+        return edgetpu(args.workdir, args.out, args.names)
     return table(args.workdir, args.out)
 
 

@@ -30,9 +30,10 @@ def add_arguments(parser) -> None:
                         help="write compat_<target>.json files here (default: beside each model)")
 
 
-def lint(cfg, edgetpu_build: bool = False) -> Path:
-    """The config's architecture, untrained, as an int8 .tflite in a scratch directory; its Edge TPU
-    build (what `convert --target edgetpu` writes, delegates/rewrite.py) with `edgetpu_build`."""
+def lint(cfg, edgetpu_build: bool = False) -> tuple[Path, list[str]]:
+    """The config's architecture, untrained, as an int8 .tflite in a scratch directory, and the
+    rewrites made: its Edge TPU build's (what `convert --target edgetpu` writes,
+    delegates/rewrite.py) with `edgetpu_build`, else none."""
     import numpy as np
 
     from tfpipe import models, tasks
@@ -59,16 +60,16 @@ def lint(cfg, edgetpu_build: bool = False) -> Path:
     build = f", Edge TPU build ({len(changes)} rewrites)" if edgetpu_build else ""
     print(f"Lint: {cfg.model.name} at {h}x{w}x{cfg.model.channels}, untrained, int8 with random calibration{build}",
           flush=True)
-    return path
+    return path, changes
 
 
 def run(args, cfg) -> int:
     from tfpipe import delegates
 
     targets = TARGETS if args.target == "all" else (args.target,)
-    checks = [(lambda p=path: p, targets) for path in args.models] or [(lambda: lint(cfg), targets)]
+    checks = [(lambda p=path: p, targets) for path in args.models] or [(lambda: lint(cfg)[0], targets)]
     if not args.models and "edgetpu" in targets:  # and what `convert --target edgetpu` would build
-        checks.append((lambda: lint(cfg, edgetpu_build=True), ("edgetpu",)))
+        checks.append((lambda: lint(cfg, edgetpu_build=True)[0], ("edgetpu",)))
     for make, path_targets in checks:  # each model made when its turn comes: its lines follow it
         path = make()
         for target in path_targets:

@@ -56,3 +56,25 @@ def test_the_budget_marks_a_qat_that_started_at_tfmots_ranges(tmp_path):
     log.write_text(log.read_text() + first + "Started 32 activation ranges at the float model's, measured on 200 "
                    "training images\nQuantization-aware fine-tuning for 1 epoch(s)\n")
     assert zoo._qat(tmp_path, 1) == "QAT 1"  # the last QAT of the log counts
+
+
+def test_the_edge_tpu_table_lints_both_builds_and_reads_each_builds_metric(tmp_path, capsys):
+    """`scripts/zoo.py edgetpu NAME`: the two builds' predicted mapping from the untrained
+    architecture, each build's int8 figure from the run's parity.json when it was evaluated."""
+    zoo = load_script()
+    evaluated = tmp_path / "runs" / "zoo_mobilenet_v1_050" / "eval"
+    evaluated.mkdir(parents=True)
+    rows = [{"name": "int8", "status": "ok", "metrics": {"top1": 0.8365}, "delta_points": {"top1": -0.05}},
+            {"name": "int8_tpu", "status": "failed", "errors": ["delegate"]}]
+    (evaluated / "parity.json").write_text(json.dumps({"models": rows}))
+    out = tmp_path / "edgetpu.md"
+    assert zoo.main(["--workdir", str(tmp_path / "runs"), "edgetpu", "mobilenet_v1_050", "--out", str(out)]) == 0
+    [row] = [line for line in out.read_text().splitlines() if line.startswith("| mobilenet_v1_050 ")]
+    cells = row.split(" | ")
+    # MobileNet maps whole as it is: no rewrite; the Edge TPU build differs only by its uint8 I/O
+    assert cells[1] == "none" and cells[3] == cells[5] == "-" and cells[6] == "1.00"
+    for mapped in cells[2], cells[4]:
+        ops, total = mapped.split(" ops")[0].split("/")
+        assert ops == total and mapped.endswith(", 100.0% MACs")
+    assert float(cells[7]) > 0  # its multiply-adds at 4 TOPS
+    assert cells[8:] == ["0.8365 (-0.05)", "not evaluated |"]
