@@ -231,7 +231,10 @@ started them at tfmot's [-6, 6] instead (made before that change; rerun it to up
 Edge TPU: the static checker's prediction for the int8 model (`python -m tfpipe.check`; Coral's
 model requirements and op table, no compiler here): the share of ops and of multiply-adds the
 compiler would map, and the first op it cannot map, where it cuts the graph (everything after it
-runs on the CPU), with the Keras layer behind it.
+runs on the CPU), with the Keras layer behind it. This is the CPU build's; the Edge TPU build
+that `python -m tfpipe.convert --target edgetpu` converts instead is re-expressed to map whole up
+to its CPU tail: [docs/edgetpu.md](edgetpu.md) (`python scripts/zoo.py edgetpu`) has both builds
+side by side, and names the families that still stop early.
 
 | model | params 224 | MACs 224 | params 32 | MACs 32 | budget | float | fp32 | int8 QAT | int8 - float (pts) \
 | fp32 ms | int8 ms | Edge TPU (predicted) | minutes |
