@@ -43,7 +43,9 @@ def lint(cfg, edgetpu_build: bool = False) -> tuple[Path, list[str]]:
     from tfpipe.delegates import rewrite
 
     # The head's width does not change which ops the graph has: no need to read the dataset here.
-    model = models.build(cfg.model, cfg.task, len(tasks.of(cfg).class_names(CLASS_NAMES)))
+    # What convert sees: the saved model, without training's auxiliary outputs (PSPNet's, GoogLeNet's).
+    task = tasks.of(cfg)
+    model = task.trained_model(models.build(cfg.model, cfg.task, len(task.class_names(CLASS_NAMES))))
     h, w = cfg.model.input_size
     rng = np.random.default_rng(cfg.train.seed)
     calibration = rng.uniform(-1, 1, (LINT_CALIBRATION, h, w, cfg.model.channels)).astype(np.float32)
