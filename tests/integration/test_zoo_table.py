@@ -78,3 +78,4 @@ def test_the_edge_tpu_table_lints_both_builds_and_reads_each_builds_metric(tmp_p
         assert ops == total and mapped.endswith(", 100.0% MACs")
     assert float(cells[7]) > 0  # its multiply-adds at 4 TOPS
     assert cells[8:] == ["0.8365 (-0.05)", "not evaluated |"]
+    assert out.read_text().endswith("Every Edge TPU build maps whole up to its CPU tail.\n")
