@@ -110,3 +110,17 @@ def test_a_grouped_convolution_read_by_two_layers_keeps_its_batchnorm_after_the_
     assert {"gconv_g0", "gconv_g1", "bn"} <= {layer.name for layer in rewritten.layers}
     images = np.random.default_rng(2).normal(size=(8, 8, 8, 4)).astype(np.float32)
     np.testing.assert_allclose(rewritten.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_a_sequential_model_is_rewritten_too():
+    """An imported H5 is often Sequential, whose config lists no connections between layers."""
+    from tfpipe.backend import keras
+    from tfpipe.delegates.rewrite import edgetpu_build
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.LeakyReLU(0.2),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    rewritten, changes = edgetpu_build(model)
+    assert [c.became for c in changes] == ["PReLU(alpha=0.2, frozen)"]
+    images = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(rewritten.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)

@@ -90,6 +90,8 @@ def _prelu(name: str, leaky: dict, inbound: list) -> dict:
 
 def edgetpu_build(model) -> tuple[object, list[Change]]:
     """(the rewritten model with `model`'s weights, the changes); `model` itself when nothing applies."""
+    if isinstance(model, keras.Sequential):  # e.g. an imported H5: its config lists no connections
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
     config = copy.deepcopy(model.get_config())
     layers: list[dict] = config["layers"]
     by_name = {entry["name"]: entry for entry in layers}
