@@ -59,9 +59,10 @@ def test_the_float_vs_int8_view_matches_layers_and_names_the_worst(explained, ca
     assert view["images"] == 64
     rows = view["layers"]
     assert len(rows) >= 60  # every conv, activation, add and the head of MobileNetV2
-    # a tensor matched to the wrong layer would compare unrelated values: SQNR near or below 0 dB (a
-    # 2-epoch model's int8 layers measure 11 dB and up; the bound leaves room for the training's spread)
-    assert min(r["sqnr_db"] for r in rows) > 3
+    # a tensor matched to the wrong layer would compare unrelated values: about -3 dB for two unrelated
+    # signals of equal power, 0 dB against zeros. A 2-epoch model's int8 layers usually measure 11 dB and
+    # up, but one CI run had a layer at 1.4 dB (the training's spread): the bound sits between the two
+    assert min(r["sqnr_db"] for r in rows) > 0.5
     worst = min(rows, key=lambda r: (r["top_k_overlap"], r["sqnr_db"]))
     assert view["worst"] == worst["layer"]
     assert all(0 <= r["top_k_overlap"] <= 1 and 0 <= r["clipped_share"] < 0.2 for r in rows)
