@@ -27,11 +27,15 @@ LISTING = {"segmentation": SEGMENTATION_LISTING, "detection": DETECTION_LISTING}
 
 
 def _size(name: str, input_size=(224, 224), channels: int = 3, classes: int = 1000):
+    """The model `name` built to be sized: its weights are zeros, not initialized."""
     from tfpipe import models
     from tfpipe.config import ModelConfig
+    from tfpipe.models.summary import shapes_only
 
     entry = models.registry.get(name)
-    return models.build(ModelConfig(name=name, input_size=tuple(input_size), channels=channels), entry.task, classes)
+    with shapes_only():
+        return models.build(ModelConfig(name=name, input_size=tuple(input_size), channels=channels), entry.task,
+                            classes)
 
 
 def run(args, cfg) -> int:
