@@ -169,6 +169,58 @@ def test_the_search_raises_the_op_int8_hurts_and_meets_the_budget(outlier):
     assert any(line.lstrip().startswith(">") for line in lines)
 
 
+def _noisy_then_hostile_model():
+    """conv1 as the outlier model's but with its channel 0 only 300x the others (its median channel
+    keeps about half its signal in int8), conv2 ignoring that channel, then the hostile pair of
+    tests/integration/test_selective.py around a max-pool: +1e4 on channel 0 (one int8 scale of ~40
+    rounds every other channel to zero) and -1e4 after it."""
+    from tfpipe.backend import keras
+
+    rng = np.random.default_rng(0)
+    i = keras.Input((8, 8, 1), name="images")
+    conv1 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")
+    conv2 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")
+    up, down = keras.layers.DepthwiseConv2D(1, name="hostile_up"), keras.layers.DepthwiseConv2D(1, name="hostile_down")
+    head = keras.layers.Dense(4, name="logits")
+    x = down(keras.layers.MaxPooling2D(2, name="pool")(up(conv2(conv1(i)))))
+    out = keras.layers.Softmax(name="probabilities")(head(keras.layers.GlobalAveragePooling2D()(x)))
+    model = keras.Model(i, out)
+    k1 = rng.normal(0, 0.5, (3, 3, 1, 8)).astype(np.float32)
+    k1[..., 0] *= 300
+    k2 = rng.normal(0, 0.5, (3, 3, 8, 8)).astype(np.float32)
+    k2[:, :, 0, :] = 0
+    bias = np.zeros(8, np.float32)
+    bias[0] = 1e4
+    conv1.set_weights([k1, np.zeros(8, np.float32)])
+    conv2.set_weights([k2, np.zeros(8, np.float32)])
+    up.set_weights([np.ones((1, 1, 8, 1), np.float32), bias])
+    down.set_weights([np.ones((1, 1, 8, 1), np.float32), -bias])
+    head.set_weights([rng.normal(0, 1, (8, 4)).astype(np.float32), np.zeros(4, np.float32)])
+    return model
+
+
+def test_the_ranking_scores_each_ops_own_rounding_not_what_reached_it():
+    """The ranking that once failed in CI: the int8 model's noise after an op minus before it gave
+    hostile_up (which rounds everything to zero) 1 - 0.74 = 0.26, below conv1's 0.49, because conv1's
+    noise had already reached it. Each op's own rounding of the float tensor ranks hostile_up
+    first at 1.0; conv2, which only inherits conv1's noise, adds almost none; the max-pool keeps
+    hostile_up's steps and adds none."""
+    from tfpipe.convert import litert, mixed
+
+    fp32 = _float_tflite(_noisy_then_hostile_model())
+    rng = np.random.default_rng(1)
+    calibration, held_out = (rng.uniform(-1, 1, (n, 8, 8, 1)).astype(np.float32) for n in (64, 32))
+    names, rows = ("conv1", "conv2", "hostile_up", "pool", "hostile_down"), {}
+    for row in mixed.op_noise(fp32, litert.Engine(fp32).quantize("int8", calibration), held_out):
+        rows.update({name: row for name in names if f"/{name}/" in row["tensor"]})
+    assert max(rows, key=lambda k: rows[k]["added_noise"]) == "hostile_up"
+    assert rows["hostile_up"]["added_noise"] == pytest.approx(1.0, abs=0.01)
+    assert 0.2 < rows["conv1"]["added_noise"] < 0.8, rows["conv1"]
+    assert rows["conv2"]["sqnr_db"] < 3 and rows["conv2"]["added_noise"] < 0.01, rows["conv2"]
+    assert rows["pool"]["added_noise"] == 0.0
+    assert rows["hostile_down"]["added_noise"] < 0.01  # its own range is ordinary; what reaches it is not
+
+
 def test_a_familys_float_layers_stay_float_under_the_litert_engine():
     """Faster R-CNN keeps its box and sampling arithmetic float (models.registry.float_layers);
     the LiteRT Quantizer gets those ops as float precision, as TFLiteConverter gets them denylisted."""

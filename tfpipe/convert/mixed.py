@@ -19,11 +19,19 @@ Edge TPU and NNAPI run neither int16 nor mixed float ops, so mixed precision is 
 measured, never assumed: XNNPACK has no int16 kernels, so an int16 op falls back to the reference
 kernels and can cost more than a float one.
 
-Ranking: both models run the same held-out images with every tensor kept; for each op of the int8
-model whose output has a same-named tensor in the float model, the relative noise power
-noise/signal of that output (its median channel's, as selective int8 ranks by the median channel's
-SQNR) minus the largest of its activation inputs' is the noise the op adds (its own rounding and
-arithmetic), independent of what reached it. Works on any float .tflite: no Keras model needed.
+Ranking: the float model runs the held-out images with every tensor kept, and each op of the int8
+model is scored by the noise its own quantization adds: the float model's tensor for its output,
+rounded to the op's int8 steps and clipped to its int8 range, against itself, as relative noise
+power noise/signal of the median channel (as selective int8 ranks by the median channel's SQNR:
+one channel with a large range leaves the others a few steps or none, which the whole tensor's
+ratio hides). That is exactly what an int16 or float move cures, and it does not depend on what
+reached the op: the difference of the int8 model's noise after and before an op did, and ranked
+an ordinary layer of a noisy 2-epoch model above one that rounded every channel to zero (its
+inputs' noise was already 0.35, its own could add at most 0.65). An op that keeps an input's
+steps (RESHAPE, MAX_POOL_2D, CONCATENATION: reshaping and max commute with rounding) adds none,
+so the producer ranks, not the ops that pass its steps on. Each row also carries the int8 model's
+own SQNR at that tensor (everything upstream included). Works on any float .tflite: no Keras
+model needed.
 """
 
 from __future__ import annotations
@@ -64,38 +72,44 @@ def _tensors(data: bytes, inputs: np.ndarray, names: list[str]) -> dict[str, np.
     return {by_index[i]: v for i, v in values.items()}
 
 
+def relative_noise(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """noise/signal power of the median live channel (last axis); DESTROYED for NaN or inf."""
+    ref = reference.astype(np.float64).reshape(-1, reference.shape[-1])
+    signal = np.mean(ref ** 2, axis=0)
+    noise = np.mean((ref - approximation.astype(np.float64).reshape(ref.shape)) ** 2, axis=0)
+    live = signal > 0
+    ratio = float(np.median(noise[live] / signal[live])) if live.any() else 0.0
+    # NaN or inf (a broken range) ranks as destroyed, never as an unordered key
+    return ratio if np.isfinite(ratio) and ratio < DESTROYED else DESTROYED
+
+
 def op_noise(float_model: bytes, quantized: bytes, inputs: np.ndarray) -> list[dict]:
-    """Per quantized op (its first output has a float counterpart), in graph order: tensor, op,
-    median-channel SQNR of its output in dB, and the relative noise power it adds. `quantized`
-    has float I/O."""
+    """Per quantized op (its first output has a float counterpart, one scale), in graph order:
+    tensor, op, the int8 model's median-channel SQNR there in dB, and `added_noise`, the relative
+    noise power the op's own output quantization adds (module docstring). `quantized` has float I/O."""
+    from tfpipe.runtime.quant import dequantize, quantize
+
     graph = read_graph_bytes(quantized)
     float_names = {t.name for t in read_graph_bytes(float_model).tensors if not t.constant}
-    ops = [op for op in graph.ops if op.outputs and graph.tensors[op.outputs[0]].quantized
-           and graph.tensors[op.outputs[0]].name in float_names and op.kind not in NOT_RANKED]
-    names = sorted({t.name for op in ops for t in graph.op_outputs(op)[:1] + graph.op_inputs(op)
-                    if not t.constant and t.name in float_names})
+    outputs = [(op, graph.tensors[op.outputs[0]]) for op in graph.ops if op.outputs and op.kind not in NOT_RANKED]
+    outputs = [(op, t) for op, t in outputs if len(t.scale) == 1 and t.name in float_names]
+    names = sorted({t.name for _, t in outputs})
     reference, noisy = _tensors(float_model, inputs, names), _tensors(quantized, inputs, names)
 
-    def relative_noise(name: str) -> float:
-        """noise/signal power of the median live channel (last axis): one channel with a large
-        range leaves the others a few steps or none, which the whole tensor's ratio hides."""
-        if name not in reference or name not in noisy or reference[name].shape != noisy[name].shape:
-            return 0.0  # a requantized copy or the graph input: nothing to compare
-        ref = reference[name].astype(np.float64).reshape(-1, reference[name].shape[-1])
-        signal = np.mean(ref ** 2, axis=0)
-        noise = np.mean((ref - noisy[name].astype(np.float64).reshape(ref.shape)) ** 2, axis=0)
-        live = signal > 0
-        ratio = float(np.median(noise[live] / signal[live])) if live.any() else 0.0
-        # NaN or inf (a broken range) ranks as destroyed, never as an unordered key
-        return ratio if np.isfinite(ratio) and ratio < DESTROYED else DESTROYED
+    def keeps_input_steps(op, out) -> bool:
+        steps = (out.scale, out.zero_point)
+        return any((t.scale, t.zero_point) == steps for t in graph.op_inputs(op) if not t.constant)
 
     rows = []
-    for op in ops:
-        out = graph.tensors[op.outputs[0]].name
-        here = relative_noise(out)
-        before = max((relative_noise(t.name) for t in graph.op_inputs(op) if not t.constant), default=0.0)
-        rows.append({"tensor": out, "op": op.kind, "sqnr_db": float(10 * np.log10(1 / here)) if here > 0 else
-                     float("inf"), "added_noise": max(here - before, 0.0)})
+    for op, out in outputs:
+        if out.name not in reference or out.name not in noisy or reference[out.name].shape != noisy[out.name].shape:
+            continue  # the tensor was not kept by one of the runs: nothing to compare
+        float_tensor = reference[out.name]
+        here = relative_noise(float_tensor, noisy[out.name])
+        own = 0.0 if keeps_input_steps(op, out) else relative_noise(float_tensor, dequantize(
+            quantize(float_tensor, out.numpy_dtype, out.scale[0], out.zero_point[0]), out.scale[0], out.zero_point[0]))
+        rows.append({"tensor": out.name, "op": op.kind,
+                     "sqnr_db": float(10 * np.log10(1 / here)) if here > 0 else float("inf"), "added_noise": own})
     return rows
 
 

@@ -39,6 +39,7 @@ class Tensor:
     dtype: str  # TFLite's name: INT8, UINT8, INT32, FLOAT32, ...
     value: np.ndarray | None = field(default=None, compare=False, repr=False)  # constants only
     scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
 
     @property
     def constant(self) -> bool:
@@ -51,6 +52,10 @@ class Tensor:
     @property
     def quantized(self) -> bool:
         return bool(self.scale)
+
+    @property
+    def numpy_dtype(self):
+        return _NUMPY[self.dtype]
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,10 @@ def read_graph(path: str | Path) -> Graph:
         signature = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
         scale = tuple(float(s) for s in t.quantization.scale) if t.quantization and t.quantization.scale is not None \
             else ()
+        zero_point = tuple(int(z) for z in t.quantization.zeroPoint) \
+            if scale and t.quantization.zeroPoint is not None else ()
         name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
-        tensors.append(Tensor(i, name, shape, signature, dtype, _value(t, buffers, dtype, data), scale))
+        tensors.append(Tensor(i, name, shape, signature, dtype, _value(t, buffers, dtype, data), scale, zero_point))
     ops = []
     for i, op in enumerate(subgraph.operators or []):
         code = model.operatorCodes[op.opcodeIndex]
