@@ -185,7 +185,7 @@ def train(cfg: Config, run: RunDir, splits: Splits | None = None) -> Path:
             print(describe_strategy(strategy), flush=True)
         replicas = f" on {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
         print(f"Training {cfg.model.name} ({model.count_params():,} parameters) on {splits.num_train:,} images, "
-              f"{cfg.train.epochs} epochs of {steps} steps{replicas}", flush=True)
+              f"{cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} of {steps} steps{replicas}", flush=True)
         if transferred:
             print(f"Transferred the weights of {len(transferred)} of {sum(1 for la in model.layers if la.weights)} "
                   f"weighted layers from {cfg.train.pretrained}", flush=True)
