@@ -304,8 +304,9 @@ frozen) cuts a graph once, at the first op it cannot map; `python -m tfpipe.conv
 edgetpu` therefore converts an Edge TPU build, re-expressed by tfpipe/delegates/rewrite.py (exact
 in float: LeakyReLU as a frozen PReLU, grouped convolutions split per group, ShuffleNet's shuffle
 and the sub-pixel DEPTH_TO_SPACE as frozen 0/1 convolutions, a segmenter's softmax dropped for its
-class map). Mapping: the static checker's prediction (delegates/edgetpu.py, no compiler here) for
-each architecture untrained at its configured input size, int8 with random calibration (as
+class map; exact in int8: SegNet's max-unpooling, its argmax masks by integer arithmetic).
+Mapping: the static checker's prediction (delegates/edgetpu.py, no compiler here) for each
+architecture untrained at its configured input size, int8 with random calibration (as
 `python -m tfpipe.check --config X --target edgetpu` prints), before a detector's post-processing
 op or a segmenter's trailing argmax, which run on the CPU on every Edge TPU. MACs x: the Edge TPU
 build's multiply-adds over the CPU build's (a permutation convolution adds some). TPU ms: the mapped
@@ -337,14 +338,22 @@ def _build_metric(rows: dict | None, label: str, metric: str) -> str:
     return f"{row['metrics'][metric]:.4f} ({row['delta_points'][metric]:+.2f})"
 
 
+def _edgetpu_rows(text: str) -> dict[str, str]:
+    """The table rows of an existing docs/edgetpu.md, by config name."""
+    names = {path.stem for path in configs()}
+    return {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in names}
+
+
 def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
+    """docs/edgetpu.md: every config's row, or only the rows of `names`, the others kept as written."""
     from tfpipe import tasks
     from tfpipe.check import lint
     from tfpipe.config import load_config
     from tfpipe.delegates.edgetpu import predict
     from tfpipe.runtime.graph import read_graph
 
-    lines, stopping = [], []
+    rows = _edgetpu_rows(out.read_text()) if names and out.is_file() else {}
     for path in configs():
         if names and path.stem not in names:
             continue
@@ -353,17 +362,19 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
         cpu, tpu = predict(read_graph(cpu_file)), predict(read_graph(tpu_file))
         rewrites = str(len(changes)) if changes else "none"
         parity = run_dir(path, workdir) / "eval" / "parity.json"
-        rows = {m["name"]: m for m in json.loads(parity.read_text())["models"]} if parity.is_file() else None
+        evaluated = {m["name"]: m for m in json.loads(parity.read_text())["models"]} if parity.is_file() else None
         metric = tasks.of(cfg).gate.metric
         (cpu_map, cpu_cut), (tpu_map, tpu_cut) = _mapping(cpu), _mapping(tpu)
         tpu_ms = 2 * tpu["macs"]["mapped"] / 4e12 * 1e3
-        lines.append(f"| {path.stem} | {rewrites} | {cpu_map} | {cpu_cut} | {tpu_map} | {tpu_cut} | "
-                     f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | "
-                     f"{_build_metric(rows, 'int8', metric)} | {_build_metric(rows, 'int8_tpu', metric)} |")
-        print(lines[-1], flush=True)
-        if tpu_cut != "-":
-            stopping.append(f"{path.stem} at {tpu_cut}")
-    # what no rewrite reaches yet, read from the predictions above rather than written by hand
+        rows[path.stem] = (f"| {path.stem} | {rewrites} | {cpu_map} | {cpu_cut} | {tpu_map} | {tpu_cut} | "
+                           f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | "
+                           f"{_build_metric(evaluated, 'int8', metric)} | "
+                           f"{_build_metric(evaluated, 'int8_tpu', metric)} |")
+        print(rows[path.stem], flush=True)
+    lines = [rows[path.stem] for path in configs() if path.stem in rows]
+    # what no rewrite reaches yet, read from the rows' Edge TPU cut column rather than written by hand
+    stopping = [f"{row.split('|')[1].strip()} at {row.split('|')[6].strip()}" for row in lines
+                if row.split("|")[6].strip() != "-"]
     tail = (f"\nEdge TPU builds that still stop before their CPU tail (no rewrite for that op yet): "
             f"{'; '.join(stopping)}.\n" if stopping else "\nEvery Edge TPU build maps whole up to its CPU tail.\n")
     out.write_text(EDGETPU_HEADER + "\n".join(lines) + "\n" + tail)

@@ -52,7 +52,7 @@ def lint(cfg, edgetpu_build: bool = False) -> tuple[Path, list[str]]:
     class_map, target, changes = cfg.convert.class_map, "cpu", []
     if edgetpu_build:
         target = "edgetpu"
-        model, rewrites = rewrite.edgetpu_build(model)
+        model, rewrites = rewrite.edgetpu_build(model, calibration)
         class_map, dropped = rewrite.edgetpu_class_map(class_map)
         changes = [c.line() for c in rewrites] + dropped
     label = model_label("int8", tpu_build=bool(changes))

@@ -169,7 +169,7 @@ def test_the_edge_tpu_build_maps_everything_before_the_class_maps_argmax(seg_run
     config = ["--config", str(copy / "config.yaml"), "--workdir", str(tmp_path)]
     assert run_cli("tfpipe.convert.__main__", [*config, "--target", "edgetpu"]) == 0
     printed = capsys.readouterr().out
-    assert "Edge TPU build (4 rewrites, exact in float; weights from the QAT model)" in printed
+    assert "Edge TPU build (4 rewrites of the same function; weights from the QAT model)" in printed
     assert "probabilities dropped (its per-pixel SOFTMAX does not map)" in printed
     tpu = json.loads((copy / "export" / "model.json").read_text())["models"]["int8_tpu"]
     assert set(tpu["outputs"]) == {"class_map"} and "SOFTMAX" not in tpu["ops"] and "DEPTH_TO_SPACE" not in tpu["ops"]

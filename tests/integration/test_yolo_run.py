@@ -78,7 +78,7 @@ def test_the_edge_tpu_build_maps_everything_before_the_post_processing_op(yolo_r
     argv = ["--config", str(copy / "config.yaml"), "--workdir", str(tmp_path), "--target", "edgetpu"]
     assert run_cli("tfpipe.convert.__main__", argv) == 0
     printed = capsys.readouterr().out
-    assert "Edge TPU build (11 rewrites, exact in float; weights from the QAT model)" in printed
+    assert "Edge TPU build (11 rewrites of the same function; weights from the QAT model)" in printed
     assert "tiny0_leaky -> PReLU(alpha=0.1, frozen)" in printed
     bundle = json.loads((copy / "export" / "model.json").read_text())
     tpu = bundle["models"]["int8_tpu"]

@@ -175,15 +175,15 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     use_qat = (engine == "converter" and from_qat and not selective and QUANT_MODES[quantize].from_qat
                and run.qat_model.is_file())
     model = load_qat_model(run.qat_model) if use_qat else load_float_model(run)
-    rewrites = []
-    if target == "edgetpu":
-        model, rewrites, use_qat = _edgetpu_build(run, model, use_qat)
-    source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     spec = cfg.preprocess_spec()
     calibration = None
     if QUANT_MODES[quantize].calibrated:
         calibration = images[0] if images is not None else splits.calibration_inputs(
             spec, cfg.convert.calibration_samples, cfg.train.seed)
+    rewrites = []
+    if target == "edgetpu":
+        model, rewrites, use_qat = _edgetpu_build(run, model, use_qat, calibration)
+    source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     _warn_constant(calibration if source != "qat" else None)
     class_names = images[1] if images is not None else splits.class_names
     postprocess = task.postprocess(cfg, len(class_names))
@@ -212,7 +212,7 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
                     splits if images is None else None, rewrites)
 
 
-def _edgetpu_build(run: RunDir, model, use_qat: bool) -> tuple[object, list[str], bool]:
+def _edgetpu_build(run: RunDir, model, use_qat: bool, calibration) -> tuple[object, list[str], bool]:
     """(model, rewrites, use_qat) for --target edgetpu: the run's model re-expressed in ops the Edge
     TPU maps (delegates/rewrite.py), from the QAT model's fine-tuned weights when int8 would have
     come from it (the rewritten graph is then calibrated: a QAT model cannot be rewritten), or
@@ -222,11 +222,11 @@ def _edgetpu_build(run: RunDir, model, use_qat: bool) -> tuple[object, list[str]
     from tfpipe.train.trainer import load_float_model
 
     base = float_twin(load_float_model(run), model) if use_qat else model
-    rewritten, changes = edgetpu_build(base)
+    rewritten, changes = edgetpu_build(base, calibration)
     if not changes:
         return model, [], use_qat
     lines = [change.line() for change in changes]
-    print(f"Edge TPU build ({len(lines)} rewrites, exact in float; weights from the "
+    print(f"Edge TPU build ({len(lines)} rewrites of the same function; weights from the "
           f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines), flush=True)
     return rewritten, lines, False
 

@@ -2,8 +2,8 @@
 TPU compiler (v16) maps, with the trained weights carried over.
 
 The compiler cuts the graph once, at the first op it cannot map (delegates/edgetpu.py), and it is
-frozen, so the model has to change. Each rewrite here is exact in float (tests: within 1e-5 on
-random inputs) and needs no retraining:
+frozen, so the model has to change. Each rewrite here but the last is exact in float (tests: within
+1e-5 on random inputs), the last is exact in int8, and none needs retraining:
 
 - LeakyReLU(a) -> PReLU with a constant, frozen alpha a (TFLite PRELU; LEAKY_RELU is not in
   Coral's table: google-coral/edgetpu#165, #272, #597);
@@ -18,7 +18,13 @@ random inputs) and needs no retraining:
   Coral has "no plans" for it: google-coral/edgetpu#386) -> a frozen Conv2DTranspose, kernel r,
   stride r, whose 0/1 kernel puts each channel block at its pixel (TRANSPOSE_CONV, in the table
   since compiler 16; the zoo trains the sub-pixel form because tfmot's quantized
-  Conv2DTranspose converts badly, which does not touch this build: it is calibrated, not QAT).
+  Conv2DTranspose converts badly, which does not touch this build: it is calibrated, not QAT);
+- SegNet's MaxUnpooling2D (EQUAL, boolean logic, SELECT_V2, DEPTH_TO_SPACE) -> the same layer in
+  its `mappable` expression: MAX_POOL_2D, SPACE_TO_DEPTH, SUB and a frozen 1x1 DEPTHWISE_CONV_2D
+  with a fused RELU6 for the argmax masks, MUL, ADD, RESIZE_NEAREST_NEIGHBOR. The one rewrite that is exact in int8 only
+  (models/segmentation/segnet.py): its gain comes from the calibration images' range of the
+  layer's input, and in float a window value within a quarter of an int8 step of the maximum
+  counts partly as a tie.
 
 The rewrite works on the functional model's config (layer entries and the tensors they read), so
 it keeps every other layer, the output names and shared layers as they are, and is undone by
@@ -88,8 +94,9 @@ def _prelu(name: str, leaky: dict, inbound: list) -> dict:
                   inbound)
 
 
-def edgetpu_build(model) -> tuple[object, list[Change]]:
-    """(the rewritten model with `model`'s weights, the changes); `model` itself when nothing applies."""
+def edgetpu_build(model, calibration: np.ndarray | None = None) -> tuple[object, list[Change]]:
+    """(the rewritten model with `model`'s weights, the changes); `model` itself when nothing applies.
+    `calibration`: the images the build will be calibrated on, which SegNet's unpooling needs."""
     if isinstance(model, keras.Sequential):  # e.g. an imported H5: its config lists no connections
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     config = copy.deepcopy(model.get_config())
@@ -101,6 +108,8 @@ def edgetpu_build(model) -> tuple[object, list[Change]]:
     replaced: dict[str, list[dict]] = {}  # old layer name -> the entries standing in its place
     dropped: set[str] = set()
     changes: list[Change] = []
+    gains = _unpooling_gains(model, [e["name"] for e in layers if e["class_name"] == "MaxUnpooling2D"
+                                     and not e["config"].get("mappable")], calibration)
 
     for entry in layers:
         name, kind, cfg = entry["name"], entry["class_name"], entry["config"]
@@ -117,6 +126,12 @@ def edgetpu_build(model) -> tuple[object, list[Change]]:
             replaced.update(_split_groups(model, entry, by_name, readers, outputs, weights, dropped, changes))
         elif kind == "DepthToSpace":
             replaced[name] = [_depth_to_space(model, entry, weights, changes)]
+        elif name in gains:
+            replaced[name] = [{**entry, "config": {**cfg, "mappable": True, "gain": gains[name]}}]
+            changes.append(Change([name], f"argmax masks by SUB and a frozen 1x1 DEPTHWISE_CONV_2D (gain "
+                                  f"{gains[name]:g}, from the calibrated range) + RELU6, placed by "
+                                  "RESIZE_NEAREST_NEIGHBOR and MUL",
+                                  "EQUAL, SELECT_V2 and DEPTH_TO_SPACE are not in Coral's op table"))
         elif kind == "Reshape":
             shuffle = _shuffle(model, entry, by_name, readers, outputs, weights, changes)
             if shuffle:
@@ -137,6 +152,22 @@ def edgetpu_build(model) -> tuple[object, list[Change]]:
         elif layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     return rebuilt, changes
+
+
+def _unpooling_gains(model, names: list[str], calibration: np.ndarray | None) -> dict[str, float]:
+    """Each MaxUnpooling2D's gain for its mappable expression, from its input's range over the
+    calibration images (what the converter's calibration will see)."""
+    if not names:
+        return {}
+    from tfpipe.models.segmentation.segnet import MaxUnpooling2D
+
+    if calibration is None:
+        raise ValueError(f"the Edge TPU build of {', '.join(names)} needs the calibration images (its gain is "
+                         "set from its input's int8 step)")
+    probe = keras.Model(model.inputs, [model.get_layer(name).input[0] for name in names])
+    seen = probe.predict(calibration, batch_size=16, verbose=0)
+    seen = seen if isinstance(seen, list) else [seen]
+    return {name: MaxUnpooling2D.gain_for(float(x.min()), float(x.max())) for name, x in zip(names, seen, strict=True)}
 
 
 # Layers that act on each channel alone: they can run inside each group, before the concatenation,
