@@ -178,6 +178,15 @@ def test_the_edge_tpu_build_maps_everything_before_the_class_maps_argmax(seg_run
                                                                                                         "CAST"]
     assert json.loads((copy / "export" / "compat_edgetpu.json").read_text())["first_unmapped"]["op"] == "DEPTH_TO_SPACE"
 
+    # the LiteRT Quantizer's Edge TPU build drops the softmax too; its ARG_MAX reads a DEQUANTIZE
+    # (it leaves ARG_MAX float), which the CPU tail takes with it
+    assert run_cli("tfpipe.convert.__main__", [*config, "--target", "edgetpu", "--engine", "litert"]) == 0
+    litert = json.loads((copy / "export" / "model.json").read_text())["models"]["int8_litert_tpu"]
+    assert set(litert["outputs"]) == {"class_map"} and "SOFTMAX" not in litert["ops"]
+    compat = json.loads((copy / "export" / "compat_edgetpu_model_int8_litert_tpu.json").read_text())
+    assert compat["before_postprocess"]["share"] == 1.0 and compat["before_postprocess"]["cpu_tail"][-2:] == [
+        "ARG_MAX", "CAST"]
+
     models = [str(copy / "export" / f"model_{label}.tflite") for label in ("int8", "int8_tpu")]
     assert run_cli("tfpipe.evaluate.__main__", [*config, "--models", *models]) == 0
     rows = {m["name"]: m for m in json.loads((copy / "eval" / "parity.json").read_text())["models"]}

@@ -180,9 +180,9 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     if QUANT_MODES[quantize].calibrated:
         calibration = images[0] if images is not None else splits.calibration_inputs(
             spec, cfg.convert.calibration_samples, cfg.train.seed)
-    rewrites = []
+    rewrites, class_map = [], cfg.convert.class_map
     if target == "edgetpu":
-        model, rewrites, use_qat = _edgetpu_build(run, model, use_qat, calibration)
+        model, class_map, rewrites, use_qat = _edgetpu_build(run, model, use_qat, calibration, class_map)
     source = "qat" if use_qat else ("ptq" if QUANT_MODES[quantize].calibrated else "float")
     _warn_constant(calibration if source != "qat" else None)
     class_names = images[1] if images is not None else splits.class_names
@@ -191,18 +191,10 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
     data = None
     if engine == "litert":
         data, source, io_dtype = _litert(cfg, run, model, splits, spec, quantize, io_dtype, calibration, max_drop,
-                                         postprocess, float_layers)
+                                         postprocess, float_layers, class_map)
     elif (selective or debug_quant) and quantize == "int8" and not use_qat:
         data, source = _debugged_int8(cfg, run, model, splits, spec, io_dtype, calibration, max_drop, debug_quant)
     if data is None:
-        class_map = cfg.convert.class_map
-        if target == "edgetpu":
-            from tfpipe.delegates.rewrite import edgetpu_class_map
-
-            class_map, dropped = edgetpu_class_map(class_map)
-            rewrites = [*rewrites, *dropped]
-            for line in dropped:
-                print(f"Edge TPU build: {line}", flush=True)
         print(f"Converting the {source} model to {QUANT_MODES[quantize].label} TFLite"
               + (f" (calibrating on {len(calibration)} images)" if calibration is not None
                  and source != "qat" else ""), flush=True)
@@ -212,23 +204,29 @@ def convert(cfg: Config, run: RunDir, quantize: str, io_dtype: str | None = None
                     splits if images is None else None, rewrites)
 
 
-def _edgetpu_build(run: RunDir, model, use_qat: bool, calibration) -> tuple[object, list[str], bool]:
-    """(model, rewrites, use_qat) for --target edgetpu: the run's model re-expressed in ops the Edge
-    TPU maps (delegates/rewrite.py), from the QAT model's fine-tuned weights when int8 would have
-    come from it (the rewritten graph is then calibrated: a QAT model cannot be rewritten), or
-    unchanged when no rewrite applies."""
-    from tfpipe.delegates.rewrite import edgetpu_build
+def _edgetpu_build(run: RunDir, model, use_qat: bool, calibration,
+                   class_map: bool | str) -> tuple[object, bool | str, list[str], bool]:
+    """(model, class_map setting, rewrites, use_qat) for --target edgetpu, whichever engine
+    quantizes: the run's model re-expressed in ops the Edge TPU maps (delegates/rewrite.py), from
+    the QAT model's fine-tuned weights when int8 would have come from it (the rewritten graph is
+    then calibrated: a QAT model cannot be rewritten), or unchanged when no rewrite applies; a
+    segmenter's class map alone."""
+    from tfpipe.delegates.rewrite import edgetpu_build, edgetpu_class_map
     from tfpipe.qat.model import float_twin
     from tfpipe.train.trainer import load_float_model
 
     base = float_twin(load_float_model(run), model) if use_qat else model
     rewritten, changes = edgetpu_build(base, calibration)
-    if not changes:
-        return model, [], use_qat
+    class_map, dropped = edgetpu_class_map(class_map)
     lines = [change.line() for change in changes]
-    print(f"Edge TPU build ({len(lines)} rewrites of the same function; weights from the "
-          f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines), flush=True)
-    return rewritten, lines, False
+    if lines:
+        print(f"Edge TPU build ({len(lines)} rewrites of the same function; weights from the "
+              f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines), flush=True)
+    for line in dropped:
+        print(f"Edge TPU build: {line}", flush=True)
+    if not changes:
+        return model, class_map, dropped, use_qat
+    return rewritten, class_map, [*lines, *dropped], False
 
 
 def _warn_constant(calibration) -> None:
@@ -306,13 +304,14 @@ def publish_tflite(cfg: Config, run: RunDir, made: dict, class_names: tuple[str,
 
 def _litert(cfg: Config, run: RunDir, model, splits: Splits | None, spec: PreprocessSpec, quantize: str,
             io_dtype: str, calibration: np.ndarray | None, max_drop: float | None, postprocess,
-            float_layers: tuple[str, ...]) -> tuple[bytes, str, str]:
-    """--engine litert: the float model converted to fp32 by TFLiteConverter (as model_fp32), then
-    quantized by the LiteRT Quantizer's recipe, or by the mixed-precision search under --max-drop.
-    Returns the bytes, their source and their I/O dtype (a mixed model may have float I/O)."""
+            float_layers: tuple[str, ...], class_map: bool | str) -> tuple[bytes, str, str]:
+    """--engine litert: the float model converted to fp32 by TFLiteConverter (as model_fp32, with
+    `class_map` as to_tflite takes it), then quantized by the LiteRT Quantizer's recipe, or by the
+    mixed-precision search under --max-drop. Returns the bytes, their source and their I/O dtype (a
+    mixed model may have float I/O)."""
     from tfpipe.convert import litert, mixed, selective
 
-    fp32 = to_tflite(model, "none", "float", None, class_map=cfg.convert.class_map, postprocess=postprocess)
+    fp32 = to_tflite(model, "none", "float", None, class_map=class_map, postprocess=postprocess)
     label = QUANT_MODES[quantize].label
     if max_drop is None or quantize != "int8":
         # the layers a family keeps float (Faster R-CNN's box arithmetic) stay float here too
