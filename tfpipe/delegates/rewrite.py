@@ -21,10 +21,10 @@ frozen, so the model has to change. Each rewrite here but the last is exact in f
   Conv2DTranspose converts badly, which does not touch this build: it is calibrated, not QAT);
 - SegNet's MaxUnpooling2D (EQUAL, boolean logic, SELECT_V2, DEPTH_TO_SPACE) -> the same layer in
   its `mappable` expression: MAX_POOL_2D, SPACE_TO_DEPTH, SUB and a frozen 1x1 DEPTHWISE_CONV_2D
-  with a fused RELU6 for the argmax masks, MUL, ADD, RESIZE_NEAREST_NEIGHBOR. The one rewrite that is exact in int8 only
-  (models/segmentation/segnet.py): its gain comes from the calibration images' range of the
-  layer's input, and in float a window value within a quarter of an int8 step of the maximum
-  counts partly as a tie.
+  with a fused RELU6 for the argmax masks, MUL, ADD, RESIZE_NEAREST_NEIGHBOR. The one rewrite
+  that is exact in int8 only (models/segmentation/segnet.py): its gain comes from the
+  calibration images' range of the layer's input, and in float a window value within a quarter
+  of an int8 step of the maximum counts partly as a tie.
 
 The rewrite works on the functional model's config (layer entries and the tensors they read), so
 it keeps every other layer, the output names and shared layers as they are, and is undone by
@@ -108,8 +108,10 @@ def edgetpu_build(model, calibration: np.ndarray | None = None) -> tuple[object,
     replaced: dict[str, list[dict]] = {}  # old layer name -> the entries standing in its place
     dropped: set[str] = set()
     changes: list[Change] = []
+    # (a layer shared between several calls is left as is below, so it gets no gain either)
     gains = _unpooling_gains(model, [e["name"] for e in layers if e["class_name"] == "MaxUnpooling2D"
-                                     and not e["config"].get("mappable")], calibration)
+                                     and not e["config"].get("mappable") and len(e["inbound_nodes"]) == 1],
+                             calibration)
 
     for entry in layers:
         name, kind, cfg = entry["name"], entry["class_name"], entry["config"]
