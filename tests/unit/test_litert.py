@@ -27,26 +27,36 @@ def _run(data: bytes, images: np.ndarray) -> np.ndarray:
         return model.predict({next(iter(model.inputs)): images})["probabilities"]
 
 
-def _outlier_model():
-    """conv1's channel 0 spans ~1000x the others but conv2 ignores it (zero weights): one int8
+def _outlier_model(outlier: float = 1000, hostile: bool = False):
+    """conv1's channel 0 spans ~`outlier`x the others but conv2 ignores it (zero weights): one int8
     scale over conv1's output leaves the other channels a step or none, so int8 loses the argmax
-    while the float model does not depend on that channel at all."""
+    while the float model does not depend on that channel at all. `hostile` adds the pair of
+    tests/integration/test_selective.py after conv2, around a max-pool: +1e4 on channel 0 (one
+    int8 scale of ~40 rounds every other channel to zero) and -1e4 after it."""
     from tfpipe.backend import keras
 
     rng = np.random.default_rng(0)
     i = keras.Input((8, 8, 1), name="images")
     conv1 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")
     conv2 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")
+    up, down = keras.layers.DepthwiseConv2D(1, name="hostile_up"), keras.layers.DepthwiseConv2D(1, name="hostile_down")
     head = keras.layers.Dense(4, name="logits")
     x = conv2(conv1(i))
+    if hostile:
+        x = down(keras.layers.MaxPooling2D(2, name="pool")(up(x)))
     out = keras.layers.Softmax(name="probabilities")(head(keras.layers.GlobalAveragePooling2D()(x)))
     model = keras.Model(i, out)
     k1 = rng.normal(0, 0.5, (3, 3, 1, 8)).astype(np.float32)
-    k1[..., 0] *= 1000
+    k1[..., 0] *= outlier
     k2 = rng.normal(0, 0.5, (3, 3, 8, 8)).astype(np.float32)
     k2[:, :, 0, :] = 0
     conv1.set_weights([k1, np.zeros(8, np.float32)])
     conv2.set_weights([k2, np.zeros(8, np.float32)])
+    if hostile:
+        bias = np.zeros(8, np.float32)
+        bias[0] = 1e4
+        up.set_weights([np.ones((1, 1, 8, 1), np.float32), bias])
+        down.set_weights([np.ones((1, 1, 8, 1), np.float32), -bias])
     head.set_weights([rng.normal(0, 1, (8, 4)).astype(np.float32), np.zeros(4, np.float32)])
     return model
 
@@ -169,36 +179,6 @@ def test_the_search_raises_the_op_int8_hurts_and_meets_the_budget(outlier):
     assert any(line.lstrip().startswith(">") for line in lines)
 
 
-def _noisy_then_hostile_model():
-    """conv1 as the outlier model's but with its channel 0 only 300x the others (its median channel
-    keeps about half its signal in int8), conv2 ignoring that channel, then the hostile pair of
-    tests/integration/test_selective.py around a max-pool: +1e4 on channel 0 (one int8 scale of ~40
-    rounds every other channel to zero) and -1e4 after it."""
-    from tfpipe.backend import keras
-
-    rng = np.random.default_rng(0)
-    i = keras.Input((8, 8, 1), name="images")
-    conv1 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")
-    conv2 = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")
-    up, down = keras.layers.DepthwiseConv2D(1, name="hostile_up"), keras.layers.DepthwiseConv2D(1, name="hostile_down")
-    head = keras.layers.Dense(4, name="logits")
-    x = down(keras.layers.MaxPooling2D(2, name="pool")(up(conv2(conv1(i)))))
-    out = keras.layers.Softmax(name="probabilities")(head(keras.layers.GlobalAveragePooling2D()(x)))
-    model = keras.Model(i, out)
-    k1 = rng.normal(0, 0.5, (3, 3, 1, 8)).astype(np.float32)
-    k1[..., 0] *= 300
-    k2 = rng.normal(0, 0.5, (3, 3, 8, 8)).astype(np.float32)
-    k2[:, :, 0, :] = 0
-    bias = np.zeros(8, np.float32)
-    bias[0] = 1e4
-    conv1.set_weights([k1, np.zeros(8, np.float32)])
-    conv2.set_weights([k2, np.zeros(8, np.float32)])
-    up.set_weights([np.ones((1, 1, 8, 1), np.float32), bias])
-    down.set_weights([np.ones((1, 1, 8, 1), np.float32), -bias])
-    head.set_weights([rng.normal(0, 1, (8, 4)).astype(np.float32), np.zeros(4, np.float32)])
-    return model
-
-
 def test_the_ranking_scores_each_ops_own_rounding_not_what_reached_it():
     """The ranking that once failed in CI: the int8 model's noise after an op minus before it gave
     hostile_up (which rounds everything to zero) 1 - 0.74 = 0.26, below conv1's 0.49, because conv1's
@@ -207,7 +187,8 @@ def test_the_ranking_scores_each_ops_own_rounding_not_what_reached_it():
     hostile_up's steps and adds none."""
     from tfpipe.convert import litert, mixed
 
-    fp32 = _float_tflite(_noisy_then_hostile_model())
+    # conv1's channel 0 only 300x the others: its median channel keeps about half its signal in int8
+    fp32 = _float_tflite(_outlier_model(300, hostile=True))
     rng = np.random.default_rng(1)
     calibration, held_out = (rng.uniform(-1, 1, (n, 8, 8, 1)).astype(np.float32) for n in (64, 32))
     names, rows = ("conv1", "conv2", "hostile_up", "pool", "hostile_down"), {}
