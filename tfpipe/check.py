@@ -52,9 +52,7 @@ def lint(cfg, edgetpu_build: bool = False) -> tuple[Path, list[str]]:
     class_map, target, changes = cfg.convert.class_map, "cpu", []
     if edgetpu_build:
         target = "edgetpu"
-        model, rewrites = rewrite.edgetpu_build(model, calibration)
-        class_map, dropped = rewrite.edgetpu_class_map(class_map)
-        changes = [c.line() for c in rewrites] + dropped
+        model, class_map, _, changes = rewrite.edgetpu_target(model, calibration, class_map)
     label = model_label("int8", tpu_build=bool(changes))
     path = Path(tempfile.mkdtemp(prefix="tfpipe-lint-")) / f"model_{label}.tflite"
     path.write_bytes(to_tflite(model, "int8", io_dtype_for(cfg, "int8", target=target), calibration,

@@ -152,6 +152,33 @@ def test_a_sequential_model_is_rewritten_too():
     np.testing.assert_allclose(rewritten.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
 
 
+def test_a_model_nested_as_a_layer_is_rewritten_with_what_reaches_it():
+    """A backbone used as a layer (here SegNet's unpooling inside a Sequential, after a layer that
+    rescales the images) is rewritten in place: its gain comes from the tensor that reaches it,
+    and the int8 build maps whole within one step of the original."""
+    from tfpipe.backend import keras
+    from tfpipe.delegates.rewrite import edgetpu_build
+    from tfpipe.models.segmentation.segnet import MaxUnpooling2D
+
+    inner = _model("unpool")
+    model = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Rescaling(3.0, name="gain3"), inner,
+                              keras.layers.LeakyReLU(0.2, name="outer_leaky")])
+    calibration = np.random.default_rng(1).uniform(-1, 1, (32, 12, 12, 3)).astype(np.float32)
+    rewritten, changes = edgetpu_build(model, calibration)
+    assert sorted(c.layers[0] for c in changes) == [f"{inner.name}/unpool", "outer_leaky"]
+    seen = keras.Model(inner.inputs, inner.get_layer("unpool").input[0]).predict(calibration * 3.0, verbose=0)
+    gain = rewritten.get_layer(inner.name).get_layer("unpool").gain
+    assert gain == MaxUnpooling2D.gain_for(float(seen.min()), float(seen.max()))
+
+    (cpu_path, cpu), (tpu_path, tpu) = _int8(model, calibration), _int8(rewritten, calibration)
+    [(name, spec)] = cpu.outputs.items()
+    images = np.random.default_rng(2).uniform(-1, 1, (32, 12, 12, 3)).astype(np.float32)
+    got = [m.predict({next(iter(m.inputs)): images})[name] for m in (cpu, tpu)]
+    assert np.abs(got[0] - got[1]).max() <= spec["scale"] * 1.001
+    assert edgetpu.predict(read_graph(cpu_path))["first_unmapped"] is not None
+    assert edgetpu.predict(read_graph(tpu_path))["first_unmapped"] is None
+
+
 @pytest.mark.parametrize("mappable", [False, True])
 def test_max_unpooling_puts_each_value_at_its_windows_first_maximum(mappable):
     """Both expressions of SegNet's MaxUnpooling2D: ties (all-zero ReLU windows are common) go to

@@ -211,22 +211,20 @@ def _edgetpu_build(run: RunDir, model, use_qat: bool, calibration,
     the QAT model's fine-tuned weights when int8 would have come from it (the rewritten graph is
     then calibrated: a QAT model cannot be rewritten), or unchanged when no rewrite applies; a
     segmenter's class map alone."""
-    from tfpipe.delegates.rewrite import edgetpu_build, edgetpu_class_map
+    from tfpipe.delegates.rewrite import edgetpu_target
     from tfpipe.qat.model import float_twin
     from tfpipe.train.trainer import load_float_model
 
     base = float_twin(load_float_model(run), model) if use_qat else model
-    rewritten, changes = edgetpu_build(base, calibration)
-    class_map, dropped = edgetpu_class_map(class_map)
-    lines = [change.line() for change in changes]
-    if lines:
-        print(f"Edge TPU build ({len(lines)} rewrites of the same function; weights from the "
-              f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines), flush=True)
-    for line in dropped:
+    rewritten, class_map, changes, lines = edgetpu_target(base, calibration, class_map)
+    if changes:
+        print(f"Edge TPU build ({len(changes)} rewrites of the same function; weights from the "
+              f"{'QAT' if use_qat else 'float'} model):\n  " + "\n  ".join(lines[:len(changes)]), flush=True)
+    for line in lines[len(changes):]:
         print(f"Edge TPU build: {line}", flush=True)
     if not changes:
-        return model, class_map, dropped, use_qat
-    return rewritten, class_map, [*lines, *dropped], False
+        return model, class_map, lines, use_qat
+    return rewritten, class_map, lines, False
 
 
 def _warn_constant(calibration) -> None:

@@ -28,7 +28,8 @@ frozen, so the model has to change. Each rewrite here but the last is exact in f
 
 The rewrite works on the functional model's config (layer entries and the tensors they read), so
 it keeps every other layer, the output names and shared layers as they are, and is undone by
-nothing: the rewritten model is saved and converted like any other.
+nothing: the rewritten model is saved and converted like any other. A model used as a layer (a
+backbone, an imported application inside a Sequential) is rewritten the same way, in its place.
 """
 
 from __future__ import annotations
@@ -59,10 +60,14 @@ SOFTMAX_DROPPED = ("probabilities dropped (its per-pixel SOFTMAX does not map): 
                    "class_map, the argmax of the logits, the same classes")
 
 
-def edgetpu_class_map(class_map: bool) -> tuple[bool | str, list[str]]:
-    """(to_tflite's class_map setting, the change to report) for an Edge TPU build: the class map
-    alone when the model has one (convert.class_map), else as configured."""
-    return ("alone", [SOFTMAX_DROPPED]) if class_map else (class_map, [])
+def edgetpu_target(model, calibration: np.ndarray | None,
+                   class_map: bool | str) -> tuple[object, bool | str, list[Change], list[str]]:
+    """Everything `--target edgetpu` changes, for convert and the lint alike: (the rewritten model,
+    to_tflite's class_map setting, the rewrites, the report line of each change). A model with a
+    class map (convert.class_map) keeps it alone; `model` itself comes back when no rewrite applies."""
+    rewritten, changes = edgetpu_build(model, calibration)
+    dropped = [SOFTMAX_DROPPED] if class_map else []
+    return rewritten, ("alone" if class_map else class_map), changes, [c.line() for c in changes] + dropped
 
 
 def _consumers(layers: list[dict]) -> dict[str, list[str]]:
@@ -134,6 +139,12 @@ def edgetpu_build(model, calibration: np.ndarray | None = None) -> tuple[object,
                                   f"{gains[name]:g}, from the calibrated range) + RELU6, placed by "
                                   "RESIZE_NEAREST_NEIGHBOR and MUL",
                                   "EQUAL, SELECT_V2 and DEPTH_TO_SPACE are not in Coral's op table"))
+        elif kind in NESTED:
+            inner, inner_changes = edgetpu_build(model.get_layer(name), _inner_calibration(model, entry, calibration))
+            if inner_changes:
+                replaced[name] = [{**entry, "class_name": "Functional", "config": inner.get_config()}]
+                weights[name] = inner.get_weights()
+                changes += [Change([f"{name}/{layer}" for layer in c.layers], c.became, c.why) for c in inner_changes]
         elif kind == "Reshape":
             shuffle = _shuffle(model, entry, by_name, readers, outputs, weights, changes)
             if shuffle:
@@ -154,6 +165,29 @@ def edgetpu_build(model, calibration: np.ndarray | None = None) -> tuple[object,
         elif layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     return rebuilt, changes
+
+
+# A model used as a layer (a backbone inside a detector, an imported application inside a
+# Sequential): rewritten like the outer model, and put back in its place.
+NESTED = ("Functional", "Sequential", "Model")
+
+
+def _inner_calibration(model, entry: dict, calibration: np.ndarray | None) -> np.ndarray | None:
+    """What the nested model of `entry` receives from the calibration images, when it needs it
+    (only SegNet's unpooling does: the forward pass is not made for the others). Read from the
+    entry's call (a nested model's own `.input` is its construction's Input, not what reaches it)."""
+    if calibration is None or not _has_unpooling(model.get_layer(entry["name"])):
+        return None
+    reached = []
+    for source, node, index, *_ in entry["inbound_nodes"][0]:
+        out = model.get_layer(source).get_output_at(node)
+        reached.append(out[index] if isinstance(out, (list, tuple)) else out)
+    return keras.Model(model.inputs, reached).predict(calibration, batch_size=16, verbose=0)
+
+
+def _has_unpooling(model) -> bool:
+    return any(type(layer).__name__ == "MaxUnpooling2D" or (isinstance(layer, keras.Model) and _has_unpooling(layer))
+               for layer in model.layers)
 
 
 def _unpooling_gains(model, names: list[str], calibration: np.ndarray | None) -> dict[str, float]:
