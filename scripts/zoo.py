@@ -284,10 +284,7 @@ Configs: configs/detection/.
 
 
 def table(workdir: Path, out: Path) -> int:
-    import platform
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    cpu = _cpu_name()
     rows = [_row(path, workdir) for path in _ordered(CONFIGS, ORDER)]
     segmentation = [_segmentation_row(path, workdir) for path in _ordered(SEGMENTATION, SEGMENTATION_ORDER)]
     detection = [_detection_row(path, workdir) for path in _ordered(DETECTION, DETECTION_ORDER)]
@@ -310,14 +307,21 @@ architecture untrained at its configured input size, int8 with random calibratio
 `python -m tfpipe.check --config X --target edgetpu` prints), before a detector's post-processing
 op or a segmenter's trailing argmax, which run on the CPU on every Edge TPU. MACs x: the Edge TPU
 build's multiply-adds over the CPU build's (a permutation convolution adds some). TPU ms: the mapped
-multiply-adds at the Edge TPU's 4 TOPS peak (2 ops per multiply-add), a floor: the CPU part and
-the transfers are not included. int8 columns: the run's evaluator figures on its full evaluation
-split, when the run (`--workdir`) has both builds evaluated; Δ in points against its float model.
+multiply-adds at the Edge TPU's 4 TOPS peak (2 ops per multiply-add), a floor (the transfers are
+not included). CPU part ms: the Edge TPU build's ops from its cut on (its CPU tail), cut out of the
+file and timed on their own on this machine ({cpu}, 1 thread; a Coral board's Arm cores are
+slower), fed what the whole model computes at the cut for each of {images} validation images
+(delegates/edgetpu.cpu_part_latency), the median: on the run's trained Edge TPU build when the run
+has one, else on the untrained lint model (marked: a detector's post-processing time depends on
+how many boxes pass its score threshold). Estimate: TPU ms + CPU part ms. int8 columns: the run's
+evaluator figures on its full evaluation split, when the run (`--workdir`) has both builds
+evaluated; Δ in points against its float model.
 
 | model | rewrites | CPU build: mapped | cut at | Edge TPU build: mapped | cut at | MACs x | TPU ms |\
- CPU build int8 | Edge TPU build int8 |
-|---|---|---|---|---|---|---|---|---|---|
+ CPU part ms | estimate ms | CPU build int8 | Edge TPU build int8 |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 """
+TAIL_IMAGES = 16  # validation images the CPU part is timed on
 
 
 def _mapping(report: dict) -> tuple[str, str]:
@@ -336,6 +340,31 @@ def _build_metric(rows: dict | None, label: str, metric: str) -> str:
     if not row or row.get("status") != "ok":
         return "not evaluated"
     return f"{row['metrics'][metric]:.4f} ({row['delta_points'][metric]:+.2f})"
+
+
+def _cpu_part_ms(cfg, tflite: Path, trained: bool) -> str:
+    """The Edge TPU build's CPU part, timed (delegates/edgetpu.cpu_part_latency) on the first
+    TAIL_IMAGES validation images; "0" when it maps whole, "(untrained)" when timed on the lint."""
+    import numpy as np
+
+    from tfpipe import tasks
+    from tfpipe.delegates.edgetpu import cpu_part, cpu_part_latency, predict
+    from tfpipe.runtime.graph import read_graph
+
+    graph = read_graph(tflite)
+    if not cpu_part(graph, predict(graph))[0]:
+        return "0"
+    splits = tasks.of(cfg).load_splits(cfg)
+    images = splits.val.subset(np.arange(TAIL_IMAGES)).arrays(cfg.preprocess_spec(), splits.targets, TAIL_IMAGES)[0]
+    timed = cpu_part_latency(tflite, images)
+    return f"{timed['ms']:.3f}" + ("" if trained else " (untrained)")
+
+
+def _cpu_name() -> str:
+    import platform
+
+    return next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), platform.processor() or "unknown CPU")
 
 
 def _edgetpu_rows(text: str) -> dict[str, str]:
@@ -366,9 +395,12 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
         metric = tasks.of(cfg).gate.metric
         (cpu_map, cpu_cut), (tpu_map, tpu_cut) = _mapping(cpu), _mapping(tpu)
         tpu_ms = 2 * tpu["macs"]["mapped"] / 4e12 * 1e3
+        trained = run_dir(path, workdir) / "export" / "model_int8_tpu.tflite"
+        cpu_ms = _cpu_part_ms(cfg, trained, True) if trained.is_file() else _cpu_part_ms(cfg, tpu_file, False)
+        estimate = f"{tpu_ms + float(cpu_ms.split()[0]):.3f}"
         rows[path.stem] = (f"| {path.stem} | {rewrites} | {cpu_map} | {cpu_cut} | {tpu_map} | {tpu_cut} | "
-                           f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | "
-                           f"{_build_metric(evaluated, 'int8', metric)} | "
+                           f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | {cpu_ms} | "
+                           f"{estimate} | {_build_metric(evaluated, 'int8', metric)} | "
                            f"{_build_metric(evaluated, 'int8_tpu', metric)} |")
         print(rows[path.stem], flush=True)
     lines = [rows[path.stem] for path in configs() if path.stem in rows]
@@ -377,7 +409,7 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
                 if row.split("|")[6].strip() != "-"]
     tail = (f"\nEdge TPU builds that still stop before their CPU tail (no rewrite for that op yet): "
             f"{'; '.join(stopping)}.\n" if stopping else "\nEvery Edge TPU build maps whole up to its CPU tail.\n")
-    out.write_text(EDGETPU_HEADER + "\n".join(lines) + "\n" + tail)
+    out.write_text(EDGETPU_HEADER.format(cpu=_cpu_name(), images=TAIL_IMAGES) + "\n".join(lines) + "\n" + tail)
     print(f"Wrote {out}")
     return 0
 

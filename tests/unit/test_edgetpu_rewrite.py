@@ -199,3 +199,34 @@ def test_max_unpooling_puts_each_value_at_its_windows_first_maximum(mappable):
     if not mappable:
         with pytest.raises(ValueError, match="needs its gain"):
             MaxUnpooling2D(mappable=True)
+
+
+def test_the_cpu_part_after_the_cut_is_cut_out_and_computes_what_the_whole_model_does():
+    """delegates/edgetpu.cpu_part_latency times the ops after the compiler's cut on their own: the
+    part cut out of the file must give the whole model's outputs from what reaches the cut."""
+    from tfpipe.delegates.rewrite import edgetpu_build
+    from tfpipe.runtime.graph import part_bytes
+    from tfpipe.runtime.model import TFLiteModel
+
+    model = _model("leaky")
+    rng = np.random.default_rng(3)
+    calibration, images = (rng.uniform(-1, 1, (n, 12, 12, 3)).astype(np.float32) for n in (32, 8))
+    cut_path, whole = _int8(model, calibration)
+    graph = read_graph(cut_path)
+    ops, inputs, outputs = edgetpu.cpu_part(graph, edgetpu.predict(graph))
+    assert graph.ops[ops[0]].kind == "LEAKY_RELU" and ops == list(range(ops[0], len(graph.ops)))
+    assert outputs == list(graph.outputs)
+    part_path = cut_path.with_name("part.tflite")
+    part_path.write_bytes(part_bytes(cut_path, ops, inputs, outputs))
+    # both on the builtin kernels keep_tensors runs (XNNPACK's may round a step apart from them)
+    part, kept = TFLiteModel(str(part_path), keep_tensors=True), TFLiteModel(str(cut_path), keep_tensors=True)
+    assert len(part.inputs) == len(inputs) and not graph.tensors[inputs[0]].constant
+    reached = kept.tensors({"images": images}, inputs)
+    [(name, _)] = whole.outputs.items()
+    got = part.predict({f"tensor_{t}": reached[t] for t in inputs})[f"tensor_{outputs[0]}"]
+    np.testing.assert_array_equal(got, kept.predict({"images": images})[name])
+
+    timed = edgetpu.cpu_part_latency(cut_path, images[:2], runs=3)
+    assert timed["ops"][0] == "LEAKY_RELU" and timed["ms"] > 0 and timed["images"] == 2
+    mapped_path, _ = _int8(edgetpu_build(model)[0], calibration)
+    assert edgetpu.cpu_part_latency(mapped_path, images[:2]) == {"ms": 0.0, "ops": [], "images": 0}

@@ -308,6 +308,46 @@ def _before_postprocess(graph: Graph, per_op: list[dict]) -> dict | None:
             "tail": "the post-processing op" if POSTPROCESS in tail else "the class map's argmax"}
 
 
+def cpu_part(graph: Graph, report: dict) -> tuple[list[int], list[int], list[int]]:
+    """(ops, input tensors, output tensors) of what runs on the CPU after the compiler's cut: every
+    op from the first one not mapped on, in execution order (report: `predict(graph)`). Inputs are
+    the activations those ops read from the Edge TPU's part (or the graph's inputs); nothing when
+    everything maps."""
+    ops = [row["index"] for row in report["per_op"] if not row["mapped"]]
+    produced = {t for i in ops for t in graph.ops[i].outputs}
+    inputs = list(dict.fromkeys(t for i in ops for t in graph.ops[i].inputs
+                                if t >= 0 and t not in produced and not graph.tensors[t].constant))
+    return ops, inputs, [t for t in graph.outputs if t in produced]
+
+
+def cpu_part_latency(path: Path, images: np.ndarray, threads: int = 1, runs: int = 20) -> dict:
+    """Milliseconds per image of the ops that run on the CPU after the Edge TPU's cut, measured on
+    this machine: that part, cut out of the file (runtime/graph.part_bytes), is fed what the whole
+    model computes at the cut for each of `images` (preprocessed [N, H, W, C]; a detector's
+    post-processing time depends on how many boxes pass its score threshold, so real images, not
+    noise) and timed in its own runtime worker; the median over images of each image's median.
+    {"ms", "ops" (their kinds), "images"}; ms is 0.0 when everything maps."""
+    from tfpipe.runtime.client import Worker
+    from tfpipe.runtime.graph import part_bytes
+    from tfpipe.runtime.model import TFLiteModel
+
+    graph = read_graph(path)
+    ops, inputs, outputs = cpu_part(graph, predict(graph))
+    if not ops:
+        return {"ms": 0.0, "ops": [], "images": 0}
+    whole = TFLiteModel(str(path), keep_tensors=True)
+    reached = whole.tensors({next(iter(whole.inputs)): images}, inputs)
+    with tempfile.TemporaryDirectory() as scratch:
+        part = Path(scratch) / "cpu_part.tflite"
+        part.write_bytes(part_bytes(path, ops, inputs, outputs))
+        with Worker(part, threads=threads) as worker:
+            per_image = []
+            for i in range(len(images)):
+                feed = {f"tensor_{t}": reached[t][i : i + 1] for t in inputs}
+                per_image.append(float(np.median(worker.latency(feed, 3, runs))) * 1000)
+    return {"ms": float(np.median(per_image)), "ops": [graph.ops[i].kind for i in ops], "images": len(images)}
+
+
 def operator_table(per_op: list[dict]) -> list[dict]:
     """Op counts by (op, status), in the layout of the compiler's `-s` log, for side-by-side reading."""
     counts = Counter((row["op"], row["status"]) for row in per_op)

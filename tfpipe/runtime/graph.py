@@ -212,6 +212,39 @@ def read_graph(path: str | Path) -> Graph:
                  tuple(int(x) for x in subgraph.outputs))
 
 
+def part_bytes(path: str | Path, ops: list[int], inputs: list[int], outputs: list[int]) -> bytes:
+    """A .tflite holding only some of the main subgraph's ops (indices, in execution order), which
+    reads `inputs` and gives `outputs` (tensor indices), under a serving_default signature that
+    names each `tensor_<index>` (tensor names need not be unique): e.g. the part of a model that
+    runs on the CPU after an accelerator's cut, timed on its own. Every tensor and buffer stays in
+    the file; those the part never touches are not allocated by the interpreter."""
+    import flatbuffers
+
+    from tfpipe.runtime.client import check_tflite_file
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(check_tflite_file(path).read_bytes()), 0)
+    subgraph = model.subgraphs[0]
+    subgraph.operators = [subgraph.operators[i] for i in ops]
+    subgraph.inputs, subgraph.outputs = list(inputs), list(outputs)
+
+    def entries(indices: list[int]) -> list:
+        found = []
+        for index in indices:
+            entry = schema.TensorMapT()
+            entry.name, entry.tensorIndex = f"tensor_{index}", index
+            found.append(entry)
+        return found
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = b"serving_default", 0
+    signature.inputs, signature.outputs = entries(inputs), entries(outputs)
+    model.signatureDefs = [signature]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def analyzer_report(path: str | Path) -> str:
     """TFLite's model analyzer text for the file, with its GPU-delegate compatibility check on."""
     from ai_edge_litert import _pywrap_analyzer_wrapper
