@@ -329,14 +329,14 @@ def cpu_part_latency(path: Path, images: np.ndarray, threads: int = 1, runs: int
     {"ms", "ops" (their kinds), "images"}; ms is 0.0 when everything maps."""
     from tfpipe.runtime.client import Worker
     from tfpipe.runtime.graph import part_bytes
-    from tfpipe.runtime.model import TFLiteModel
+    from tfpipe.runtime.model import TFLiteModel, image_input
 
     graph = read_graph(path)
     ops, inputs, outputs = cpu_part(graph, predict(graph))
     if not ops:
         return {"ms": 0.0, "ops": [], "images": 0}
     whole = TFLiteModel(str(path), keep_tensors=True)
-    reached = whole.tensors({next(iter(whole.inputs)): images}, inputs)
+    reached = whole.tensors({image_input(whole.inputs, path, images.shape[1:]): images}, inputs)
     with tempfile.TemporaryDirectory() as scratch:
         part = Path(scratch) / "cpu_part.tflite"
         part.write_bytes(part_bytes(path, ops, inputs, outputs))
