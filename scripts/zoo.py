@@ -315,7 +315,8 @@ slower), fed what the whole model computes at the cut for each of {images} valid
 has one, else on the untrained lint model (marked: a detector's post-processing time depends on
 how many boxes pass its score threshold). Estimate: TPU ms + CPU part ms. int8 columns: the run's
 evaluator figures on its full evaluation split, when the run (`--workdir`) has both builds
-evaluated; Δ in points against its float model.
+evaluated, else kept from this file's row (runs are not kept in git: a row measured earlier keeps
+its figures when the table is made again without that run); Δ in points against its float model.
 
 | model | rewrites | CPU build: mapped | cut at | Edge TPU build: mapped | cut at | MACs x | TPU ms |\
  CPU part ms | estimate ms | CPU build int8 | Edge TPU build int8 |
@@ -382,7 +383,8 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
     from tfpipe.delegates.edgetpu import predict
     from tfpipe.runtime.graph import read_graph
 
-    rows = _edgetpu_rows(out.read_text()) if names and out.is_file() else {}
+    written = _edgetpu_rows(out.read_text()) if out.is_file() else {}
+    rows = dict(written) if names else {}
     for path in configs():
         if names and path.stem not in names:
             continue
@@ -398,10 +400,12 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
         trained = run_dir(path, workdir) / "export" / "model_int8_tpu.tflite"
         cpu_ms = _cpu_part_ms(cfg, trained, True) if trained.is_file() else _cpu_part_ms(cfg, tpu_file, False)
         estimate = f"{tpu_ms + float(cpu_ms.split()[0]):.3f}"
+        metrics = [_build_metric(evaluated, 'int8', metric), _build_metric(evaluated, 'int8_tpu', metric)]
+        if evaluated is None and path.stem in written:  # the last two cells of the row as written
+            metrics = [cell.strip() for cell in written[path.stem].split("|")[-3:-1]]
         rows[path.stem] = (f"| {path.stem} | {rewrites} | {cpu_map} | {cpu_cut} | {tpu_map} | {tpu_cut} | "
                            f"{tpu['macs']['total'] / cpu['macs']['total']:.2f} | {tpu_ms:.3f} | {cpu_ms} | "
-                           f"{estimate} | {_build_metric(evaluated, 'int8', metric)} | "
-                           f"{_build_metric(evaluated, 'int8_tpu', metric)} |")
+                           f"{estimate} | {metrics[0]} | {metrics[1]} |")
         print(rows[path.stem], flush=True)
     lines = [rows[path.stem] for path in configs() if path.stem in rows]
     # what no rewrite reaches yet, read from the rows' Edge TPU cut column rather than written by hand
