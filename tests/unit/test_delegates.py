@@ -63,6 +63,8 @@ def graphs(tmp_path_factory):
     i = keras.Input((16, 16, 3))
     x = layers.LeakyReLU(0.1, name="leaky")(conv(i))
     built["leaky"] = keras.Model(i, conv(x), name="leaky")
+    i = keras.Input((512, 512, 3))  # a 512x512x36 activation: 9 MiB, more than the on-chip 8 MiB
+    built["big"] = keras.Model(i, conv(i, 36, name="wide"), name="big")
     paths = {name: _convert(model, out / f"{name}.tflite") for name, model in built.items()}
     i = keras.Input((16, 16, 3))
     paths["dynamic"] = _convert(keras.Model(i, conv(conv(i)), name="dyn"), out / "dynamic.tflite", fixed_batch=False)
@@ -99,6 +101,20 @@ def test_a_resize_at_a_mappable_size_maps_and_mac_shares_add_up(graphs):
     cut = edgetpu.predict(read_graph(graphs["resize_big"]))
     assert cut["macs"]["mapped"] == 128 * 128 * 4 * 27  # only the conv before the resize
     assert cut["macs"]["share"] == pytest.approx(27 / (27 + 4 * 36))
+
+
+def test_an_activation_larger_than_the_on_chip_memory_is_warned_about_not_cut(graphs):
+    big = edgetpu.predict(read_graph(graphs["big"]))
+    assert big["first_unmapped"] is None  # the compiler fails the whole model or maps it: no cut to predict
+    largest = big["largest_activation"]
+    assert largest["shape"] == [1, 512, 512, 36] and largest["bytes"] == 512 * 512 * 36
+    assert largest["over_on_chip_memory"]
+    [line] = [line for line in edgetpu.summary_lines(big) if "largest activation" in line]
+    assert "9.0 MiB, more than its 8 MiB of on-chip memory" in line and "edgetpu#176" in line
+    small = edgetpu.predict(read_graph(graphs["resize_small"]))
+    largest = small["largest_activation"]
+    assert largest["shape"] == [1, 128, 128, 4] and not largest["over_on_chip_memory"]
+    assert not any("largest activation" in line for line in edgetpu.summary_lines(small))
 
 
 def test_a_float_model_is_refused_outright(graphs):

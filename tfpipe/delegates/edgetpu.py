@@ -38,6 +38,13 @@ EIGHT_BIT = ("INT8", "UINT8")
 # Empirical: Coral says only that resizes "might not be mapped" depending on size. With compiler 16,
 # 128x128 outputs were reported mapped and 256x256 / 512x512 ones not (google-coral/edgetpu#31, #187).
 MAX_RESIZE_PIXELS = 128 * 128
+# Coral documents no activation size limit, yet the compiler refuses whole models with "Compilation
+# failed due to large activation tensors in model" (google-coral/edgetpu#176: a 512x512x151 output,
+# "too large to fit on the edgetpu's RAM"; #439, #449, #512). The one memory figure Coral gives is
+# the roughly 8 MB of on-chip SRAM (coral.ai/docs/edgetpu/compiler, "Parameter data caching"): an
+# activation larger than all of it is warned about, not predicted as a cut (the compiler fails the
+# whole compilation rather than cutting, and smaller models have failed too).
+ON_CHIP_BYTES = 8 * 2**20
 SOFTMAX_MAX_ELEMENTS = 16_000
 
 
@@ -265,6 +272,10 @@ def predict(graph: Graph) -> dict:
         for row in per_op:
             row.update(mapped=False, status=NOT_SUPPORTED)
     mapped_ops = sum(row["mapped"] for row in per_op)
+    on_tpu = {t for row, op in zip(per_op, graph.ops, strict=True) if row["mapped"]
+              for t in (*op.inputs, *op.outputs) if t >= 0}
+    activations = [graph.tensors[t] for t in on_tpu if not graph.tensors[t].constant]
+    largest = max(activations, key=lambda t: int(np.prod(t.shape)), default=None)
     macs = sum(row["macs"] for row in per_op)
     mapped_macs = sum(row["macs"] for row in per_op if row["mapped"])
     return {
@@ -277,6 +288,10 @@ def predict(graph: Graph) -> dict:
         "ops": {"total": len(per_op), "mapped": mapped_ops, "share": mapped_ops / len(per_op) if per_op else 0.0},
         "macs": {"total": macs, "mapped": mapped_macs, "share": mapped_macs / macs if macs else 0.0},
         "first_unmapped": first,
+        # 8-bit on the Edge TPU: one byte per element
+        "largest_activation": None if largest is None else {
+            "tensor": largest.name, "shape": list(largest.shape), "bytes": int(np.prod(largest.shape)),
+            "over_on_chip_memory": int(np.prod(largest.shape)) > ON_CHIP_BYTES},
         "before_postprocess": _before_postprocess(graph, per_op),
         "operators": operator_table(per_op),
         "per_op": per_op,
@@ -418,6 +433,13 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"  graph cut at op {first['index']} {first['op']}{layer}: {first['reason']}")
         if first["rewrite"]:
             lines.append(f"  rewrite: {first['rewrite']}")
+    largest = report.get("largest_activation")
+    if largest and largest["over_on_chip_memory"]:
+        lines.append(f"  largest activation on the Edge TPU: {largest['tensor']} {largest['shape']}, "
+                     f"{largest['bytes'] / 2**20:.1f} MiB, more than its {ON_CHIP_BYTES // 2**20} MiB of on-chip "
+                     "memory: "
+                     "the compiler may refuse the model ('large activation tensors', google-coral/edgetpu#176); "
+                     "use a smaller input or fewer channels at full resolution")
     compiler = report.get("compiler")
     if compiler:
         lines.append(f"  edgetpu_compiler {compiler['version']}: {compiler['mapped']}/{compiler['total']} ops mapped"
