@@ -87,7 +87,9 @@ def _plain_grouped_convolution() -> None:
     XLA's CPU gradient of a grouped convolution is very slow: a ResNeXt-50 32x4d training step at
     batch 128, 32x32 took 15.7 s through XLA on this project's 2-core machine. The outputs are the
     same function; tests/unit/test_zoo.py compares the two paths. A one-time probe falls back to
-    XLA where the plain kernel refuses groups.
+    XLA where the plain kernel refuses groups, forward or backward: on some x86 CPUs (an AVX2-only
+    AMD EPYC) the forward kernel has groups while Conv2DBackpropInput raises "Gradients for grouped
+    convolutions are not supported on CPU".
     """
     import functools
 
@@ -98,8 +100,14 @@ def _plain_grouped_convolution() -> None:
     @functools.cache
     def plain_kernel_has_groups() -> bool:
         with tf.init_scope():  # eager, even while a tf.function is being traced
+            x, kernel, strides = tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4]), [1, 1, 1, 1]
             try:
-                tf.nn.conv2d(tf.ones([1, 3, 3, 4]), tf.ones([3, 3, 2, 4]), 1, "SAME")
+                y = tf.nn.conv2d(x, kernel, 1, "SAME")
+                # the two gradient kernels called as such: init_scope pauses any GradientTape
+                tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel, out_backprop=y,
+                                               strides=strides, padding="SAME")
+                tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=y,
+                                                strides=strides, padding="SAME")
                 return True
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError):
                 return False
