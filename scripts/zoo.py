@@ -350,6 +350,7 @@ def _cpu_part_ms(cfg, tflite: Path, trained: bool) -> str:
 
     from tfpipe import tasks
     from tfpipe.delegates.edgetpu import cpu_part, cpu_part_latency, predict
+    from tfpipe.runtime.client import WorkerError
     from tfpipe.runtime.graph import read_graph
 
     graph = read_graph(tflite)
@@ -357,7 +358,10 @@ def _cpu_part_ms(cfg, tflite: Path, trained: bool) -> str:
         return "0"
     splits = tasks.of(cfg).load_splits(cfg)
     images = splits.val.subset(np.arange(TAIL_IMAGES)).arrays(cfg.preprocess_spec(), splits.targets, TAIL_IMAGES)[0]
-    timed = cpu_part_latency(tflite, images)
+    try:
+        timed = cpu_part_latency(tflite, images)
+    except WorkerError as e:  # one row's failure is written in its cell, not a lost table
+        return f"not timed ({e})".replace("|", "/")
     return f"{timed['ms']:.3f}" + ("" if trained else " (untrained)")
 
 
@@ -399,7 +403,7 @@ def edgetpu(workdir: Path, out: Path, names: list[str]) -> int:
         tpu_ms = 2 * tpu["macs"]["mapped"] / 4e12 * 1e3
         trained = run_dir(path, workdir) / "export" / "model_int8_tpu.tflite"
         cpu_ms = _cpu_part_ms(cfg, trained, True) if trained.is_file() else _cpu_part_ms(cfg, tpu_file, False)
-        estimate = f"{tpu_ms + float(cpu_ms.split()[0]):.3f}"
+        estimate = f"{tpu_ms + float(cpu_ms.split()[0]):.3f}" if cpu_ms[0].isdigit() else "-"
         metrics = [_build_metric(evaluated, 'int8', metric), _build_metric(evaluated, 'int8_tpu', metric)]
         if evaluated is None and path.stem in written:  # the last two cells of the row as written
             metrics = [cell.strip() for cell in written[path.stem].split("|")[-3:-1]]

@@ -230,3 +230,25 @@ def test_the_cpu_part_after_the_cut_is_cut_out_and_computes_what_the_whole_model
     assert timed["ops"][0] == "LEAKY_RELU" and timed["ms"] > 0 and timed["images"] == 2
     mapped_path, _ = _int8(edgetpu_build(model)[0], calibration)
     assert edgetpu.cpu_part_latency(mapped_path, images[:2]) == {"ms": 0.0, "ops": [], "images": 0}
+
+
+def test_the_cpu_part_is_fed_each_images_tensor_when_the_cut_tensor_has_no_batch_axis():
+    """Faster R-CNN's cut reads proposals [32, 4]: each image's tensor at the cut must reach the part
+    whole (taking the first row of N images' tensors laid end to end made its GATHER index out of
+    bounds)."""
+    from tfpipe.backend import keras, tf
+
+    keras.utils.set_random_seed(0)
+    i = keras.Input((6, 6, 3), batch_size=1, name="images")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(i)
+    x = keras.layers.Lambda(lambda t: tf.reshape(t, [36, 4]), name="rows")(x)  # no batch axis
+    x = keras.layers.LeakyReLU(0.1, name="leaky")(x)
+    model = keras.Model(i, keras.layers.Lambda(lambda t: tf.reshape(t, [1, 144]), name="flat")(x))
+    rng = np.random.default_rng(4)
+    calibration, images = (rng.uniform(-1, 1, (n, 6, 6, 3)).astype(np.float32) for n in (16, 3))
+    path, _ = _int8(model, calibration)
+    graph = read_graph(path)
+    _, inputs, _ = edgetpu.cpu_part(graph, edgetpu.predict(graph))
+    assert [graph.tensors[t].shape for t in inputs] == [(36, 4)]
+    timed = edgetpu.cpu_part_latency(path, images, runs=2)
+    assert timed["ops"][0] == "LEAKY_RELU" and timed["images"] == 3 and timed["ms"] > 0

@@ -358,7 +358,9 @@ def cpu_part_latency(path: Path, images: np.ndarray, threads: int = 1, runs: int
         with Worker(part, threads=threads) as worker:
             per_image = []
             for i in range(len(images)):
-                feed = {f"tensor_{t}": reached[t][i : i + 1] for t in inputs}
+                # each image's own tensor: one at the cut need not lead with a batch axis (Faster
+                # R-CNN's proposals [32, 4]), so reached[t] is N of them end to end
+                feed = {f"tensor_{t}": reached[t].reshape(len(images), *graph.tensors[t].shape)[i] for t in inputs}
                 per_image.append(float(np.median(worker.latency(feed, 3, runs))) * 1000)
     return {"ms": float(np.median(per_image)), "ops": [graph.ops[i].kind for i in ops], "images": len(images)}
 
