@@ -276,6 +276,7 @@ def predict(graph: Graph) -> dict:
               for t in (*op.inputs, *op.outputs) if t >= 0}
     activations = [graph.tensors[t] for t in on_tpu if not graph.tensors[t].constant]
     largest = max(activations, key=lambda t: int(np.prod(t.shape)), default=None)
+    largest_bytes = int(np.prod(largest.shape)) if largest is not None else 0  # 8-bit: a byte per element
     macs = sum(row["macs"] for row in per_op)
     mapped_macs = sum(row["macs"] for row in per_op if row["mapped"])
     return {
@@ -288,10 +289,9 @@ def predict(graph: Graph) -> dict:
         "ops": {"total": len(per_op), "mapped": mapped_ops, "share": mapped_ops / len(per_op) if per_op else 0.0},
         "macs": {"total": macs, "mapped": mapped_macs, "share": mapped_macs / macs if macs else 0.0},
         "first_unmapped": first,
-        # 8-bit on the Edge TPU: one byte per element
         "largest_activation": None if largest is None else {
-            "tensor": largest.name, "shape": list(largest.shape), "bytes": int(np.prod(largest.shape)),
-            "over_on_chip_memory": int(np.prod(largest.shape)) > ON_CHIP_BYTES},
+            "tensor": largest.name, "shape": list(largest.shape), "bytes": largest_bytes,
+            "over_on_chip_memory": largest_bytes > ON_CHIP_BYTES},
         "before_postprocess": _before_postprocess(graph, per_op),
         "operators": operator_table(per_op),
         "per_op": per_op,
@@ -439,8 +439,8 @@ def summary_lines(report: dict) -> list[str]:
     if largest and largest["over_on_chip_memory"]:
         lines.append(f"  largest activation on the Edge TPU: {largest['tensor']} {largest['shape']}, "
                      f"{largest['bytes'] / 2**20:.1f} MiB, more than its {ON_CHIP_BYTES // 2**20} MiB of on-chip "
-                     "memory: "
-                     "the compiler may refuse the model ('large activation tensors', google-coral/edgetpu#176); "
+                     "memory: the compiler may refuse the model ('large activation tensors', "
+                     "google-coral/edgetpu#176); "
                      "use a smaller input or fewer channels at full resolution")
     compiler = report.get("compiler")
     if compiler:
