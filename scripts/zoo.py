@@ -109,17 +109,17 @@ def _delta(rows: dict, metric: str) -> str:
 def _edge_tpu(out: Path) -> str:
     """The Edge TPU checker's prediction for the run's int8 model: shares of ops and MACs mapped,
     and the op (and Keras layer) where the compiler would cut the graph."""
-    from tfpipe.delegates.edgetpu import predict
+    from tfpipe.delegates.edgetpu import percent, predict
     from tfpipe.runtime.graph import read_graph
 
     model = out / "export" / "model_int8.tflite"
     if not model.is_file():
         return "?"
     report = predict(read_graph(model))
-    cell = f"{report['ops']['share']:.0%} ops, {report['macs']['share']:.1%} MACs"
+    cell = f"{percent(report['ops']['share'], 0)} ops, {percent(report['macs']['share'])} MACs"
     first, before = report["first_unmapped"], report["before_postprocess"]
     if before:  # a detector's post-processing op, a segmenter's argmax: on the CPU on every Edge TPU
-        cell += f"; {before['share']:.0%} of the {before['total']} ops before {before['tail']}"
+        cell += f"; {percent(before['share'], 0)} of the {before['total']} ops before {before['tail']}"
     if first and not (before and first["index"] >= before["total"]):
         cell += f"; cut at {first['op']}" + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
     return cell
@@ -328,12 +328,14 @@ TAIL_IMAGES = 16  # validation images the CPU part is timed on
 def _mapping(report: dict) -> tuple[str, str]:
     """(ops and MACs mapped, where the graph is cut) of a checker report, counted before the CPU
     tail (a detector's post-processing op, a segmenter's argmax) when there is one."""
+    from tfpipe.delegates.edgetpu import percent
+
     before, first = report["before_postprocess"], report["first_unmapped"]
     counted = before or report["ops"]
     ops = f"{counted['mapped']}/{counted['total']} ops"
     cut = "-" if first is None or (before and first["index"] >= before["total"]) else \
         first["op"] + (f" ({first['keras_layers'][0]})" if first["keras_layers"] else "")
-    return f"{ops}, {report['macs']['share']:.1%} MACs", cut
+    return f"{ops}, {percent(report['macs']['share'])} MACs", cut
 
 
 def _build_metric(rows: dict | None, label: str, metric: str) -> str:
