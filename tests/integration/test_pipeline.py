@@ -178,7 +178,7 @@ def _softmax_input_scale(path) -> float:
 
 
 @pytest.mark.skipif(not TFLITE_PYTHON.exists(), reason="`make test` builds .venv-tflite (tflite-runtime 2.14, numpy<2)")
-def test_tflite_runtime_in_its_own_venv_predicts_as_litert_within_two_steps(tiny_run, tmp_path):
+def test_tflite_runtime_in_its_own_venv_predicts_as_litert_within_one_logit_step(tiny_run, tmp_path):
     import shutil
 
     from tfpipe.data.pipeline import make_dataset
