@@ -169,12 +169,12 @@ TFLITE_PYTHON = REPO / ".venv-tflite" / "bin" / "python"
 
 def _softmax_input_scale(path) -> float:
     """The quantization step of the logits the model's SOFTMAX reads (0 when they are float)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from tfpipe.runtime.graph import read_graph
 
-    interpreter = Interpreter(model_path=str(path))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    (softmax,) = [op for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
-    return float(tensors[softmax["inputs"][0]]["quantization"][0])
+    graph = read_graph(path)
+    (softmax,) = [op for op in graph.ops if op.kind == "SOFTMAX"]
+    logits = graph.op_inputs(softmax)[0]
+    return logits.scale[0] if logits.quantized else 0.0
 
 
 @pytest.mark.skipif(not TFLITE_PYTHON.exists(), reason="`make test` builds .venv-tflite (tflite-runtime 2.14, numpy<2)")
